@@ -1,0 +1,213 @@
+//! The live pipeline: ring buffer -> records -> reassembly -> outputs, driven by tokio.
+//!
+//! One task owns the whole path. The ring buffer is drained through `AsyncFd` (epoll on
+//! the map's fd: no busy loop, no blocking), a one-second tick expires idle connections
+//! and stale holes, and SIGINT/SIGTERM end the loop: the programs are detached first, then
+//! whatever is still in the ring buffer is drained, so nothing captured is left behind.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use serde_json::json;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    capture::{record, tc::TcCapture},
+    config::Config,
+    output::{stdout::StdoutStreams, streams_dir::StreamsDir, StreamOutput},
+    reassembly::Reassembler,
+    stream::StreamEvent,
+};
+
+/// Records handled per wake-up before the loop looks at signals and timers again.
+const DRAIN_BATCH: usize = 65_536;
+
+/// Everything after the byte source: reassembly and outputs, with their counters.
+pub struct Pipeline {
+    reassembler: Reassembler,
+    outputs: Vec<Box<dyn StreamOutput>>,
+    events: Vec<StreamEvent>,
+    records: u64,
+    decode_errors: u64,
+    output_errors: u64,
+}
+
+impl Pipeline {
+    pub fn new(cfg: &Config) -> Result<Self> {
+        let mut outputs: Vec<Box<dyn StreamOutput>> = Vec::new();
+        if cfg.outputs.stdout {
+            outputs.push(Box::new(StdoutStreams::new()));
+        }
+        if let Some(dir) = &cfg.outputs.streams_dir {
+            let o = StreamsDir::create(dir).with_context(|| format!("creating the streams directory {}", dir.display()))?;
+            outputs.push(Box::new(o));
+        }
+        Ok(Pipeline {
+            reassembler: Reassembler::new(cfg.capture.reassembly.clone()),
+            outputs,
+            events: Vec::new(),
+            records: 0,
+            decode_errors: 0,
+            output_errors: 0,
+        })
+    }
+
+    /// Takes up to `max` records from the ring buffer; returns how many it took.
+    pub fn drain(&mut self, ring: &mut RingBuf<MapData>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(item) = ring.next() else { break };
+            n += 1;
+            self.records += 1;
+            match record::decode(&item) {
+                Ok((_, seg)) => self.reassembler.push(seg, &mut self.events),
+                Err(e) => {
+                    self.decode_errors += 1;
+                    debug!("skipping a ring-buffer record: {e}");
+                }
+            }
+            drop(item);
+            if self.events.len() >= 1024 {
+                self.emit();
+            }
+        }
+        self.emit();
+        n
+    }
+
+    pub fn tick(&mut self, now_ns: u64) {
+        self.reassembler.tick(now_ns, &mut self.events);
+        self.emit();
+    }
+
+    pub fn finish(&mut self, now_ns: u64) {
+        self.reassembler.finish(now_ns, &mut self.events);
+        self.emit();
+        for o in &mut self.outputs {
+            if let Err(e) = o.finish() {
+                self.output_errors += 1;
+                warn!("finishing an output: {e}");
+            }
+        }
+    }
+
+    fn emit(&mut self) {
+        for ev in self.events.drain(..) {
+            for o in &mut self.outputs {
+                if let Err(e) = o.event(&ev) {
+                    self.output_errors += 1;
+                    warn!("output error (the event is skipped for this output): {e}");
+                }
+            }
+        }
+    }
+
+    pub fn report(&self, kernel: serde_json::Value) -> serde_json::Value {
+        json!({
+            "kernel": kernel,
+            "records": {"received": self.records, "decode_errors": self.decode_errors},
+            "reassembly": self.reassembler.stats(),
+            "open_connections": self.reassembler.connections(),
+            "buffered_bytes": self.reassembler.buffered_bytes(),
+            "outputs": {"errors": self.output_errors},
+        })
+    }
+}
+
+/// Runs live capture until SIGINT or SIGTERM.
+pub async fn run(cfg: Config) -> Result<()> {
+    let mut capture = TcCapture::start(&cfg.capture.ports, &cfg.capture.interfaces, cfg.capture.ring_bytes)?;
+    // SAFETY (both registrations): the ring buffer and the logger own their map fds and
+    // keep them open, unchanged, until they are dropped with the AsyncFd.
+    let mut ring = unsafe { AsyncFd::register(capture.take_ring()?) }
+        .map_err(std::io::Error::from)
+        .context("registering the ring buffer with epoll")?;
+    let mut logger = match capture.take_logger() {
+        Some(l) => Some(
+            unsafe { AsyncFd::register(l) }
+                .map_err(std::io::Error::from)
+                .context("registering the eBPF log buffer with epoll")?,
+        ),
+        None => None,
+    };
+    let mut pipeline = Pipeline::new(&cfg)?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut stats_tick = tokio::time::interval(cfg.outputs.stats_interval);
+    stats_tick.tick().await;
+    crate::notify::ready();
+
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { info!("SIGTERM: stopping"); break }
+            _ = sigint.recv() => { info!("SIGINT: stopping"); break }
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let n = pipeline.drain(guard.get_inner_mut(), DRAIN_BATCH);
+                // Clear readiness only when the buffer was emptied: epoll is edge-triggered,
+                // and records left behind would otherwise wait for the next wake-up.
+                if n < DRAIN_BATCH {
+                    guard.clear_ready();
+                }
+            }
+            guard = async { logger.as_mut().expect("guarded by the branch condition").readable_mut().await }, if logger.is_some() => {
+                let mut guard = guard?;
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
+            }
+            _ = tick.tick() => pipeline.tick(monotonic_ns()),
+            _ = stats_tick.tick() => publish(&pipeline, &capture, cfg.outputs.stats_file.as_deref(), false),
+        }
+    }
+
+    crate::notify::stopping();
+    capture.detach();
+    // The programs are gone: what is in the ring buffer now is all there will be.
+    while pipeline.drain(ring.get_mut(), DRAIN_BATCH) > 0 {}
+    if let Some(l) = logger.as_mut() {
+        l.get_mut().flush();
+    }
+    pipeline.finish(monotonic_ns());
+    publish(&pipeline, &capture, cfg.outputs.stats_file.as_deref(), true);
+    Ok(())
+}
+
+/// Logs the counters and writes them to the stats file.
+fn publish(pipeline: &Pipeline, capture: &TcCapture, file: Option<&Path>, last: bool) {
+    let kernel = match capture.counters() {
+        Ok(k) => k.to_json(),
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    let report = pipeline.report(kernel);
+    if last {
+        info!(counters = %report, "final counters");
+    } else {
+        info!(counters = %report, "counters");
+    }
+    if let Some(path) = file {
+        if let Err(e) = write_atomically(path, report.to_string().as_bytes()) {
+            warn!("writing the stats file {}: {e}", path.display());
+        }
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, so kernel timestamps
+/// and the agent's timers compare directly.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the struct we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

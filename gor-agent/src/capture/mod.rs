@@ -1,0 +1,42 @@
+//! Byte sources: where captured TCP segments come from.
+//!
+//! [`tc`] loads the kernel programs, attaches them and drains their ring buffer;
+//! [`record`] decodes a ring-buffer record into a [`Segment`]. Every source hands
+//! `Segment`s to the reassembler, which knows nothing of where they came from.
+pub mod record;
+pub mod tc;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::stream::{Direction, Flow};
+
+/// One TCP segment (or a chunk of one), as seen on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// CLOCK_MONOTONIC nanoseconds (kernel) or capture time (pcap).
+    pub ts_ns: u64,
+    pub flow: Flow,
+    pub dir: Direction,
+    /// Sequence number of `payload[0]` (or of the SYN/FIN when there is no payload).
+    pub seq: u32,
+    /// Acknowledgement number, meaningful when `flags` has ACK.
+    pub ack: u32,
+    pub flags: u8,
+    pub payload: Bytes,
+}
+
+impl Segment {
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// The flow of a segment from its addresses and direction.
+pub fn flow_of(src: SocketAddr, dst: SocketAddr, dir: Direction) -> Flow {
+    match dir {
+        Direction::ClientToServer => Flow { client: src, server: dst },
+        Direction::ServerToClient => Flow { client: dst, server: src },
+    }
+}

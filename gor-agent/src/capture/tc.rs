@@ -1,0 +1,183 @@
+//! The live byte source: loads the embedded kernel object, writes the captured ports,
+//! attaches the classifiers to the watched interfaces, and hands out the ring buffer and
+//! the kernel's counters. Dropping [`TcCapture`] detaches everything.
+//!
+//! On kernels >= 6.6 the programs are attached as tcx links: no qdisc is created, and the
+//! kernel removes the links when the agent's process ends, whatever the way it ends.
+//! Older kernels use cls_bpf on a `clsact` qdisc; the agent removes a qdisc it added.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use aya::{
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::{tc, SchedClassifier, TcAttachType},
+    util::KernelVersion,
+    Ebpf, EbpfLoader,
+};
+use aya_log::EbpfLogger;
+use gor_common::{counter, MAP_CHUNKS, MAP_COUNTERS, MAP_PORTS, PROG_EGRESS, PROG_INGRESS};
+use tracing::{debug, info, warn};
+
+/// The kernel object, built by `cargo xtask build-ebpf` and embedded by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gor.bpf.o"));
+
+/// The kernel's counters, summed over CPUs, indexed like `gor_common::counter`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounters(pub [u64; counter::COUNT as usize]);
+
+impl KernelCounters {
+    pub fn get(&self, idx: u32) -> u64 {
+        self.0[idx as usize]
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        counter::NAMES.iter().zip(self.0).map(|(n, v)| (n.to_string(), serde_json::Value::from(v))).collect()
+    }
+}
+
+pub struct TcCapture {
+    bpf: Ebpf,
+    logger: Option<EbpfLogger<&'static dyn log::Log>>,
+    /// Interfaces where this agent added the `clsact` qdisc (pre-tcx kernels only).
+    added_qdiscs: Vec<String>,
+    interfaces: Vec<String>,
+    detached: bool,
+}
+
+impl TcCapture {
+    /// Loads the programs, sets the ports, and attaches to `interfaces` (empty: all up).
+    pub fn start(ports: &[u16], interfaces: &[String], ring_bytes: u32) -> Result<Self> {
+        if EBPF_OBJECT.is_empty() {
+            bail!("this gor-agent was built without its eBPF object: run `cargo xtask build-ebpf`, then build again");
+        }
+        raise_memlock();
+        let mut bpf = EbpfLoader::new()
+            .map_max_entries(MAP_CHUNKS, ring_bytes)
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object (needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)")?;
+        let logger = match EbpfLogger::init(&mut bpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                warn!("eBPF log records will not be shown: {e}");
+                None
+            }
+        };
+        {
+            let mut map: Array<_, u8> =
+                Array::try_from(bpf.map_mut(MAP_PORTS).context("map PORTS missing from the object")?)?;
+            for &p in ports {
+                map.set(u32::from(p), 1, 0).with_context(|| format!("writing port {p} to the PORTS map"))?;
+            }
+        }
+        let interfaces = if interfaces.is_empty() { interfaces_up()? } else { interfaces.to_vec() };
+        let mut this = TcCapture { bpf, logger, added_qdiscs: Vec::new(), interfaces: Vec::new(), detached: false };
+        let tcx = KernelVersion::current().map(|v| v >= KernelVersion::new(6, 6, 0)).unwrap_or(false);
+        for name in [PROG_INGRESS, PROG_EGRESS] {
+            let prog: &mut SchedClassifier = this
+                .bpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing from the object"))?
+                .try_into()?;
+            prog.load().with_context(|| format!("loading {name} (the verifier's log is above)"))?;
+        }
+        for iface in &interfaces {
+            if !tcx {
+                match tc::qdisc_add_clsact(iface) {
+                    Ok(()) => this.added_qdiscs.push(iface.clone()),
+                    Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                    Err(e) => return Err(e).with_context(|| format!("adding the clsact qdisc to {iface}")),
+                }
+            }
+            for (name, attach) in [(PROG_INGRESS, TcAttachType::Ingress), (PROG_EGRESS, TcAttachType::Egress)] {
+                let prog: &mut SchedClassifier = this.bpf.program_mut(name).expect("checked above").try_into()?;
+                prog.attach(iface, attach).with_context(|| format!("attaching {name} to {iface}"))?;
+            }
+            this.interfaces.push(iface.clone());
+        }
+        info!(interfaces = ?this.interfaces, ?ports, tcx, "capturing");
+        Ok(this)
+    }
+
+    pub fn interfaces(&self) -> &[String] {
+        &self.interfaces
+    }
+
+    /// The ring buffer of chunk records (can be taken once).
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self.bpf.take_map(MAP_CHUNKS).context("map CHUNKS missing or already taken")?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// The eBPF logger, to be polled by the caller; it owns the log map's fd, so the
+    /// caller keeps it for as long as the programs run.
+    pub fn take_logger(&mut self) -> Option<EbpfLogger<&'static dyn log::Log>> {
+        self.logger.take()
+    }
+
+    /// Reads the kernel's counters, summed over CPUs.
+    pub fn counters(&self) -> Result<KernelCounters> {
+        let map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.bpf.map(MAP_COUNTERS).context("map COUNTERS missing")?)?;
+        let mut out = KernelCounters::default();
+        for (i, slot) in out.0.iter_mut().enumerate() {
+            *slot = map.get(&(i as u32), 0)?.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Detaches the programs from every interface; the maps stay readable.
+    pub fn detach(&mut self) {
+        if std::mem::replace(&mut self.detached, true) {
+            return;
+        }
+        for name in [PROG_INGRESS, PROG_EGRESS] {
+            if let Some(Ok(prog)) = self.bpf.program_mut(name).map(<&mut SchedClassifier>::try_from) {
+                // Unloading drops every link of the program.
+                if let Err(e) = prog.unload() {
+                    warn!("detaching {name}: {e}");
+                }
+            }
+        }
+        for iface in self.added_qdiscs.drain(..) {
+            // aya has no call to delete a qdisc; iproute2's tc does it.
+            match Command::new("tc").args(["qdisc", "del", "dev", &iface, "clsact"]).status() {
+                Ok(s) if s.success() => debug!("removed the clsact qdisc we added to {iface}"),
+                other => warn!("could not remove the clsact qdisc we added to {iface}: {other:?}"),
+            }
+        }
+    }
+}
+
+impl Drop for TcCapture {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+fn raise_memlock() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit reads the struct we pass; failure is harmless on newer kernels.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        debug!("could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11");
+    }
+}
+
+/// Every interface that is up (IFF_UP), `lo` included.
+pub fn interfaces_up() -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/sys/class/net").context("listing /sys/class/net")? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let flags = std::fs::read_to_string(format!("/sys/class/net/{name}/flags")).unwrap_or_default();
+        let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+        if flags & libc::IFF_UP as u32 != 0 {
+            out.push(name);
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        bail!("no network interface is up");
+    }
+    Ok(out)
+}

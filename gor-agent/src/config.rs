@@ -1,0 +1,342 @@
+//! Every setting of the agent, in one place: the flag, its `GOR_*` environment twin, its
+//! default and its doc line (clap derive), then one validation pass that reports every
+//! invalid value at once, with the setting's name, the value and what is accepted.
+//! `main` exits with 64 (EX_USAGE) on any of them, before anything touches the kernel.
+
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser};
+
+use crate::reassembly;
+
+/// Exit code for invalid configuration (sysexits.h EX_USAGE).
+pub const EXIT_USAGE: i32 = 64;
+
+#[derive(Debug, Parser)]
+#[command(name = "gor-agent", version, about = "Mirror production HTTP traffic to staging, captured with eBPF")]
+pub struct Cli {
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+    #[command(flatten)]
+    pub outputs: OutputArgs,
+    #[command(flatten)]
+    pub logging: LogArgs,
+}
+
+/// What to capture, and the bounds of capture.
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// TCP ports to capture, comma-separated (required), e.g. `80,8080`.
+    #[arg(long, env = "GOR_PORTS", value_name = "PORTS")]
+    pub ports: Option<String>,
+    /// Interfaces to watch, comma-separated. Default: every interface that is up, `lo` included.
+    #[arg(long, env = "GOR_INTERFACES", value_name = "IFACES")]
+    pub interfaces: Option<String>,
+    /// Size of the kernel ring buffer (power of two, at least one page), e.g. `32MiB`.
+    #[arg(long, env = "GOR_RING_BUFFER", default_value = "32MiB")]
+    pub ring_buffer: String,
+    /// Connections tracked at once; the least recently active is evicted beyond that.
+    #[arg(long, env = "GOR_MAX_CONNECTIONS", default_value = "100000")]
+    pub max_connections: String,
+    /// Out-of-order bytes held per connection direction before a hole is given up.
+    #[arg(long, env = "GOR_CONN_BUFFER", default_value = "4MiB")]
+    pub conn_buffer: String,
+    /// Out-of-order bytes held for all connections together.
+    #[arg(long, env = "GOR_TOTAL_BUFFER", default_value = "256MiB")]
+    pub total_buffer: String,
+    /// A connection with no packet for this long is ended.
+    #[arg(long, env = "GOR_IDLE_TIMEOUT", default_value = "120s")]
+    pub idle_timeout: String,
+    /// A hole in a stream with later bytes waiting behind it is reported lost after this long.
+    #[arg(long, env = "GOR_HOLE_TIMEOUT", default_value = "2s")]
+    pub hole_timeout: String,
+}
+
+/// Where captured traffic goes.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print each connection's bytes as they become ordered (for watching what is captured).
+    #[arg(long, env = "GOR_OUTPUT_STDOUT", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub output_stdout: bool,
+    /// Write each connection's two byte streams to files in this directory
+    /// (`<id>.c2s`, `<id>.s2c`, and `connections.jsonl` with one line per closed connection).
+    #[arg(long, env = "GOR_OUTPUT_STREAMS", value_name = "DIR")]
+    pub output_streams: Option<PathBuf>,
+    /// Write the counters as JSON to this file every stats interval and at exit.
+    #[arg(long, env = "GOR_STATS_FILE", value_name = "FILE")]
+    pub stats_file: Option<PathBuf>,
+    /// How often counters are logged (and written to the stats file).
+    #[arg(long, env = "GOR_STATS_INTERVAL", default_value = "10s")]
+    pub stats_interval: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `gor_agent=debug`.
+    #[arg(long, env = "GOR_LOG", default_value = "info")]
+    pub log: String,
+    /// Log format: `plain` or `json`.
+    #[arg(long, env = "GOR_LOG_FORMAT", default_value = "plain")]
+    pub log_format: String,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub capture: CaptureConfig,
+    pub outputs: OutputConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    pub ports: Vec<u16>,
+    /// Empty: every interface that is up.
+    pub interfaces: Vec<String>,
+    pub ring_bytes: u32,
+    pub reassembly: reassembly::Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputConfig {
+    pub stdout: bool,
+    pub streams_dir: Option<PathBuf>,
+    pub stats_file: Option<PathBuf>,
+    pub stats_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub filter: String,
+    pub json: bool,
+}
+
+/// One invalid setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={:?} is invalid: expected {}", self.setting, self.value, self.expected)
+    }
+}
+
+/// Collects every error of one validation pass.
+#[derive(Default)]
+struct Check {
+    errors: Vec<ConfigError>,
+}
+
+impl Check {
+    fn field<T>(&mut self, setting: &'static str, value: &str, parsed: Result<T, String>) -> Option<T> {
+        match parsed {
+            Ok(v) => Some(v),
+            Err(expected) => {
+                self.errors.push(ConfigError { setting, value: value.to_string(), expected });
+                None
+            }
+        }
+    }
+}
+
+impl Cli {
+    /// Validates every setting; all errors at once.
+    pub fn validate(&self) -> Result<Config, Vec<ConfigError>> {
+        let mut c = Check::default();
+        let a = &self.capture;
+        let ports = match &a.ports {
+            None => c.field("GOR_PORTS", "", Err::<Vec<u16>, _>("a comma-separated list of TCP ports (1-65535); it is required".into())),
+            Some(p) => c.field("GOR_PORTS", p, parse_ports(p)),
+        };
+        let interfaces = match &a.interfaces {
+            None => Some(Vec::new()),
+            Some(v) => c.field("GOR_INTERFACES", v, parse_interfaces(v)),
+        };
+        let ring = c.field("GOR_RING_BUFFER", &a.ring_buffer, parse_ring_size(&a.ring_buffer));
+        let max_conns = c.field("GOR_MAX_CONNECTIONS", &a.max_connections, parse_count(&a.max_connections));
+        let conn_buf = c.field("GOR_CONN_BUFFER", &a.conn_buffer, parse_size(&a.conn_buffer));
+        let total_buf = c.field("GOR_TOTAL_BUFFER", &a.total_buffer, parse_size(&a.total_buffer));
+        let idle = c.field("GOR_IDLE_TIMEOUT", &a.idle_timeout, parse_duration(&a.idle_timeout));
+        let hole = c.field("GOR_HOLE_TIMEOUT", &a.hole_timeout, parse_duration(&a.hole_timeout));
+        let o = &self.outputs;
+        let interval = c.field("GOR_STATS_INTERVAL", &o.stats_interval, parse_duration(&o.stats_interval));
+        let json = c.field(
+            "GOR_LOG_FORMAT",
+            &self.logging.log_format,
+            match self.logging.log_format.as_str() {
+                "plain" => Ok(false),
+                "json" => Ok(true),
+                _ => Err("`plain` or `json`".to_string()),
+            },
+        );
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.log) {
+            c.errors.push(ConfigError {
+                setting: "GOR_LOG",
+                value: self.logging.log.clone(),
+                expected: format!("a tracing filter such as `info` or `gor_agent=debug` ({e})"),
+            });
+        }
+        if !c.errors.is_empty() {
+            return Err(c.errors);
+        }
+        // Every field parsed, so every Option is Some.
+        let (Some(ports), Some(interfaces), Some(ring_bytes), Some(max_connections), Some(max_conn_buffer), Some(max_total_buffer), Some(idle), Some(hole), Some(stats_interval), Some(json)) =
+            (ports, interfaces, ring, max_conns, conn_buf, total_buf, idle, hole, interval, json)
+        else {
+            unreachable!("validation reported no error but a value is missing")
+        };
+        Ok(Config {
+            capture: CaptureConfig {
+                ports,
+                interfaces,
+                ring_bytes,
+                reassembly: reassembly::Limits {
+                    max_conn_buffer,
+                    max_total_buffer,
+                    max_connections,
+                    idle_timeout_ns: idle.as_nanos() as u64,
+                    hole_timeout_ns: hole.as_nanos() as u64,
+                },
+            },
+            outputs: OutputConfig {
+                stdout: o.output_stdout,
+                streams_dir: o.output_streams.clone(),
+                stats_file: o.stats_file.clone(),
+                stats_interval,
+            },
+            log: LogConfig { filter: self.logging.log.clone(), json },
+        })
+    }
+}
+
+/// `80,8080`: a non-empty list of distinct ports 1-65535.
+pub fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
+    const EXPECTED: &str = "a comma-separated list of TCP ports 1-65535, e.g. `80,8080`";
+    let mut ports = BTreeSet::new();
+    for part in s.split(',').map(str::trim) {
+        match part.parse::<u16>() {
+            Ok(p) if p != 0 => {
+                ports.insert(p);
+            }
+            _ => return Err(format!("{EXPECTED} (`{part}` is not a port)")),
+        }
+    }
+    Ok(ports.into_iter().collect())
+}
+
+/// `lo,eth0`: names of interfaces that exist now.
+pub fn parse_interfaces(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for name in s.split(',').map(str::trim) {
+        if name.is_empty() || !interface_exists(name) {
+            return Err(format!("a comma-separated list of existing network interfaces (`{name}` does not exist)"));
+        }
+        out.push(name.to_string());
+    }
+    Ok(out)
+}
+
+fn interface_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists() && !name.contains('/')
+}
+
+/// `120s`, `500ms`, `2m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const EXPECTED: &str = "a duration such as `500ms`, `2s`, `1m` or `1h`";
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| EXPECTED.to_string())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(EXPECTED.into()),
+    };
+    if d.is_zero() {
+        return Err(format!("{EXPECTED}, greater than zero"));
+    }
+    Ok(d)
+}
+
+/// `1024`, `64KiB`, `4MiB`, `1GiB` (also `K`, `M`, `G`, binary multiples).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    const EXPECTED: &str = "a size such as `65536`, `64KiB`, `4MiB` or `1GiB`";
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().map_err(|_| EXPECTED.to_string())?;
+    let mult: usize = match unit {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        _ => return Err(EXPECTED.into()),
+    };
+    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| EXPECTED.to_string())
+}
+
+fn parse_count(s: &str) -> Result<usize, String> {
+    s.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| "a positive whole number".to_string())
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let expected = "a power of two between 64KiB and 1GiB, e.g. `32MiB`";
+    let n = parse_size(s).map_err(|_| expected.to_string())?;
+    if !n.is_power_of_two() || !(64 << 10..=1 << 30).contains(&n) {
+        return Err(expected.into());
+    }
+    Ok(n as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("gor-agent").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn valid_settings_parse() {
+        let c = cli(&["--ports", "8080, 80,80", "--interfaces", "lo", "--idle-timeout", "5m"]).validate().unwrap();
+        assert_eq!(c.capture.ports, vec![80, 8080]);
+        assert_eq!(c.capture.interfaces, vec!["lo"]);
+        assert_eq!(c.capture.reassembly.idle_timeout_ns, 300_000_000_000);
+        assert_eq!(c.capture.ring_bytes, 32 << 20);
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_at_once() {
+        let errs = cli(&["--ports", "80,http", "--interfaces", "lo,nosuchif0", "--ring-buffer", "3MiB", "--hole-timeout", "soon"])
+            .validate()
+            .unwrap_err();
+        let names: Vec<_> = errs.iter().map(|e| e.setting).collect();
+        assert_eq!(names, vec!["GOR_PORTS", "GOR_INTERFACES", "GOR_RING_BUFFER", "GOR_HOLE_TIMEOUT"]);
+        assert!(errs[0].to_string().contains("`http` is not a port"), "{}", errs[0]);
+        assert!(errs[1].to_string().contains("nosuchif0"), "{}", errs[1]);
+    }
+
+    #[test]
+    fn ports_are_required() {
+        let errs = cli(&[]).validate().unwrap_err();
+        assert_eq!(errs[0].setting, "GOR_PORTS");
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5").is_err());
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert!(parse_size("-1").is_err());
+        assert!(parse_ports("0").is_err());
+        assert!(parse_ports("65536").is_err());
+        assert!(parse_ports("").is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! `gor-agent`: parse and check the configuration, set up logs, run the pipeline.
+use clap::Parser;
+use gor_agent::config::{Cli, EXIT_USAGE};
+
+fn main() {
+    let cli = Cli::parse();
+    let cfg = match cli.validate() {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("gor-agent: {e}");
+            }
+            eprintln!("gor-agent: {} invalid setting(s); nothing was attached", errors.len());
+            std::process::exit(EXIT_USAGE);
+        }
+    };
+    gor_agent::logging::init(&cfg.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gor-agent: starting the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(gor_agent::agent::run(cfg)) {
+        tracing::error!("{e:#}");
+        eprintln!("gor-agent: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,150 @@
+//! Types shared by gor's kernel programs (`gor-ebpf`) and its agent (`gor-agent`).
+//!
+//! Everything here crosses the kernel/user boundary as raw bytes, so every struct is
+//! `#[repr(C)]`, `Copy`, and laid out without implicit padding (padding is spelled out),
+//! and the constants are the single source for map names and sizes on both sides.
+#![no_std]
+
+/// Bytes of TCP payload carried by one ring-buffer record at most.
+///
+/// 16 KiB, like DeepFlow's and Beyla's large-buffer path: a 64 KiB GRO/GSO skb is four
+/// records, and the per-CPU scratch buffer stays far below the map value size limit.
+pub const CHUNK_DATA_LEN: usize = 16 * 1024;
+
+/// How many chunks the classifier emits for one skb at most. Bytes beyond
+/// `MAX_CHUNKS_PER_SKB * CHUNK_DATA_LEN` (256 KiB, four times the default GSO maximum)
+/// are counted as truncated.
+pub const MAX_CHUNKS_PER_SKB: usize = 16;
+
+/// Default size of the ring buffer (must be a power-of-two multiple of the page size).
+pub const DEFAULT_RING_BYTES: u32 = 32 * 1024 * 1024;
+
+/// Map names, as the agent looks them up in the loaded object.
+pub const MAP_PORTS: &str = "PORTS";
+pub const MAP_CHUNKS: &str = "CHUNKS";
+pub const MAP_COUNTERS: &str = "COUNTERS";
+pub const MAP_SCRATCH: &str = "SCRATCH";
+
+/// Program names, one per TC hook.
+pub const PROG_INGRESS: &str = "gor_ingress";
+pub const PROG_EGRESS: &str = "gor_egress";
+
+/// Entries in the `PORTS` array: one per TCP port, non-zero means "capture".
+pub const PORTS_LEN: u32 = 65536;
+
+/// TCP flag bits as they appear in the 14th byte of the TCP header.
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+}
+
+/// Which way a captured segment travels, relative to the captured (server) port.
+pub mod direction {
+    /// Seen on ingress with the destination port captured: client -> server.
+    pub const TO_SERVER: u8 = 0;
+    /// Seen on egress with the source port captured: server -> client.
+    pub const TO_CLIENT: u8 = 1;
+}
+
+/// Indices into the per-CPU `COUNTERS` array. The agent sums the CPUs.
+pub mod counter {
+    /// Packets whose port matched (with or without payload).
+    pub const PACKETS_MATCHED: u32 = 0;
+    /// Payload bytes copied into the ring buffer.
+    pub const BYTES_COPIED: u32 = 1;
+    /// Records submitted to the ring buffer.
+    pub const CHUNKS_EMITTED: u32 = 2;
+    /// Records that could not be written because the ring buffer was full.
+    pub const RINGBUF_DROPS: u32 = 3;
+    /// Payload bytes those records would have carried.
+    pub const RINGBUF_DROPPED_BYTES: u32 = 4;
+    /// Packets larger than `MAX_CHUNKS_PER_SKB * CHUNK_DATA_LEN` payload bytes.
+    pub const TRUNCATED_PACKETS: u32 = 5;
+    /// Payload bytes beyond that limit, not copied.
+    pub const TRUNCATED_BYTES: u32 = 6;
+    /// IPv4/IPv6 fragments on a watched interface (their TCP header cannot be read).
+    pub const FRAGMENTS: u32 = 7;
+    /// Packets whose headers could not be read (too short, bad lengths).
+    pub const MALFORMED: u32 = 8;
+    /// `bpf_skb_load_bytes` failures while copying payload (counted as lost bytes too).
+    pub const LOAD_ERRORS: u32 = 9;
+    /// Number of counters.
+    pub const COUNT: u32 = 10;
+
+    /// Names, indexed like the counters, for logs and reports.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "packets_matched",
+        "bytes_copied",
+        "chunks_emitted",
+        "ringbuf_drops",
+        "ringbuf_dropped_bytes",
+        "truncated_packets",
+        "truncated_bytes",
+        "fragments",
+        "malformed",
+        "load_errors",
+    ];
+}
+
+/// IP family values in [`ChunkHeader::family`].
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// The fixed header of every ring-buffer record; `len` payload bytes follow it.
+///
+/// Addresses are 16 bytes; an IPv4 address uses the first 4 (network order).
+/// Ports are in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkHeader {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the packet was seen.
+    pub ts_ns: u64,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// TCP sequence number of the first byte of this chunk.
+    pub seq: u32,
+    /// Acknowledgement number of the packet (valid when `flags` has ACK).
+    pub ack: u32,
+    pub sport: u16,
+    pub dport: u16,
+    /// Payload bytes in this record.
+    pub len: u16,
+    /// TCP flags of the packet (see [`tcp_flags`]).
+    pub flags: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// See [`direction`].
+    pub direction: u8,
+    /// Index of this chunk within its packet.
+    pub chunk_index: u8,
+    pub _pad: [u8; 2],
+    pub ifindex: u32,
+    /// TCP payload bytes of the whole packet.
+    pub payload_len: u32,
+    /// Payload bytes of the whole packet that were not copied (see [`MAX_CHUNKS_PER_SKB`]).
+    pub truncated: u32,
+}
+
+/// A ring-buffer record as the kernel builds it in its per-CPU scratch buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Chunk {
+    pub header: ChunkHeader,
+    pub data: [u8; CHUNK_DATA_LEN],
+}
+
+/// Size of [`ChunkHeader`] in bytes.
+pub const CHUNK_HEADER_LEN: usize = core::mem::size_of::<ChunkHeader>();
+
+// No implicit padding: the size is the sum of the fields.
+const _: () = assert!(CHUNK_HEADER_LEN == 8 + 16 + 16 + 4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 2 + 4 + 4 + 4);
+const _: () = assert!(CHUNK_HEADER_LEN % 8 == 0);
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data, `repr(C)`, no padding (asserted above), any bit pattern valid.
+    unsafe impl aya::Pod for super::ChunkHeader {}
+}
