@@ -44,7 +44,8 @@ impl Pipeline {
             outputs.push(Box::new(StdoutStreams::new()));
         }
         if let Some(dir) = &cfg.outputs.streams_dir {
-            let o = StreamsDir::create(dir).with_context(|| format!("creating the streams directory {}", dir.display()))?;
+            let o = StreamsDir::create(dir)
+                .with_context(|| format!("creating the streams directory {}", dir.display()))?;
             outputs.push(Box::new(o));
         }
         Ok(Pipeline {
@@ -121,7 +122,11 @@ impl Pipeline {
 
 /// Runs live capture until SIGINT or SIGTERM.
 pub async fn run(cfg: Config) -> Result<()> {
-    let mut capture = TcCapture::start(&cfg.capture.ports, &cfg.capture.interfaces, cfg.capture.ring_bytes)?;
+    let mut capture = TcCapture::start(
+        &cfg.capture.ports,
+        &cfg.capture.interfaces,
+        cfg.capture.ring_bytes,
+    )?;
     // SAFETY (both registrations): the ring buffer and the logger own their map fds and
     // keep them open, unchanged, until they are dropped with the AsyncFd.
     let mut ring = unsafe { AsyncFd::register(capture.take_ring()?) }
@@ -206,7 +211,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, so kernel timestamps
 /// and the agent's timers compare directly.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the struct we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64

@@ -13,7 +13,11 @@ use crate::reassembly;
 pub const EXIT_USAGE: i32 = 64;
 
 #[derive(Debug, Parser)]
-#[command(name = "gor-agent", version, about = "Mirror production HTTP traffic to staging, captured with eBPF")]
+#[command(
+    name = "gor-agent",
+    version,
+    about = "Mirror production HTTP traffic to staging, captured with eBPF"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub capture: CaptureArgs,
@@ -121,7 +125,11 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}={:?} is invalid: expected {}", self.setting, self.value, self.expected)
+        write!(
+            f,
+            "{}={:?} is invalid: expected {}",
+            self.setting, self.value, self.expected
+        )
     }
 }
 
@@ -132,11 +140,20 @@ struct Check {
 }
 
 impl Check {
-    fn field<T>(&mut self, setting: &'static str, value: &str, parsed: Result<T, String>) -> Option<T> {
+    fn field<T>(
+        &mut self,
+        setting: &'static str,
+        value: &str,
+        parsed: Result<T, String>,
+    ) -> Option<T> {
         match parsed {
             Ok(v) => Some(v),
             Err(expected) => {
-                self.errors.push(ConfigError { setting, value: value.to_string(), expected });
+                self.errors.push(ConfigError {
+                    setting,
+                    value: value.to_string(),
+                    expected,
+                });
                 None
             }
         }
@@ -149,21 +166,55 @@ impl Cli {
         let mut c = Check::default();
         let a = &self.capture;
         let ports = match &a.ports {
-            None => c.field("GOR_PORTS", "", Err::<Vec<u16>, _>("a comma-separated list of TCP ports (1-65535); it is required".into())),
+            None => c.field(
+                "GOR_PORTS",
+                "",
+                Err::<Vec<u16>, _>(
+                    "a comma-separated list of TCP ports (1-65535); it is required".into(),
+                ),
+            ),
             Some(p) => c.field("GOR_PORTS", p, parse_ports(p)),
         };
         let interfaces = match &a.interfaces {
             None => Some(Vec::new()),
             Some(v) => c.field("GOR_INTERFACES", v, parse_interfaces(v)),
         };
-        let ring = c.field("GOR_RING_BUFFER", &a.ring_buffer, parse_ring_size(&a.ring_buffer));
-        let max_conns = c.field("GOR_MAX_CONNECTIONS", &a.max_connections, parse_count(&a.max_connections));
-        let conn_buf = c.field("GOR_CONN_BUFFER", &a.conn_buffer, parse_size(&a.conn_buffer));
-        let total_buf = c.field("GOR_TOTAL_BUFFER", &a.total_buffer, parse_size(&a.total_buffer));
-        let idle = c.field("GOR_IDLE_TIMEOUT", &a.idle_timeout, parse_duration(&a.idle_timeout));
-        let hole = c.field("GOR_HOLE_TIMEOUT", &a.hole_timeout, parse_duration(&a.hole_timeout));
+        let ring = c.field(
+            "GOR_RING_BUFFER",
+            &a.ring_buffer,
+            parse_ring_size(&a.ring_buffer),
+        );
+        let max_conns = c.field(
+            "GOR_MAX_CONNECTIONS",
+            &a.max_connections,
+            parse_count(&a.max_connections),
+        );
+        let conn_buf = c.field(
+            "GOR_CONN_BUFFER",
+            &a.conn_buffer,
+            parse_size(&a.conn_buffer),
+        );
+        let total_buf = c.field(
+            "GOR_TOTAL_BUFFER",
+            &a.total_buffer,
+            parse_size(&a.total_buffer),
+        );
+        let idle = c.field(
+            "GOR_IDLE_TIMEOUT",
+            &a.idle_timeout,
+            parse_duration(&a.idle_timeout),
+        );
+        let hole = c.field(
+            "GOR_HOLE_TIMEOUT",
+            &a.hole_timeout,
+            parse_duration(&a.hole_timeout),
+        );
         let o = &self.outputs;
-        let interval = c.field("GOR_STATS_INTERVAL", &o.stats_interval, parse_duration(&o.stats_interval));
+        let interval = c.field(
+            "GOR_STATS_INTERVAL",
+            &o.stats_interval,
+            parse_duration(&o.stats_interval),
+        );
         let json = c.field(
             "GOR_LOG_FORMAT",
             &self.logging.log_format,
@@ -184,8 +235,20 @@ impl Cli {
             return Err(c.errors);
         }
         // Every field parsed, so every Option is Some.
-        let (Some(ports), Some(interfaces), Some(ring_bytes), Some(max_connections), Some(max_conn_buffer), Some(max_total_buffer), Some(idle), Some(hole), Some(stats_interval), Some(json)) =
-            (ports, interfaces, ring, max_conns, conn_buf, total_buf, idle, hole, interval, json)
+        let (
+            Some(ports),
+            Some(interfaces),
+            Some(ring_bytes),
+            Some(max_connections),
+            Some(max_conn_buffer),
+            Some(max_total_buffer),
+            Some(idle),
+            Some(hole),
+            Some(stats_interval),
+            Some(json),
+        ) = (
+            ports, interfaces, ring, max_conns, conn_buf, total_buf, idle, hole, interval, json,
+        )
         else {
             unreachable!("validation reported no error but a value is missing")
         };
@@ -208,7 +271,10 @@ impl Cli {
                 stats_file: o.stats_file.clone(),
                 stats_interval,
             },
-            log: LogConfig { filter: self.logging.log.clone(), json },
+            log: LogConfig {
+                filter: self.logging.log.clone(),
+                json,
+            },
         })
     }
 }
@@ -233,7 +299,9 @@ pub fn parse_interfaces(s: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     for name in s.split(',').map(str::trim) {
         if name.is_empty() || !interface_exists(name) {
-            return Err(format!("a comma-separated list of existing network interfaces (`{name}` does not exist)"));
+            return Err(format!(
+                "a comma-separated list of existing network interfaces (`{name}` does not exist)"
+            ));
         }
         out.push(name.to_string());
     }
@@ -278,11 +346,17 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         "G" | "GiB" => 1 << 30,
         _ => return Err(EXPECTED.into()),
     };
-    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| EXPECTED.to_string())
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| EXPECTED.to_string())
 }
 
 fn parse_count(s: &str) -> Result<usize, String> {
-    s.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| "a positive whole number".to_string())
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "a positive whole number".to_string())
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -304,7 +378,16 @@ mod tests {
 
     #[test]
     fn valid_settings_parse() {
-        let c = cli(&["--ports", "8080, 80,80", "--interfaces", "lo", "--idle-timeout", "5m"]).validate().unwrap();
+        let c = cli(&[
+            "--ports",
+            "8080, 80,80",
+            "--interfaces",
+            "lo",
+            "--idle-timeout",
+            "5m",
+        ])
+        .validate()
+        .unwrap();
         assert_eq!(c.capture.ports, vec![80, 8080]);
         assert_eq!(c.capture.interfaces, vec!["lo"]);
         assert_eq!(c.capture.reassembly.idle_timeout_ns, 300_000_000_000);
@@ -313,12 +396,33 @@ mod tests {
 
     #[test]
     fn every_invalid_value_is_reported_at_once() {
-        let errs = cli(&["--ports", "80,http", "--interfaces", "lo,nosuchif0", "--ring-buffer", "3MiB", "--hole-timeout", "soon"])
-            .validate()
-            .unwrap_err();
+        let errs = cli(&[
+            "--ports",
+            "80,http",
+            "--interfaces",
+            "lo,nosuchif0",
+            "--ring-buffer",
+            "3MiB",
+            "--hole-timeout",
+            "soon",
+        ])
+        .validate()
+        .unwrap_err();
         let names: Vec<_> = errs.iter().map(|e| e.setting).collect();
-        assert_eq!(names, vec!["GOR_PORTS", "GOR_INTERFACES", "GOR_RING_BUFFER", "GOR_HOLE_TIMEOUT"]);
-        assert!(errs[0].to_string().contains("`http` is not a port"), "{}", errs[0]);
+        assert_eq!(
+            names,
+            vec![
+                "GOR_PORTS",
+                "GOR_INTERFACES",
+                "GOR_RING_BUFFER",
+                "GOR_HOLE_TIMEOUT"
+            ]
+        );
+        assert!(
+            errs[0].to_string().contains("`http` is not a port"),
+            "{}",
+            errs[0]
+        );
         assert!(errs[1].to_string().contains("nosuchif0"), "{}", errs[1]);
     }
 

@@ -8,8 +8,14 @@ use crate::config::LogConfig;
 
 pub fn init(cfg: &LogConfig) {
     let filter = EnvFilter::try_new(&cfg.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let res = if cfg.json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let res = if cfg.json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
     if let Err(e) = res {
         eprintln!("gor-agent: logging already set up: {e}");
     }

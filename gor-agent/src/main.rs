@@ -10,12 +10,18 @@ fn main() {
             for e in &errors {
                 eprintln!("gor-agent: {e}");
             }
-            eprintln!("gor-agent: {} invalid setting(s); nothing was attached", errors.len());
+            eprintln!(
+                "gor-agent: {} invalid setting(s); nothing was attached",
+                errors.len()
+            );
             std::process::exit(EXIT_USAGE);
         }
     };
     gor_agent::logging::init(&cfg.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gor-agent: starting the runtime: {e}");

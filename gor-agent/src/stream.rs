@@ -83,15 +83,37 @@ pub enum StreamEvent {
     /// A connection was first seen. `midstream` is true when its start (SYN) was not seen,
     /// e.g. when the agent started while it was open: offsets then count from the first
     /// byte seen, and the first bytes may be in the middle of a message.
-    Open { conn: ConnId, flow: Flow, ts_ns: u64, midstream: bool },
+    Open {
+        conn: ConnId,
+        flow: Flow,
+        ts_ns: u64,
+        midstream: bool,
+    },
     /// Contiguous bytes of one direction; `offset` is the stream position of `bytes[0]`
     /// and always equals the end of the previous `Data` or `Gap` of that direction.
-    Data { conn: ConnId, dir: Direction, offset: u64, ts_ns: u64, bytes: Bytes },
+    Data {
+        conn: ConnId,
+        dir: Direction,
+        offset: u64,
+        ts_ns: u64,
+        bytes: Bytes,
+    },
     /// `len` bytes at `offset` were never seen (lost before the agent could read them);
     /// the next `Data` of that direction starts at `offset + len`.
-    Gap { conn: ConnId, dir: Direction, offset: u64, len: u64, ts_ns: u64 },
+    Gap {
+        conn: ConnId,
+        dir: Direction,
+        offset: u64,
+        len: u64,
+        ts_ns: u64,
+    },
     /// No more bytes will come in this direction.
-    End { conn: ConnId, dir: Direction, ts_ns: u64, reason: EndReason },
+    End {
+        conn: ConnId,
+        dir: Direction,
+        ts_ns: u64,
+        reason: EndReason,
+    },
     /// The connection is gone; both directions have ended.
     Close { conn: ConnId, ts_ns: u64 },
 }

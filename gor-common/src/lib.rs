@@ -112,7 +112,8 @@ pub struct ChunkHeader {
     pub dport: u16,
     /// Payload bytes in this record.
     pub len: u16,
-    /// TCP flags of the packet (see [`tcp_flags`]).
+    /// TCP flags of the packet (see [`tcp_flags`]); SYN only on a packet's first chunk,
+    /// FIN and RST only on its last.
     pub flags: u8,
     /// [`FAMILY_V4`] or [`FAMILY_V6`].
     pub family: u8,
@@ -140,8 +141,9 @@ pub struct Chunk {
 pub const CHUNK_HEADER_LEN: usize = core::mem::size_of::<ChunkHeader>();
 
 // No implicit padding: the size is the sum of the fields.
-const _: () = assert!(CHUNK_HEADER_LEN == 8 + 16 + 16 + 4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 2 + 4 + 4 + 4);
-const _: () = assert!(CHUNK_HEADER_LEN % 8 == 0);
+const _: () =
+    assert!(CHUNK_HEADER_LEN == 8 + 16 + 16 + 4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 2 + 4 + 4 + 4);
+const _: () = assert!(CHUNK_HEADER_LEN.is_multiple_of(8));
 
 #[cfg(feature = "user")]
 mod user {

@@ -101,6 +101,17 @@ pub fn packet(ctx: &TcContext, dir: u8) {
             count(counter::RINGBUF_DROPPED_BYTES, n as u64);
             continue;
         }
+        // A packet's SYN belongs to its first byte and its FIN/RST to its end, so
+        // they go on the first and the last chunk only (none on a truncated packet: its
+        // end was not copied, and the missing bytes must show as a gap before the FIN).
+        let mut flags = tcp.flags;
+        if i > 0 {
+            flags &= !tcp_flags::SYN;
+        }
+        if off + n < tcp.payload_len {
+            flags &= !(tcp_flags::FIN | tcp_flags::RST);
+        }
+        chunk.header.flags = flags;
         chunk.header.seq = tcp.seq.wrapping_add(off);
         chunk.header.len = n as u16;
         chunk.header.chunk_index = i as u8;

@@ -1,1 +1,10 @@
-
+//! Kernel tests: the real agent binary, real eBPF programs on real interfaces, real
+//! sockets. Each test asserts that the agent's reconstructed client->server stream equals
+//! the bytes the client sent and the server->client stream the bytes the server sent, that
+//! nothing was dropped or truncated, and that the host is left without our programs.
+//!
+//! They need root; `cargo xtask test` runs them one at a time.
+mod bad_input;
+mod config;
+mod netns;
+mod streams;

@@ -1,1 +1,7 @@
-//! Helpers for the kernel tests.
+//! Helpers for gor's kernel tests: start the real agent binary and wait for its readiness
+//! signal, stop it and read what it captured, make network namespaces and clean them up,
+//! and check that the host is left as it was.
+pub mod agent;
+pub mod host;
+pub mod netns;
+pub mod traffic;

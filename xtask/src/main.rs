@@ -1,1 +1,121 @@
-fn main() {}
+//! Developer commands. `cargo xtask <command>`:
+//!
+//! - `setup`: installs what the build and the tests need (idempotent; seconds when done)
+//! - `build-ebpf`: builds the kernel object that `gor-agent` embeds
+//! - `build`: the kernel object, then the workspace
+//! - `test`: setup, build, fmt + clippy, unit tests, kernel tests
+//! - `run`: builds and starts the agent with the `GOR_*` environment
+//! - `bench`: the benchmarks, with their baselines measured in the same run
+mod ebpf;
+mod setup;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the toolchain pieces and test programs (apt packages, bpf-linker).
+    Setup,
+    /// Build the eBPF object (gor-ebpf) for bpfel-unknown-none.
+    BuildEbpf,
+    /// Build the eBPF object and the workspace.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run every check and test: setup, build, fmt, clippy, unit tests, kernel tests.
+    Test {
+        /// Skip the kernel tests (for machines where BPF cannot be loaded, e.g. without root).
+        /// CI never uses this.
+        #[arg(long)]
+        no_kernel: bool,
+        /// Skip `setup` (when you know everything is installed).
+        #[arg(long)]
+        no_setup: bool,
+        /// Only run tests whose name contains this filter.
+        filter: Option<String>,
+    },
+    /// Build (release) and start the agent; configuration comes from GOR_* variables.
+    Run {
+        /// Arguments passed to gor-agent.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run the benchmarks.
+    Bench,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Setup => setup::run(),
+        Cmd::BuildEbpf => ebpf::build(),
+        Cmd::Build { release } => {
+            ebpf::build()?;
+            util::cargo(&["build", "--workspace"], release)
+        }
+        Cmd::Test {
+            no_kernel,
+            no_setup,
+            filter,
+        } => test(no_kernel, no_setup, filter),
+        Cmd::Run { args } => {
+            ebpf::build()?;
+            util::cargo(&["build", "-p", "gor-agent"], true)?;
+            let bin = util::root().join("target/release/gor-agent");
+            util::exec(&bin, &args)
+        }
+        Cmd::Bench => util::cargo(&["bench", "-p", "gor-agent"], false),
+    }
+}
+
+fn test(no_kernel: bool, no_setup: bool, filter: Option<String>) -> Result<()> {
+    if !no_kernel && !util::is_root() {
+        anyhow::bail!(
+            "the kernel tests load BPF programs and create network namespaces, which needs root \
+             (or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON + CAP_SYS_ADMIN). Run as root, or pass \
+             --no-kernel to run only the tests that need no kernel (CI never does)."
+        );
+    }
+    if !no_setup {
+        setup::run()?;
+    }
+    ebpf::build()?;
+    util::cargo(&["fmt", "--all", "--check"], false)?;
+    util::cargo(
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        false,
+    )?;
+    util::cargo(&["build", "--workspace"], false)?;
+    let mut unit = vec!["test", "--workspace", "--exclude", "gor-tests"];
+    if let Some(f) = &filter {
+        unit.push(f);
+    }
+    util::cargo(&unit, false)?;
+    if no_kernel {
+        println!("xtask: kernel tests skipped (--no-kernel)");
+        return Ok(());
+    }
+    // One test at a time: each starts its own agent, and the leftover checks after each
+    // test look at the whole host.
+    let mut kernel = vec!["test", "-p", "gor-tests", "--test", "kernel"];
+    if let Some(f) = &filter {
+        kernel.push(f);
+    }
+    kernel.extend(["--", "--test-threads=1"]);
+    util::cargo(&kernel, false)
+}

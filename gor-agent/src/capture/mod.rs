@@ -36,7 +36,13 @@ impl Segment {
 /// The flow of a segment from its addresses and direction.
 pub fn flow_of(src: SocketAddr, dst: SocketAddr, dir: Direction) -> Flow {
     match dir {
-        Direction::ClientToServer => Flow { client: src, server: dst },
-        Direction::ServerToClient => Flow { client: dst, server: src },
+        Direction::ClientToServer => Flow {
+            client: src,
+            server: dst,
+        },
+        Direction::ServerToClient => Flow {
+            client: dst,
+            server: src,
+        },
     }
 }

@@ -31,7 +31,10 @@ pub fn decode(record: &[u8]) -> Result<(ChunkHeader, Segment), RecordError> {
     let h: ChunkHeader = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
     let payload = &record[CHUNK_HEADER_LEN..];
     if payload.len() < h.len as usize {
-        return Err(RecordError::Length { announced: h.len as usize, carried: payload.len() });
+        return Err(RecordError::Length {
+            announced: h.len as usize,
+            carried: payload.len(),
+        });
     }
     let ip = |a: [u8; 16]| -> Result<IpAddr, RecordError> {
         match h.family {
@@ -119,7 +122,10 @@ mod tests {
     #[test]
     fn rejects_damaged_records() {
         assert_eq!(decode(&[0u8; 10]), Err(RecordError::Short(10)));
-        assert!(matches!(decode(&bytes_of(&header(), b"GE")), Err(RecordError::Length { .. })));
+        assert!(matches!(
+            decode(&bytes_of(&header(), b"GE")),
+            Err(RecordError::Length { .. })
+        ));
         let mut h = header();
         h.family = 9;
         assert_eq!(decode(&bytes_of(&h, b"GET")), Err(RecordError::Family(9)));

@@ -32,7 +32,11 @@ impl KernelCounters {
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        counter::NAMES.iter().zip(self.0).map(|(n, v)| (n.to_string(), serde_json::Value::from(v))).collect()
+        counter::NAMES
+            .iter()
+            .zip(self.0)
+            .map(|(n, v)| (n.to_string(), serde_json::Value::from(v)))
+            .collect()
     }
 }
 
@@ -55,7 +59,9 @@ impl TcCapture {
         let mut bpf = EbpfLoader::new()
             .map_max_entries(MAP_CHUNKS, ring_bytes)
             .load(EBPF_OBJECT)
-            .context("loading the eBPF object (needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)")?;
+            .context(
+                "loading the eBPF object (needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)",
+            )?;
         let logger = match EbpfLogger::init(&mut bpf) {
             Ok(l) => Some(l),
             Err(e) => {
@@ -64,34 +70,62 @@ impl TcCapture {
             }
         };
         {
-            let mut map: Array<_, u8> =
-                Array::try_from(bpf.map_mut(MAP_PORTS).context("map PORTS missing from the object")?)?;
+            let mut map: Array<_, u8> = Array::try_from(
+                bpf.map_mut(MAP_PORTS)
+                    .context("map PORTS missing from the object")?,
+            )?;
             for &p in ports {
-                map.set(u32::from(p), 1, 0).with_context(|| format!("writing port {p} to the PORTS map"))?;
+                map.set(u32::from(p), 1, 0)
+                    .with_context(|| format!("writing port {p} to the PORTS map"))?;
             }
         }
-        let interfaces = if interfaces.is_empty() { interfaces_up()? } else { interfaces.to_vec() };
-        let mut this = TcCapture { bpf, logger, added_qdiscs: Vec::new(), interfaces: Vec::new(), detached: false };
-        let tcx = KernelVersion::current().map(|v| v >= KernelVersion::new(6, 6, 0)).unwrap_or(false);
+        let interfaces = if interfaces.is_empty() {
+            interfaces_up()?
+        } else {
+            interfaces.to_vec()
+        };
+        let mut this = TcCapture {
+            bpf,
+            logger,
+            added_qdiscs: Vec::new(),
+            interfaces: Vec::new(),
+            detached: false,
+        };
+        let tcx = KernelVersion::current()
+            .map(|v| v >= KernelVersion::new(6, 6, 0))
+            .unwrap_or(false);
         for name in [PROG_INGRESS, PROG_EGRESS] {
             let prog: &mut SchedClassifier = this
                 .bpf
                 .program_mut(name)
                 .with_context(|| format!("program {name} missing from the object"))?
                 .try_into()?;
-            prog.load().with_context(|| format!("loading {name} (the verifier's log is above)"))?;
+            prog.load()
+                .with_context(|| format!("loading {name} (the verifier's log is above)"))?;
         }
         for iface in &interfaces {
             if !tcx {
                 match tc::qdisc_add_clsact(iface) {
                     Ok(()) => this.added_qdiscs.push(iface.clone()),
-                    Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                    Err(e) => return Err(e).with_context(|| format!("adding the clsact qdisc to {iface}")),
+                    Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    }
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("adding the clsact qdisc to {iface}"))
+                    }
                 }
             }
-            for (name, attach) in [(PROG_INGRESS, TcAttachType::Ingress), (PROG_EGRESS, TcAttachType::Egress)] {
-                let prog: &mut SchedClassifier = this.bpf.program_mut(name).expect("checked above").try_into()?;
-                prog.attach(iface, attach).with_context(|| format!("attaching {name} to {iface}"))?;
+            for (name, attach) in [
+                (PROG_INGRESS, TcAttachType::Ingress),
+                (PROG_EGRESS, TcAttachType::Egress),
+            ] {
+                let prog: &mut SchedClassifier = this
+                    .bpf
+                    .program_mut(name)
+                    .expect("checked above")
+                    .try_into()?;
+                prog.attach(iface, attach)
+                    .with_context(|| format!("attaching {name} to {iface}"))?;
             }
             this.interfaces.push(iface.clone());
         }
@@ -105,7 +139,10 @@ impl TcCapture {
 
     /// The ring buffer of chunk records (can be taken once).
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>> {
-        let map = self.bpf.take_map(MAP_CHUNKS).context("map CHUNKS missing or already taken")?;
+        let map = self
+            .bpf
+            .take_map(MAP_CHUNKS)
+            .context("map CHUNKS missing or already taken")?;
         Ok(RingBuf::try_from(map)?)
     }
 
@@ -132,7 +169,11 @@ impl TcCapture {
             return;
         }
         for name in [PROG_INGRESS, PROG_EGRESS] {
-            if let Some(Ok(prog)) = self.bpf.program_mut(name).map(<&mut SchedClassifier>::try_from) {
+            if let Some(Ok(prog)) = self
+                .bpf
+                .program_mut(name)
+                .map(<&mut SchedClassifier>::try_from)
+            {
                 // Unloading drops every link of the program.
                 if let Err(e) = prog.unload() {
                     warn!("detaching {name}: {e}");
@@ -141,7 +182,10 @@ impl TcCapture {
         }
         for iface in self.added_qdiscs.drain(..) {
             // aya has no call to delete a qdisc; iproute2's tc does it.
-            match Command::new("tc").args(["qdisc", "del", "dev", &iface, "clsact"]).status() {
+            match Command::new("tc")
+                .args(["qdisc", "del", "dev", &iface, "clsact"])
+                .status()
+            {
                 Ok(s) if s.success() => debug!("removed the clsact qdisc we added to {iface}"),
                 other => warn!("could not remove the clsact qdisc we added to {iface}: {other:?}"),
             }
@@ -157,7 +201,10 @@ impl Drop for TcCapture {
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
 fn raise_memlock() {
-    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: setrlimit reads the struct we pass; failure is harmless on newer kernels.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
         debug!("could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11");
@@ -169,7 +216,8 @@ pub fn interfaces_up() -> Result<Vec<String>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/sys/class/net").context("listing /sys/class/net")? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        let flags = std::fs::read_to_string(format!("/sys/class/net/{name}/flags")).unwrap_or_default();
+        let flags =
+            std::fs::read_to_string(format!("/sys/class/net/{name}/flags")).unwrap_or_default();
         let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(0);
         if flags & libc::IFF_UP as u32 != 0 {
             out.push(name);

@@ -16,7 +16,10 @@ pub struct StdoutStreams<W: Write> {
 
 impl StdoutStreams<io::Stdout> {
     pub fn new() -> Self {
-        StdoutStreams { out: io::stdout(), flows: HashMap::new() }
+        StdoutStreams {
+            out: io::stdout(),
+            flows: HashMap::new(),
+        }
     }
 }
 
@@ -28,7 +31,10 @@ impl Default for StdoutStreams<io::Stdout> {
 
 impl<W: Write> StdoutStreams<W> {
     pub fn with_writer(out: W) -> Self {
-        StdoutStreams { out, flows: HashMap::new() }
+        StdoutStreams {
+            out,
+            flows: HashMap::new(),
+        }
     }
 
     pub fn into_inner(self) -> W {
@@ -53,23 +59,60 @@ impl<W: Write + Send> StreamOutput for StdoutStreams<W> {
     fn event(&mut self, ev: &StreamEvent) -> io::Result<()> {
         let mut buf = Vec::new();
         match ev {
-            StreamEvent::Open { conn, flow, midstream, .. } => {
+            StreamEvent::Open {
+                conn,
+                flow,
+                midstream,
+                ..
+            } => {
                 self.flows.insert(*conn, *flow);
-                let mid = if *midstream { " (mid-stream: started before it was seen)" } else { "" };
+                let mid = if *midstream {
+                    " (mid-stream: started before it was seen)"
+                } else {
+                    ""
+                };
                 writeln!(buf, "[conn {conn}] open {flow}{mid}")?;
             }
-            StreamEvent::Data { conn, dir, offset, bytes, .. } => {
-                writeln!(buf, "[conn {conn}] {} @{offset} {} bytes", dir.short(), bytes.len())?;
+            StreamEvent::Data {
+                conn,
+                dir,
+                offset,
+                bytes,
+                ..
+            } => {
+                writeln!(
+                    buf,
+                    "[conn {conn}] {} @{offset} {} bytes",
+                    dir.short(),
+                    bytes.len()
+                )?;
                 escape(bytes, &mut buf);
                 if !buf.ends_with(b"\n") {
                     buf.push(b'\n');
                 }
             }
-            StreamEvent::Gap { conn, dir, offset, len, .. } => {
-                writeln!(buf, "[conn {conn}] {} @{offset} GAP: {len} bytes were not captured", dir.short())?;
+            StreamEvent::Gap {
+                conn,
+                dir,
+                offset,
+                len,
+                ..
+            } => {
+                writeln!(
+                    buf,
+                    "[conn {conn}] {} @{offset} GAP: {len} bytes were not captured",
+                    dir.short()
+                )?;
             }
-            StreamEvent::End { conn, dir, reason, .. } => {
-                writeln!(buf, "[conn {conn}] {} end ({})", dir.short(), reason.as_str())?;
+            StreamEvent::End {
+                conn, dir, reason, ..
+            } => {
+                writeln!(
+                    buf,
+                    "[conn {conn}] {} end ({})",
+                    dir.short(),
+                    reason.as_str()
+                )?;
             }
             StreamEvent::Close { conn, .. } => {
                 self.flows.remove(conn);
@@ -91,10 +134,26 @@ mod tests {
     #[test]
     fn shows_bytes_escaped_with_line_breaks() {
         let mut o = StdoutStreams::with_writer(Vec::new());
-        let flow = Flow { client: "127.0.0.1:5000".parse().unwrap(), server: "127.0.0.1:80".parse().unwrap() };
-        o.event(&StreamEvent::Open { conn: 1, flow, ts_ns: 0, midstream: false }).unwrap();
+        let flow = Flow {
+            client: "127.0.0.1:5000".parse().unwrap(),
+            server: "127.0.0.1:80".parse().unwrap(),
+        };
+        o.event(&StreamEvent::Open {
+            conn: 1,
+            flow,
+            ts_ns: 0,
+            midstream: false,
+        })
+        .unwrap();
         let bytes = Bytes::from_static(b"GET / HTTP/1.1\r\n\x00\r\n");
-        o.event(&StreamEvent::Data { conn: 1, dir: Direction::ClientToServer, offset: 0, ts_ns: 0, bytes }).unwrap();
+        o.event(&StreamEvent::Data {
+            conn: 1,
+            dir: Direction::ClientToServer,
+            offset: 0,
+            ts_ns: 0,
+            bytes,
+        })
+        .unwrap();
         let text = String::from_utf8(o.into_inner()).unwrap();
         assert_eq!(text, "[conn 1] open 127.0.0.1:5000 -> 127.0.0.1:80\n[conn 1] c2s @0 19 bytes\nGET / HTTP/1.1\\r\\n\n\\x00\\r\\n\n");
     }

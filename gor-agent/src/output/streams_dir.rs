@@ -34,12 +34,21 @@ struct ConnFiles {
 impl StreamsDir {
     pub fn create(dir: &Path) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
-        let index = File::options().create(true).append(true).open(dir.join("connections.jsonl"))?;
-        Ok(StreamsDir { dir: dir.to_path_buf(), index: BufWriter::new(index), open: HashMap::new() })
+        let index = File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("connections.jsonl"))?;
+        Ok(StreamsDir {
+            dir: dir.to_path_buf(),
+            index: BufWriter::new(index),
+            open: HashMap::new(),
+        })
     }
 
     fn close(&mut self, conn: ConnId) -> io::Result<()> {
-        let Some(mut c) = self.open.remove(&conn) else { return Ok(()) };
+        let Some(mut c) = self.open.remove(&conn) else {
+            return Ok(());
+        };
         for f in &mut c.files {
             f.flush()?;
         }
@@ -62,28 +71,53 @@ impl StreamsDir {
 impl StreamOutput for StreamsDir {
     fn event(&mut self, ev: &StreamEvent) -> io::Result<()> {
         match ev {
-            StreamEvent::Open { conn, flow, midstream, .. } => {
+            StreamEvent::Open {
+                conn,
+                flow,
+                midstream,
+                ..
+            } => {
                 let file = |ext: &str| -> io::Result<BufWriter<File>> {
-                    Ok(BufWriter::new(File::create(self.dir.join(format!("{conn}.{ext}")))?))
+                    Ok(BufWriter::new(File::create(
+                        self.dir.join(format!("{conn}.{ext}")),
+                    )?))
                 };
                 let files = [file("c2s")?, file("s2c")?];
                 self.open.insert(
                     *conn,
-                    ConnFiles { flow: *flow, midstream: *midstream, files, bytes: [0; 2], gaps: Vec::new(), ends: [None; 2] },
+                    ConnFiles {
+                        flow: *flow,
+                        midstream: *midstream,
+                        files,
+                        bytes: [0; 2],
+                        gaps: Vec::new(),
+                        ends: [None; 2],
+                    },
                 );
             }
-            StreamEvent::Data { conn, dir, bytes, .. } => {
+            StreamEvent::Data {
+                conn, dir, bytes, ..
+            } => {
                 if let Some(c) = self.open.get_mut(conn) {
                     c.files[dir.index()].write_all(bytes)?;
                     c.bytes[dir.index()] += bytes.len() as u64;
                 }
             }
-            StreamEvent::Gap { conn, dir, offset, len, .. } => {
+            StreamEvent::Gap {
+                conn,
+                dir,
+                offset,
+                len,
+                ..
+            } => {
                 if let Some(c) = self.open.get_mut(conn) {
-                    c.gaps.push(json!({"dir": dir.short(), "offset": offset, "len": len}));
+                    c.gaps
+                        .push(json!({"dir": dir.short(), "offset": offset, "len": len}));
                 }
             }
-            StreamEvent::End { conn, dir, reason, .. } => {
+            StreamEvent::End {
+                conn, dir, reason, ..
+            } => {
                 if let Some(c) = self.open.get_mut(conn) {
                     c.ends[dir.index()] = Some(reason.as_str());
                 }

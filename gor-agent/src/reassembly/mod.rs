@@ -169,7 +169,13 @@ impl Half {
 
     fn deliver(&mut self, ts_ns: u64, bytes: Bytes, s: &mut Sink) {
         let len = bytes.len() as u64;
-        s.out.push(StreamEvent::Data { conn: s.conn, dir: s.dir, offset: self.offset, ts_ns, bytes });
+        s.out.push(StreamEvent::Data {
+            conn: s.conn,
+            dir: s.dir,
+            offset: self.offset,
+            ts_ns,
+            bytes,
+        });
         s.stats.bytes += len;
         self.offset += len;
     }
@@ -196,7 +202,13 @@ impl Half {
     }
 
     fn gap(&mut self, len: u64, ts_ns: u64, s: &mut Sink) {
-        s.out.push(StreamEvent::Gap { conn: s.conn, dir: s.dir, offset: self.offset, len, ts_ns });
+        s.out.push(StreamEvent::Gap {
+            conn: s.conn,
+            dir: s.dir,
+            offset: self.offset,
+            len,
+            ts_ns,
+        });
         s.stats.gaps += 1;
         s.stats.gap_bytes += len;
         self.offset += len;
@@ -205,7 +217,13 @@ impl Half {
     /// Declares everything before `upto` that is not buffered as lost, delivering what is.
     fn give_up_before(&mut self, upto: u64, ts_ns: u64, s: &mut Sink) {
         while self.offset < upto {
-            let next = self.pending.keys().next().copied().unwrap_or(upto).min(upto);
+            let next = self
+                .pending
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(upto)
+                .min(upto);
             if next > self.offset {
                 self.gap(next - self.offset, ts_ns, s);
             }
@@ -222,7 +240,11 @@ impl Half {
 
     /// Delivers everything known, holes reported as gaps, up to the FIN if it was seen.
     fn flush(&mut self, ts_ns: u64, s: &mut Sink) {
-        let last = self.pending.iter().next_back().map(|(at, p)| at + p.bytes.len() as u64);
+        let last = self
+            .pending
+            .iter()
+            .next_back()
+            .map(|(at, p)| at + p.bytes.len() as u64);
         let upto = last.unwrap_or(0).max(self.fin_at.unwrap_or(0));
         self.give_up_before(upto, ts_ns, s);
     }
@@ -230,7 +252,12 @@ impl Half {
     fn end(&mut self, ts_ns: u64, reason: EndReason, s: &mut Sink) {
         if !self.ended {
             self.ended = true;
-            s.out.push(StreamEvent::End { conn: s.conn, dir: s.dir, ts_ns, reason });
+            s.out.push(StreamEvent::End {
+                conn: s.conn,
+                dir: s.dir,
+                ts_ns,
+                reason,
+            });
         }
     }
 
@@ -296,7 +323,9 @@ impl Reassembler {
             }
         }
 
-        let Some(conn) = self.conns.get_mut(&flow) else { return };
+        let Some(conn) = self.conns.get_mut(&flow) else {
+            return;
+        };
         conn.last_ns = conn.last_ns.max(seg.ts_ns);
         let id = conn.id;
         let (mine, peer) = match seg.dir {
@@ -358,7 +387,10 @@ impl Reassembler {
                     acked = acked.min(fin);
                 }
                 if acked > peer.offset && !peer.ended {
-                    let mut ps = Sink { dir: other(dir), ..s };
+                    let mut ps = Sink {
+                        dir: other(dir),
+                        ..s
+                    };
                     peer.give_up_before(acked, ts_ns, &mut ps);
                     peer.end_if_fin_reached(ts_ns, &mut ps);
                 }
@@ -397,7 +429,11 @@ impl Reassembler {
                 if stale {
                     let mut s = Sink {
                         conn: conn.id,
-                        dir: if i == 0 { Direction::ClientToServer } else { Direction::ServerToClient },
+                        dir: if i == 0 {
+                            Direction::ClientToServer
+                        } else {
+                            Direction::ServerToClient
+                        },
                         out: &mut *out,
                         stats: &mut self.stats,
                         buffered: &mut self.buffered,
@@ -407,7 +443,8 @@ impl Reassembler {
                 }
             }
         }
-        self.closed.retain(|_, at| now_ns.saturating_sub(*at) < CLOSED_MEMORY_NS);
+        self.closed
+            .retain(|_, at| now_ns.saturating_sub(*at) < CLOSED_MEMORY_NS);
     }
 
     /// Ends every connection (the source has stopped).
@@ -420,7 +457,11 @@ impl Reassembler {
 
     fn open(&mut self, flow: Flow, ts_ns: u64, midstream: bool, out: &mut Vec<StreamEvent>) {
         if self.conns.len() >= self.limits.max_connections {
-            let oldest = self.conns.iter().min_by_key(|(_, c)| c.last_ns).map(|(f, _)| *f);
+            let oldest = self
+                .conns
+                .iter()
+                .min_by_key(|(_, c)| c.last_ns)
+                .map(|(f, _)| *f);
             if let Some(oldest) = oldest {
                 self.stats.connections_evicted += 1;
                 self.close(oldest, ts_ns, EndReason::Evicted, out);
@@ -430,15 +471,33 @@ impl Reassembler {
         self.next_id += 1;
         self.stats.connections_opened += 1;
         self.stats.connections_midstream += u64::from(midstream);
-        out.push(StreamEvent::Open { conn: id, flow, ts_ns, midstream });
-        self.conns.insert(flow, Conn { id, last_ns: ts_ns, halves: Default::default() });
+        out.push(StreamEvent::Open {
+            conn: id,
+            flow,
+            ts_ns,
+            midstream,
+        });
+        self.conns.insert(
+            flow,
+            Conn {
+                id,
+                last_ns: ts_ns,
+                halves: Default::default(),
+            },
+        );
     }
 
     /// Delivers what each half holds (holes as gaps), ends both halves and forgets the
     /// connection.
     fn close(&mut self, flow: Flow, ts_ns: u64, reason: EndReason, out: &mut Vec<StreamEvent>) {
-        let Some(mut conn) = self.conns.remove(&flow) else { return };
-        for (half, dir) in conn.halves.iter_mut().zip([Direction::ClientToServer, Direction::ServerToClient]) {
+        let Some(mut conn) = self.conns.remove(&flow) else {
+            return;
+        };
+        for (half, dir) in conn
+            .halves
+            .iter_mut()
+            .zip([Direction::ClientToServer, Direction::ServerToClient])
+        {
             let mut s = Sink {
                 conn: conn.id,
                 dir,
@@ -448,11 +507,18 @@ impl Reassembler {
             };
             if !half.ended {
                 half.flush(ts_ns, &mut s);
-                let reason = if half.fin_at.is_some_and(|f| half.offset >= f) { EndReason::Fin } else { reason };
+                let reason = if half.fin_at.is_some_and(|f| half.offset >= f) {
+                    EndReason::Fin
+                } else {
+                    reason
+                };
                 half.end(ts_ns, reason, &mut s);
             }
         }
-        out.push(StreamEvent::Close { conn: conn.id, ts_ns });
+        out.push(StreamEvent::Close {
+            conn: conn.id,
+            ts_ns,
+        });
         self.stats.connections_closed += 1;
         if self.closed.len() >= CLOSED_MEMORY_LEN {
             self.closed.clear();

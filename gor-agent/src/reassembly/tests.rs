@@ -6,15 +6,32 @@ const CLIENT_ISN: u32 = 1000;
 const SERVER_ISN: u32 = 5000;
 
 fn flow() -> Flow {
-    Flow { client: "10.0.0.1:40000".parse().unwrap(), server: "10.0.0.2:80".parse().unwrap() }
+    Flow {
+        client: "10.0.0.1:40000".parse().unwrap(),
+        server: "10.0.0.2:80".parse().unwrap(),
+    }
 }
 
 fn seg(dir: Direction, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Segment {
-    Segment { ts_ns: 1, flow: flow(), dir, seq, ack, flags, payload: Bytes::copy_from_slice(payload) }
+    Segment {
+        ts_ns: 1,
+        flow: flow(),
+        dir,
+        seq,
+        ack,
+        flags,
+        payload: Bytes::copy_from_slice(payload),
+    }
 }
 
 fn c2s(seq: u32, flags: u8, payload: &[u8]) -> Segment {
-    seg(Direction::ClientToServer, seq, SERVER_ISN.wrapping_add(1), flags | ACK, payload)
+    seg(
+        Direction::ClientToServer,
+        seq,
+        SERVER_ISN.wrapping_add(1),
+        flags | ACK,
+        payload,
+    )
 }
 
 /// The bytes and gaps one direction delivered, checking that offsets are contiguous.
@@ -30,12 +47,16 @@ fn collect(events: &[StreamEvent], want: Direction) -> Delivered {
     let mut next = 0u64;
     for ev in events {
         match ev {
-            StreamEvent::Data { dir, offset, bytes, .. } if *dir == want => {
+            StreamEvent::Data {
+                dir, offset, bytes, ..
+            } if *dir == want => {
                 assert_eq!(*offset, next, "data offsets are contiguous");
                 next += bytes.len() as u64;
                 d.bytes.extend_from_slice(bytes);
             }
-            StreamEvent::Gap { dir, offset, len, .. } if *dir == want => {
+            StreamEvent::Gap {
+                dir, offset, len, ..
+            } if *dir == want => {
                 assert_eq!(*offset, next, "gap offsets are contiguous");
                 next += len;
                 d.gaps.push((*offset, *len));
@@ -153,16 +174,34 @@ proptest! {
 fn handshake() -> Vec<Segment> {
     vec![
         seg(Direction::ClientToServer, CLIENT_ISN, 0, SYN, b""),
-        seg(Direction::ServerToClient, SERVER_ISN, CLIENT_ISN + 1, SYN | ACK, b""),
+        seg(
+            Direction::ServerToClient,
+            SERVER_ISN,
+            CLIENT_ISN + 1,
+            SYN | ACK,
+            b"",
+        ),
     ]
 }
 
 fn s2c(seq_off: u32, ack_off: u32, flags: u8, payload: &[u8]) -> Segment {
-    seg(Direction::ServerToClient, SERVER_ISN + 1 + seq_off, CLIENT_ISN + 1 + ack_off, flags | ACK, payload)
+    seg(
+        Direction::ServerToClient,
+        SERVER_ISN + 1 + seq_off,
+        CLIENT_ISN + 1 + ack_off,
+        flags | ACK,
+        payload,
+    )
 }
 
 fn c2s_at(seq_off: u32, ack_off: u32, flags: u8, payload: &[u8]) -> Segment {
-    seg(Direction::ClientToServer, CLIENT_ISN + 1 + seq_off, SERVER_ISN + 1 + ack_off, flags | ACK, payload)
+    seg(
+        Direction::ClientToServer,
+        CLIENT_ISN + 1 + seq_off,
+        SERVER_ISN + 1 + ack_off,
+        flags | ACK,
+        payload,
+    )
 }
 
 #[test]
@@ -173,9 +212,21 @@ fn a_request_and_response_with_fin_close_cleanly() {
     segs.push(c2s_at(18, 19, FIN, b""));
     segs.push(s2c(19, 19, FIN, b""));
     let (out, r) = run(segs);
-    assert!(matches!(out[0], StreamEvent::Open { midstream: false, .. }));
-    assert_eq!(collect(&out, Direction::ClientToServer).bytes, b"GET / HTTP/1.1\r\n\r\n");
-    assert_eq!(collect(&out, Direction::ServerToClient).bytes, b"HTTP/1.1 200 OK\r\n\r\n");
+    assert!(matches!(
+        out[0],
+        StreamEvent::Open {
+            midstream: false,
+            ..
+        }
+    ));
+    assert_eq!(
+        collect(&out, Direction::ClientToServer).bytes,
+        b"GET / HTTP/1.1\r\n\r\n"
+    );
+    assert_eq!(
+        collect(&out, Direction::ServerToClient).bytes,
+        b"HTTP/1.1 200 OK\r\n\r\n"
+    );
     assert!(matches!(out.last(), Some(StreamEvent::Close { .. })));
     assert_eq!(r.connections(), 0);
     assert_eq!(r.stats().connections_closed, 1);
@@ -197,10 +248,22 @@ fn an_ack_beyond_what_was_seen_reports_the_gap_at_once() {
 
 #[test]
 fn midstream_start_is_marked_and_counts_from_the_first_byte_seen() {
-    let segs = vec![c2s_at(500, 700, 0, b"GET /b HTTP/1.1\r\n\r\n"), s2c(700, 519, 0, b"HTTP/1.1 204 No Content\r\n\r\n")];
+    let segs = vec![
+        c2s_at(500, 700, 0, b"GET /b HTTP/1.1\r\n\r\n"),
+        s2c(700, 519, 0, b"HTTP/1.1 204 No Content\r\n\r\n"),
+    ];
     let (out, r) = run(segs);
-    assert!(matches!(out[0], StreamEvent::Open { midstream: true, .. }));
-    assert_eq!(collect(&out, Direction::ClientToServer).bytes, b"GET /b HTTP/1.1\r\n\r\n");
+    assert!(matches!(
+        out[0],
+        StreamEvent::Open {
+            midstream: true,
+            ..
+        }
+    ));
+    assert_eq!(
+        collect(&out, Direction::ClientToServer).bytes,
+        b"GET /b HTTP/1.1\r\n\r\n"
+    );
     let s = collect(&out, Direction::ServerToClient);
     assert!(s.gaps.is_empty());
     assert_eq!(s.bytes, b"HTTP/1.1 204 No Content\r\n\r\n");
@@ -210,11 +273,28 @@ fn midstream_start_is_marked_and_counts_from_the_first_byte_seen() {
 #[test]
 fn rst_in_the_middle_ends_both_directions() {
     let mut segs = handshake();
-    segs.push(c2s_at(0, 0, 0, b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc"));
-    segs.push(seg(Direction::ClientToServer, CLIENT_ISN + 1 + 44, 0, RST, b""));
+    segs.push(c2s_at(
+        0,
+        0,
+        0,
+        b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc",
+    ));
+    segs.push(seg(
+        Direction::ClientToServer,
+        CLIENT_ISN + 1 + 44,
+        0,
+        RST,
+        b"",
+    ));
     let (out, r) = run(segs);
-    assert_eq!(collect(&out, Direction::ClientToServer).ends, vec![EndReason::Reset]);
-    assert_eq!(collect(&out, Direction::ServerToClient).ends, vec![EndReason::Reset]);
+    assert_eq!(
+        collect(&out, Direction::ClientToServer).ends,
+        vec![EndReason::Reset]
+    );
+    assert_eq!(
+        collect(&out, Direction::ServerToClient).ends,
+        vec![EndReason::Reset]
+    );
     assert_eq!(r.connections(), 0);
     // A late retransmission does not reopen it as a mid-stream connection.
     let mut r = r;
@@ -234,13 +314,20 @@ fn zero_window_probes_and_keepalives_add_nothing() {
     segs.push(c2s_at(4, 0, 0, b""));
     segs.push(c2s_at(5, 0, 0, b" world"));
     let (out, r) = run(segs);
-    assert_eq!(collect(&out, Direction::ClientToServer).bytes, b"hello world");
+    assert_eq!(
+        collect(&out, Direction::ClientToServer).bytes,
+        b"hello world"
+    );
     assert_eq!(r.stats().duplicate_bytes, 1);
 }
 
 #[test]
 fn idle_connections_expire_and_holes_time_out() {
-    let mut r = Reassembler::new(Limits { idle_timeout_ns: 10_000, hole_timeout_ns: 1_000, ..Limits::default() });
+    let mut r = Reassembler::new(Limits {
+        idle_timeout_ns: 10_000,
+        hole_timeout_ns: 1_000,
+        ..Limits::default()
+    });
     let mut out = Vec::new();
     for s in handshake() {
         r.push(s, &mut out);
@@ -252,14 +339,20 @@ fn idle_connections_expire_and_holes_time_out() {
     r.tick(1_500, &mut out);
     assert_eq!(collect(&out, Direction::ClientToServer).gaps, vec![(2, 2)]);
     r.tick(20_000, &mut out);
-    assert_eq!(collect(&out, Direction::ClientToServer).ends, vec![EndReason::Idle]);
+    assert_eq!(
+        collect(&out, Direction::ClientToServer).ends,
+        vec![EndReason::Idle]
+    );
     assert_eq!(r.connections(), 0);
     assert_eq!(r.stats().connections_idle, 1);
 }
 
 #[test]
 fn memory_is_bounded_per_connection() {
-    let mut r = Reassembler::new(Limits { max_conn_buffer: 100, ..Limits::default() });
+    let mut r = Reassembler::new(Limits {
+        max_conn_buffer: 100,
+        ..Limits::default()
+    });
     let mut out = Vec::new();
     for s in handshake() {
         r.push(s, &mut out);
@@ -277,7 +370,10 @@ fn memory_is_bounded_per_connection() {
 
 #[test]
 fn connections_beyond_the_limit_evict_the_least_recent() {
-    let mut r = Reassembler::new(Limits { max_connections: 2, ..Limits::default() });
+    let mut r = Reassembler::new(Limits {
+        max_connections: 2,
+        ..Limits::default()
+    });
     let mut out = Vec::new();
     for port in 1..=3u16 {
         let mut s = c2s_at(0, 0, 0, b"x");
@@ -296,7 +392,10 @@ fn a_new_syn_on_the_same_addresses_starts_a_new_connection() {
     segs.push(seg(Direction::ClientToServer, 90_000, 0, SYN, b""));
     segs.push(seg(Direction::ClientToServer, 90_001, 0, ACK, b"two"));
     let (out, r) = run(segs);
-    let opens = out.iter().filter(|e| matches!(e, StreamEvent::Open { .. })).count();
+    let opens = out
+        .iter()
+        .filter(|e| matches!(e, StreamEvent::Open { .. }))
+        .count();
     assert_eq!(opens, 2);
     assert_eq!(r.connections(), 1);
     let last = out.iter().rev().find_map(|e| match e {

@@ -1,0 +1,41 @@
+//! Invalid configuration: exit 64 with a message naming the setting and the value, and
+//! nothing attached.
+
+use gor_tests::{agent::run_to_exit, host::HostState};
+
+#[test]
+fn a_port_list_that_is_not_ports_exits_64_naming_it() {
+    let host = HostState::snapshot();
+    let (code, stderr) = run_to_exit(&[("GOR_PORTS", "80,http")]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(
+        stderr.contains("GOR_PORTS") && stderr.contains("80,http"),
+        "{stderr}"
+    );
+    host.assert_clean();
+}
+
+#[test]
+fn an_interface_that_does_not_exist_exits_64_naming_it() {
+    let host = HostState::snapshot();
+    let (code, stderr) = run_to_exit(&[("GOR_PORTS", "80"), ("GOR_INTERFACES", "lo,gor-nosuch0")]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(
+        stderr.contains("GOR_INTERFACES") && stderr.contains("gor-nosuch0"),
+        "{stderr}"
+    );
+    host.assert_clean();
+}
+
+#[test]
+fn every_invalid_value_is_reported_at_once() {
+    let (code, stderr) = run_to_exit(&[
+        ("GOR_PORTS", "0"),
+        ("GOR_RING_BUFFER", "3MiB"),
+        ("GOR_IDLE_TIMEOUT", "later"),
+    ]);
+    assert_eq!(code, 64, "{stderr}");
+    for name in ["GOR_PORTS", "GOR_RING_BUFFER", "GOR_IDLE_TIMEOUT"] {
+        assert!(stderr.contains(name), "{name} missing from:\n{stderr}");
+    }
+}

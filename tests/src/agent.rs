@@ -1,0 +1,257 @@
+//! The agent under test, as a separate process: the real binary, configured through its
+//! `GOR_*` environment, with its streams written to a temporary directory.
+
+use std::{
+    collections::HashMap,
+    os::unix::net::UnixDatagram,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Path of the agent binary: `GOR_AGENT_BIN`, or the workspace's debug build.
+pub fn agent_bin() -> PathBuf {
+    std::env::var_os("GOR_AGENT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/gor-agent"))
+}
+
+/// A fresh, empty directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gor-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a test directory");
+    dir
+}
+
+pub struct Agent {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+/// One connection as the agent reconstructed it.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    pub id: u64,
+    pub client: String,
+    pub server: String,
+    pub midstream: bool,
+    pub c2s: Vec<u8>,
+    pub s2c: Vec<u8>,
+    pub gaps: Vec<Value>,
+}
+
+/// What the agent left behind when it stopped.
+pub struct Captured {
+    pub conns: Vec<Conn>,
+    pub stats: Value,
+    pub stderr: String,
+}
+
+impl Captured {
+    /// The connection whose client address is `client` (as `ip:port`).
+    pub fn by_client(&self, client: &str) -> &Conn {
+        self.conns
+            .iter()
+            .find(|c| c.client == client)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no connection from {client}; captured: {:?}",
+                    self.clients()
+                )
+            })
+    }
+
+    pub fn clients(&self) -> Vec<&str> {
+        self.conns.iter().map(|c| c.client.as_str()).collect()
+    }
+
+    pub fn kernel(&self, name: &str) -> u64 {
+        self.stats["kernel"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no kernel counter {name}: {}", self.stats))
+    }
+
+    pub fn reassembly(&self, name: &str) -> u64 {
+        self.stats["reassembly"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name}: {}", self.stats))
+    }
+
+    /// Nothing dropped, truncated or lost anywhere between the kernel and the streams.
+    pub fn assert_nothing_lost(&self) {
+        for k in [
+            "ringbuf_drops",
+            "ringbuf_dropped_bytes",
+            "truncated_packets",
+            "truncated_bytes",
+            "load_errors",
+        ] {
+            assert_eq!(
+                self.kernel(k),
+                0,
+                "kernel counter {k} is not zero: {}",
+                self.stats
+            );
+        }
+        for k in [
+            "gaps",
+            "gap_bytes",
+            "buffer_overflows",
+            "connections_evicted",
+        ] {
+            assert_eq!(
+                self.reassembly(k),
+                0,
+                "reassembly counter {k} is not zero: {}",
+                self.stats
+            );
+        }
+        assert_eq!(self.stats["records"]["decode_errors"], 0, "{}", self.stats);
+    }
+}
+
+impl Agent {
+    /// Starts the agent for `ports` on `interfaces` and waits for its READY=1.
+    pub fn start(name: &str, ports: &[u16], interfaces: &[&str]) -> Agent {
+        Self::start_with(name, ports, interfaces, None, &[])
+    }
+
+    /// Like `start`, optionally inside network namespace `netns`, with extra environment.
+    pub fn start_with(
+        name: &str,
+        ports: &[u16],
+        interfaces: &[&str],
+        netns: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Agent {
+        let dir = temp_dir(name);
+        let notify_path = dir.join("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).expect("bind the readiness socket");
+        notify
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("set a timeout");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(agent_bin());
+                c
+            }
+            None => Command::new(agent_bin()),
+        };
+        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("GOR_PORTS", ports.join(","))
+            .env("GOR_INTERFACES", interfaces.join(","))
+            .env("GOR_OUTPUT_STREAMS", dir.join("streams"))
+            .env("GOR_STATS_FILE", dir.join("stats.json"))
+            .env("GOR_LOG", "info")
+            .env("NOTIFY_SOCKET", &notify_path)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr")).expect("create the stderr file"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", agent_bin().display()));
+        let agent = Agent {
+            child: Some(child),
+            dir,
+        };
+        let mut buf = [0u8; 256];
+        loop {
+            match notify.recv(&mut buf) {
+                Ok(n) if &buf[..n] == b"READY=1" => return agent,
+                Ok(_) => continue,
+                Err(e) => {
+                    let stderr =
+                        std::fs::read_to_string(agent.dir.join("stderr")).unwrap_or_default();
+                    panic!("the agent did not report READY=1 ({e}); its stderr:\n{stderr}");
+                }
+            }
+        }
+    }
+
+    /// Stops the agent with SIGTERM, checks it exited 0, and reads what it captured.
+    pub fn stop(mut self) -> Captured {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait for the agent") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the agent did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default();
+        assert!(
+            status.success(),
+            "the agent exited with {status}; its stderr:\n{stderr}"
+        );
+        read_captured(&self.dir, stderr)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn read_captured(dir: &Path, stderr: String) -> Captured {
+    let streams = dir.join("streams");
+    let stats: Value = serde_json::from_slice(
+        &std::fs::read(dir.join("stats.json")).expect("stats file written at exit"),
+    )
+    .expect("stats file is JSON");
+    let index = std::fs::read_to_string(streams.join("connections.jsonl")).unwrap_or_default();
+    let mut conns = Vec::new();
+    for line in index.lines() {
+        let v: Value = serde_json::from_str(line).expect("connections.jsonl lines are JSON");
+        let id = v["id"].as_u64().expect("id");
+        let read =
+            |ext: &str| std::fs::read(streams.join(format!("{id}.{ext}"))).unwrap_or_default();
+        conns.push(Conn {
+            id,
+            client: v["client"].as_str().unwrap_or_default().to_string(),
+            server: v["server"].as_str().unwrap_or_default().to_string(),
+            midstream: v["midstream"].as_bool().unwrap_or_default(),
+            c2s: read("c2s"),
+            s2c: read("s2c"),
+            gaps: v["gaps"].as_array().cloned().unwrap_or_default(),
+        });
+    }
+    Captured {
+        conns,
+        stats,
+        stderr,
+    }
+}
+
+/// Groups connections by client address, for tests with many.
+pub fn by_client(conns: &[Conn]) -> HashMap<String, &Conn> {
+    conns.iter().map(|c| (c.client.clone(), c)).collect()
+}
+
+/// Runs the agent binary with `env` and no readiness wait; returns (exit code, stderr).
+pub fn run_to_exit(env: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(agent_bin())
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the agent");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
