@@ -1,4 +1,5 @@
-//! The live pipeline: ring buffer -> records -> reassembly -> outputs, driven by tokio.
+//! The pipeline: segments -> reassembly -> stream outputs and HTTP framing -> message
+//! outputs, fed either live (ring buffer, driven by tokio) or from a pcap file.
 //!
 //! One task owns the whole path. The ring buffer is drained through `AsyncFd` (epoll on
 //! the map's fd: no busy loop, no blocking), a one-second tick expires idle connections
@@ -17,9 +18,15 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    capture::{record, tc::TcCapture},
+    capture::{pcap, record, tc::TcCapture, Segment},
     config::Config,
-    output::{stdout::StdoutStreams, streams_dir::StreamsDir, StreamOutput},
+    http::{HttpFramer, HttpMessage},
+    output::{
+        messages::{MessageOutput, MessagesFile},
+        stdout::StdoutStreams,
+        streams_dir::StreamsDir,
+        StreamOutput,
+    },
     reassembly::Reassembler,
     stream::StreamEvent,
 };
@@ -27,11 +34,14 @@ use crate::{
 /// Records handled per wake-up before the loop looks at signals and timers again.
 const DRAIN_BATCH: usize = 65_536;
 
-/// Everything after the byte source: reassembly and outputs, with their counters.
+/// Everything after the byte source: reassembly, framing and outputs, with their counters.
 pub struct Pipeline {
     reassembler: Reassembler,
     outputs: Vec<Box<dyn StreamOutput>>,
     events: Vec<StreamEvent>,
+    framer: HttpFramer,
+    messages: Vec<HttpMessage>,
+    message_outputs: Vec<Box<dyn MessageOutput>>,
     records: u64,
     decode_errors: u64,
     output_errors: u64,
@@ -48,10 +58,19 @@ impl Pipeline {
                 .with_context(|| format!("creating the streams directory {}", dir.display()))?;
             outputs.push(Box::new(o));
         }
+        let mut message_outputs: Vec<Box<dyn MessageOutput>> = Vec::new();
+        if let Some(path) = &cfg.outputs.messages_file {
+            let o = MessagesFile::create(path)
+                .with_context(|| format!("creating the messages file {}", path.display()))?;
+            message_outputs.push(Box::new(o));
+        }
         Ok(Pipeline {
             reassembler: Reassembler::new(cfg.capture.reassembly.clone()),
             outputs,
             events: Vec::new(),
+            framer: HttpFramer::new(cfg.capture.http),
+            messages: Vec::new(),
+            message_outputs,
             records: 0,
             decode_errors: 0,
             output_errors: 0,
@@ -66,7 +85,7 @@ impl Pipeline {
             n += 1;
             self.records += 1;
             match record::decode(&item) {
-                Ok((_, seg)) => self.reassembler.push(seg, &mut self.events),
+                Ok((_, seg)) => self.push(seg),
                 Err(e) => {
                     self.decode_errors += 1;
                     debug!("skipping a ring-buffer record: {e}");
@@ -81,6 +100,11 @@ impl Pipeline {
         n
     }
 
+    /// Takes one segment from any source.
+    pub fn push(&mut self, seg: Segment) {
+        self.reassembler.push(seg, &mut self.events);
+    }
+
     pub fn tick(&mut self, now_ns: u64) {
         self.reassembler.tick(now_ns, &mut self.events);
         self.emit();
@@ -89,11 +113,15 @@ impl Pipeline {
     pub fn finish(&mut self, now_ns: u64) {
         self.reassembler.finish(now_ns, &mut self.events);
         self.emit();
-        for o in &mut self.outputs {
-            if let Err(e) = o.finish() {
-                self.output_errors += 1;
-                warn!("finishing an output: {e}");
-            }
+        let results: Vec<std::io::Result<()>> = self
+            .outputs
+            .iter_mut()
+            .map(|o| o.finish())
+            .chain(self.message_outputs.iter_mut().map(|o| o.finish()))
+            .collect();
+        for e in results.into_iter().filter_map(Result::err) {
+            self.output_errors += 1;
+            warn!("finishing an output: {e}");
         }
     }
 
@@ -105,6 +133,15 @@ impl Pipeline {
                     warn!("output error (the event is skipped for this output): {e}");
                 }
             }
+            self.framer.on_event(&ev, &mut self.messages);
+        }
+        for msg in self.messages.drain(..) {
+            for o in &mut self.message_outputs {
+                if let Err(e) = o.message(&msg) {
+                    self.output_errors += 1;
+                    warn!("output error (the message is skipped for this output): {e}");
+                }
+            }
         }
     }
 
@@ -113,6 +150,7 @@ impl Pipeline {
             "kernel": kernel,
             "records": {"received": self.records, "decode_errors": self.decode_errors},
             "reassembly": self.reassembler.stats(),
+            "http": self.framer.stats(),
             "open_connections": self.reassembler.connections(),
             "buffered_bytes": self.reassembler.buffered_bytes(),
             "outputs": {"errors": self.output_errors},
@@ -120,8 +158,49 @@ impl Pipeline {
     }
 }
 
-/// Runs live capture until SIGINT or SIGTERM.
+/// Runs the agent: from the pcap file if one is configured, else live.
 pub async fn run(cfg: Config) -> Result<()> {
+    match &cfg.capture.input_pcap {
+        Some(path) => run_pcap(&cfg, path),
+        None => run_live(cfg).await,
+    }
+}
+
+/// Feeds a capture file through the pipeline. Time is the packets' own: idle connections
+/// and stale holes expire as the file's clock advances, not the wall clock's.
+fn run_pcap(cfg: &Config, path: &Path) -> Result<()> {
+    let mut pipeline = Pipeline::new(cfg)?;
+    let mut last_tick = 0u64;
+    let mut last_ts = 0u64;
+    let read = pcap::read_segments(path, &cfg.capture.ports, |seg| {
+        last_ts = last_ts.max(seg.ts_ns);
+        pipeline.push(seg);
+        if last_ts.saturating_sub(last_tick) >= 1_000_000_000 {
+            last_tick = last_ts;
+            pipeline.tick(last_ts);
+        } else {
+            pipeline.emit();
+        }
+    });
+    let stats = match read {
+        Ok(stats) => stats,
+        // What was read before the damage has been delivered; the rest is reported.
+        Err(e) => {
+            warn!("reading {}: {e}", path.display());
+            pcap::PcapStats::default()
+        }
+    };
+    pipeline.finish(last_ts);
+    let report = pipeline.report(json!({"pcap": format!("{stats:?}")}));
+    info!(counters = %report, "final counters");
+    if let Some(file) = &cfg.outputs.stats_file {
+        write_atomically(file, report.to_string().as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Runs live capture until SIGINT or SIGTERM.
+async fn run_live(cfg: Config) -> Result<()> {
     let mut capture = TcCapture::start(
         &cfg.capture.ports,
         &cfg.capture.interfaces,

@@ -54,6 +54,15 @@ pub struct CaptureArgs {
     /// A hole in a stream with later bytes waiting behind it is reported lost after this long.
     #[arg(long, env = "GOR_HOLE_TIMEOUT", default_value = "2s")]
     pub hole_timeout: String,
+    /// Read packets from this pcap or pcapng file instead of capturing live (no root needed).
+    #[arg(long, env = "GOR_INPUT_PCAP", value_name = "FILE")]
+    pub input_pcap: Option<PathBuf>,
+    /// Largest HTTP head (start line and headers); a larger message is counted, not emitted.
+    #[arg(long, env = "GOR_HTTP_MAX_HEAD", default_value = "64KiB")]
+    pub http_max_head: String,
+    /// Largest HTTP body; a larger message is counted, not emitted, and the connection goes on.
+    #[arg(long, env = "GOR_HTTP_MAX_BODY", default_value = "16MiB")]
+    pub http_max_body: String,
 }
 
 /// Where captured traffic goes.
@@ -66,6 +75,9 @@ pub struct OutputArgs {
     /// (`<id>.c2s`, `<id>.s2c`, and `connections.jsonl` with one line per closed connection).
     #[arg(long, env = "GOR_OUTPUT_STREAMS", value_name = "DIR")]
     pub output_streams: Option<PathBuf>,
+    /// Write every framed HTTP message as a JSON line (with its raw bytes in base64) to this file.
+    #[arg(long, env = "GOR_OUTPUT_MESSAGES", value_name = "FILE")]
+    pub output_messages: Option<PathBuf>,
     /// Write the counters as JSON to this file every stats interval and at exit.
     #[arg(long, env = "GOR_STATS_FILE", value_name = "FILE")]
     pub stats_file: Option<PathBuf>,
@@ -99,12 +111,16 @@ pub struct CaptureConfig {
     pub interfaces: Vec<String>,
     pub ring_bytes: u32,
     pub reassembly: reassembly::Limits,
+    /// Read this capture file instead of attaching to interfaces.
+    pub input_pcap: Option<PathBuf>,
+    pub http: crate::http::Limits,
 }
 
 #[derive(Debug, Clone)]
 pub struct OutputConfig {
     pub stdout: bool,
     pub streams_dir: Option<PathBuf>,
+    pub messages_file: Option<PathBuf>,
     pub stats_file: Option<PathBuf>,
     pub stats_interval: Duration,
 }
@@ -209,6 +225,25 @@ impl Cli {
             &a.hole_timeout,
             parse_duration(&a.hole_timeout),
         );
+        let max_head = c.field(
+            "GOR_HTTP_MAX_HEAD",
+            &a.http_max_head,
+            parse_size(&a.http_max_head),
+        );
+        let max_body = c.field(
+            "GOR_HTTP_MAX_BODY",
+            &a.http_max_body,
+            parse_size(&a.http_max_body),
+        );
+        if let Some(p) = &a.input_pcap {
+            if !p.is_file() {
+                c.errors.push(ConfigError {
+                    setting: "GOR_INPUT_PCAP",
+                    value: p.display().to_string(),
+                    expected: "a readable pcap or pcapng file".into(),
+                });
+            }
+        }
         let o = &self.outputs;
         let interval = c.field(
             "GOR_STATS_INTERVAL",
@@ -246,8 +281,11 @@ impl Cli {
             Some(hole),
             Some(stats_interval),
             Some(json),
+            Some(max_head),
+            Some(max_body),
         ) = (
             ports, interfaces, ring, max_conns, conn_buf, total_buf, idle, hole, interval, json,
+            max_head, max_body,
         )
         else {
             unreachable!("validation reported no error but a value is missing")
@@ -264,10 +302,16 @@ impl Cli {
                     idle_timeout_ns: idle.as_nanos() as u64,
                     hole_timeout_ns: hole.as_nanos() as u64,
                 },
+                input_pcap: a.input_pcap.clone(),
+                http: crate::http::Limits {
+                    max_head,
+                    max_body: max_body as u64,
+                },
             },
             outputs: OutputConfig {
                 stdout: o.output_stdout,
                 streams_dir: o.output_streams.clone(),
+                messages_file: o.output_messages.clone(),
                 stats_file: o.stats_file.clone(),
                 stats_interval,
             },

@@ -6,5 +6,6 @@
 //! They need root; `cargo xtask test` runs them one at a time.
 mod bad_input;
 mod config;
+mod http;
 mod netns;
 mod streams;

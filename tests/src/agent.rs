@@ -18,9 +18,12 @@ pub fn agent_bin() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/gor-agent"))
 }
 
-/// A fresh, empty directory for one test.
+/// A fresh, empty directory for one test, under `$TMPDIR/gor-tests` (which
+/// `cargo xtask test` empties before a run; what a failed test leaves stays for a look).
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gor-test-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir()
+        .join("gor-tests")
+        .join(format!("{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create a test directory");
     dir
@@ -43,9 +46,22 @@ pub struct Conn {
     pub gaps: Vec<Value>,
 }
 
+/// One HTTP message the agent framed.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: u64,
+    pub client: String,
+    pub is_request: bool,
+    pub start_line: String,
+    pub status: u16,
+    pub raw: Vec<u8>,
+    pub latency_ns: Option<u64>,
+}
+
 /// What the agent left behind when it stopped.
 pub struct Captured {
     pub conns: Vec<Conn>,
+    pub messages: Vec<Message>,
     pub stats: Value,
     pub stderr: String,
 }
@@ -66,6 +82,25 @@ impl Captured {
 
     pub fn clients(&self) -> Vec<&str> {
         self.conns.iter().map(|c| c.client.as_str()).collect()
+    }
+
+    /// Requests from `client`, in the order they completed.
+    pub fn requests_from(&self, client: &str) -> Vec<&Message> {
+        self.messages
+            .iter()
+            .filter(|m| m.is_request && m.client == client)
+            .collect()
+    }
+
+    /// The response paired with request `id`.
+    pub fn response_to(&self, id: u64) -> Option<&Message> {
+        self.messages.iter().find(|m| !m.is_request && m.id == id)
+    }
+
+    pub fn http(&self, name: &str) -> u64 {
+        self.stats["http"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no http counter {name}: {}", self.stats))
     }
 
     pub fn kernel(&self, name: &str) -> u64 {
@@ -147,6 +182,7 @@ impl Agent {
             .env("GOR_PORTS", ports.join(","))
             .env("GOR_INTERFACES", interfaces.join(","))
             .env("GOR_OUTPUT_STREAMS", dir.join("streams"))
+            .env("GOR_OUTPUT_MESSAGES", dir.join("messages.jsonl"))
             .env("GOR_STATS_FILE", dir.join("stats.json"))
             .env("GOR_LOG", "info")
             .env("NOTIFY_SOCKET", &notify_path)
@@ -233,9 +269,61 @@ fn read_captured(dir: &Path, stderr: String) -> Captured {
     }
     Captured {
         conns,
+        messages: read_messages(&dir.join("messages.jsonl")),
         stats,
         stderr,
     }
+}
+
+/// Reads a messages file written by `GOR_OUTPUT_MESSAGES`.
+pub fn read_messages(path: &Path) -> Vec<Message> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("message lines are JSON");
+            let is_request = v["type"] == "request";
+            let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+            let start_line = if is_request {
+                format!("{} {} {}", s("method"), s("target"), s("version"))
+            } else {
+                format!("{} {}", s("version"), v["status"])
+            };
+            Message {
+                id: v["id"].as_u64().expect("id"),
+                client: s("client"),
+                is_request,
+                start_line,
+                status: v["status"].as_u64().unwrap_or(0) as u16,
+                raw: base64::engine::general_purpose::STANDARD
+                    .decode(s("raw"))
+                    .expect("base64"),
+                latency_ns: v["latency_ns"].as_u64(),
+            }
+        })
+        .collect()
+}
+
+/// Runs the agent over a capture file (no kernel) and reads what it framed.
+pub fn run_pcap(name: &str, file: &Path, ports: &[u16]) -> Captured {
+    let dir = temp_dir(name);
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let out = Command::new(agent_bin())
+        .env_clear()
+        .env("GOR_PORTS", ports.join(","))
+        .env("GOR_INPUT_PCAP", file)
+        .env("GOR_OUTPUT_STREAMS", dir.join("streams"))
+        .env("GOR_OUTPUT_MESSAGES", dir.join("messages.jsonl"))
+        .env("GOR_STATS_FILE", dir.join("stats.json"))
+        .output()
+        .expect("run the agent on a pcap file");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "the agent failed on {}: {stderr}",
+        file.display()
+    );
+    read_captured(&dir, stderr)
 }
 
 /// Groups connections by client address, for tests with many.

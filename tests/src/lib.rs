@@ -2,6 +2,8 @@
 //! signal, stop it and read what it captured, make network namespaces and clean them up,
 //! and check that the host is left as it was.
 pub mod agent;
+pub mod clients;
 pub mod host;
 pub mod netns;
+pub mod nginx;
 pub mod traffic;

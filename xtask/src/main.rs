@@ -110,6 +110,8 @@ fn test(no_kernel: bool, no_setup: bool, filter: Option<String>) -> Result<()> {
         println!("xtask: kernel tests skipped (--no-kernel)");
         return Ok(());
     }
+    // What earlier runs left for inspection (see tests/src/agent.rs `temp_dir`).
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join("gor-tests"));
     // One test at a time: each starts its own agent, and the leftover checks after each
     // test look at the whole host.
     let mut kernel = vec!["test", "-p", "gor-tests", "--test", "kernel"];

@@ -3,6 +3,8 @@
 //! [`tc`] loads the kernel programs, attaches them and drains their ring buffer;
 //! [`record`] decodes a ring-buffer record into a [`Segment`]. Every source hands
 //! `Segment`s to the reassembler, which knows nothing of where they came from.
+pub mod packet;
+pub mod pcap;
 pub mod record;
 pub mod tc;
 

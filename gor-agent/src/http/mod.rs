@@ -1,1 +1,236 @@
-//! HTTP/1.x framing (placeholder until the framer lands).
+//! HTTP/1.x framing: turns the ordered per-connection byte streams of [`crate::stream`]
+//! into complete request and response messages, without any IO.
+//!
+//! One [`HttpFramer`] serves every connection. Each direction of a connection is parsed
+//! incrementally (heads with `httparse`, bodies by Content-Length, chunked coding or
+//! connection close), so a message split at any byte across events frames the same as one
+//! delivered whole. Responses are paired with requests through a per-connection FIFO
+//! (HTTP/1.1 answers in order, RFC 9112 §9.3.2) and share their request's `id`. Damaged
+//! input (capture gaps, midstream starts, non-HTTP bytes, over-limit messages) is never
+//! emitted: it is counted in [`HttpStats`] and the parser resynchronises on the next start
+//! line it can recognise with certainty. Memory per direction stays within
+//! `max_head + max_body` (plus `max_head` of request bytes held while an upgrade is
+//! decided).
+
+mod chunked;
+mod conn;
+mod head;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use bytes::Bytes;
+
+use crate::stream::{ConnId, Direction, Flow, StreamEvent};
+
+use conn::{Conn, Cx, Input};
+
+/// Bounds on what one message may hold in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest head (start line + headers + empty line), in bytes.
+    pub max_head: usize,
+    /// Largest body as it is on the wire (including chunked framing), in bytes.
+    pub max_body: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head: 64 * 1024,
+            max_body: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// The start line of a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Request {
+        method: String,
+        target: String,
+        /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+        version: u8,
+    },
+    Response {
+        status: u16,
+        reason: String,
+        /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+        version: u8,
+    },
+}
+
+/// One complete HTTP message, with its exact wire bytes and a parsed view of its head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpMessage {
+    /// Unique per framer; a response carries the id of the request it answers.
+    pub id: u64,
+    pub conn: ConnId,
+    pub flow: Flow,
+    pub dir: Direction,
+    /// Stream offset (in its direction) of the first byte of `raw`.
+    pub offset: u64,
+    /// Timestamp of the `Data` event holding the first byte.
+    pub first_ts_ns: u64,
+    /// Timestamp of the `Data` event holding the last byte.
+    pub last_ts_ns: u64,
+    /// Exactly the wire bytes: head and body, with chunked framing and trailers.
+    pub raw: Bytes,
+    pub kind: Kind,
+    /// Header names in original case and order, duplicates kept; values share `raw`.
+    pub headers: Vec<(String, Bytes)>,
+    /// Where the body starts in `raw` (the head length).
+    pub body_offset: usize,
+    /// For a response: its last byte's time minus its request's last byte's time.
+    pub latency_ns: Option<u64>,
+}
+
+impl HttpMessage {
+    /// The body as on the wire (still chunk-framed if chunked).
+    pub fn body(&self) -> Bytes {
+        self.raw.slice(self.body_offset.min(self.raw.len())..)
+    }
+
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+/// Counters of what the framer saw and dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HttpStats {
+    pub requests: u64,
+    pub responses: u64,
+    /// Requests damaged by a gap, cut by the end of the stream, or with unusable framing.
+    pub incomplete_requests: u64,
+    pub incomplete_responses: u64,
+    /// Messages whose head or body exceeded [`Limits`] (or with more than 1024 headers).
+    pub oversize_messages: u64,
+    /// Bytes skipped while looking for a start line (garbage, TLS, remains after a gap).
+    pub not_http_bytes: u64,
+    /// 1xx responses other than 101, skipped.
+    pub interim_responses: u64,
+    /// Connections switched to another protocol (101) or tunnelled (CONNECT 2xx).
+    pub upgraded_connections: u64,
+    /// Bytes of upgraded/tunnelled connections, not parsed.
+    pub tunneled_bytes: u64,
+    /// Responses emitted without an emitted request to pair with.
+    pub unpaired_responses: u64,
+    /// Emitted requests never answered: pending at Close, or dropped from the FIFO when the
+    /// response side resynchronised past their responses.
+    pub unanswered_requests: u64,
+    /// Times a direction regained sync after damage, garbage or a midstream start.
+    pub resyncs: u64,
+}
+
+/// Frames HTTP/1.x messages for many connections.
+pub struct HttpFramer {
+    limits: Limits,
+    conns: HashMap<ConnId, Conn>,
+    stats: HttpStats,
+    next_id: u64,
+}
+
+impl HttpFramer {
+    pub fn new(limits: Limits) -> Self {
+        HttpFramer {
+            limits,
+            conns: HashMap::new(),
+            stats: HttpStats::default(),
+            next_id: 1,
+        }
+    }
+
+    /// Consumes one stream event, appending any messages it completes to `out`.
+    pub fn on_event(&mut self, ev: &StreamEvent, out: &mut Vec<HttpMessage>) {
+        let HttpFramer {
+            limits,
+            conns,
+            stats,
+            next_id,
+        } = self;
+        let mut cx = Cx {
+            limits,
+            stats,
+            next_id,
+            out,
+            conn: ev.conn(),
+        };
+        match ev {
+            StreamEvent::Open {
+                conn,
+                flow,
+                midstream,
+                ..
+            } => {
+                conns.insert(*conn, Conn::new(*flow, *midstream));
+            }
+            StreamEvent::Data {
+                conn,
+                dir,
+                offset,
+                ts_ns,
+                bytes,
+            } => {
+                let c = conns.entry(*conn).or_insert_with(Conn::unknown);
+                let mut input = Input::new(bytes.clone(), *offset);
+                c.on_data(dir.index(), *ts_ns, &mut input, &mut cx);
+            }
+            StreamEvent::Gap {
+                conn,
+                dir,
+                len,
+                ts_ns,
+                ..
+            } => {
+                let c = conns.entry(*conn).or_insert_with(Conn::unknown);
+                c.on_gap(dir.index(), *len, *ts_ns, &mut cx);
+            }
+            StreamEvent::End {
+                conn,
+                dir,
+                ts_ns,
+                reason,
+            } => {
+                if let Some(c) = conns.get_mut(conn) {
+                    c.on_end(dir.index(), *ts_ns, *reason, &mut cx);
+                }
+            }
+            StreamEvent::Close { conn, .. } => {
+                if let Some(c) = conns.remove(conn) {
+                    c.close(&mut cx);
+                }
+            }
+        }
+    }
+
+    pub fn stats(&self) -> &HttpStats {
+        &self.stats
+    }
+
+    /// Connections with state held.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Bytes of message data held across all connections (heads, bodies, resync tails and
+    /// request bytes held while an upgrade is decided).
+    pub fn buffered_bytes(&self) -> usize {
+        self.conns.values().map(Conn::buffered_bytes).sum()
+    }
+}
+
+/// The flow used for connections whose `Open` was never seen.
+fn unknown_flow() -> Flow {
+    let none = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+    Flow {
+        client: none,
+        server: none,
+    }
+}

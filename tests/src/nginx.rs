@@ -1,0 +1,147 @@
+//! nginx from Debian as the production server: started on a free loopback port with a
+//! configuration of the test's own, in the test's directory, stopped when dropped. Its
+//! access log records, for each request, the client's address and port, the request line,
+//! the request length in bytes, the status and the bytes sent: the server's account of
+//! the traffic, to compare with what the agent framed.
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::traffic::pattern;
+
+pub struct Nginx {
+    child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+}
+
+/// One line of the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logged {
+    pub client: String,
+    pub request_line: String,
+    pub request_length: usize,
+    pub status: u16,
+    pub bytes_sent: usize,
+}
+
+/// Size of `big.bin` in the document root.
+pub const BIG_FILE: usize = 3 << 20;
+
+impl Nginx {
+    pub fn start(dir: PathBuf) -> Nginx {
+        let free = || {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        };
+        let (port, upstream) = (free(), free());
+        let www = dir.join("www");
+        std::fs::create_dir_all(&www).expect("www");
+        std::fs::write(
+            www.join("index.html"),
+            b"<html><body>gor test page</body></html>\n",
+        )
+        .expect("index");
+        std::fs::write(
+            www.join("data.json"),
+            br#"{"items":[1,2,3],"name":"gor"}"#.repeat(200),
+        )
+        .expect("json");
+        std::fs::write(www.join("big.bin"), pattern(7, BIG_FILE)).expect("big");
+        let d = dir.display();
+        let conf = format!(
+            r#"
+daemon off;
+master_process off;
+worker_processes 1;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    log_format gor '$remote_addr:$remote_port|$request|$request_length|$status|$bytes_sent';
+    access_log {d}/access.log gor;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 100000;
+    client_max_body_size 64m;
+    # Responses of unknown length (gzip on the fly) go out chunked.
+    gzip on;
+    gzip_types application/json text/plain;
+    gzip_min_length 0;
+    types {{ text/html html; application/json json; application/octet-stream bin; }}
+    server {{
+        listen 127.0.0.1:{port};
+        root {d}/www;
+        location / {{ }}
+        location /echo {{
+            # Proxying makes nginx read the whole request body first, so $request_length
+            # counts it; the upstream (another server here, on a port not captured) answers 201.
+            proxy_pass http://127.0.0.1:{upstream}/done;
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{upstream};
+        access_log off;
+        location / {{ return 201 "created\n"; }}
+    }}
+}}
+"#
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("nginx.conf");
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start nginx (installed by `cargo xtask setup`)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        // Ready when it accepts a connection.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start listening on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Nginx { child, addr, dir }
+    }
+
+    /// The access log so far (nginx writes each line when the request completes).
+    pub fn access_log(&self) -> Vec<Logged> {
+        let text = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('|').collect();
+                (f.len() == 5).then(|| Logged {
+                    client: f[0].to_string(),
+                    request_line: f[1].to_string(),
+                    request_length: f[2].parse().unwrap_or(0),
+                    status: f[3].parse().unwrap_or(0),
+                    bytes_sent: f[4].parse().unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
