@@ -172,7 +172,8 @@ fn run_pcap(cfg: &Config, path: &Path) -> Result<()> {
     let mut pipeline = Pipeline::new(cfg)?;
     let mut last_tick = 0u64;
     let mut last_ts = 0u64;
-    let read = pcap::read_segments(path, &cfg.capture.ports, |seg| {
+    let mut stats = pcap::PcapStats::default();
+    let read = pcap::read_segments(path, &cfg.capture.ports, &mut stats, |seg| {
         last_ts = last_ts.max(seg.ts_ns);
         pipeline.push(seg);
         if last_ts.saturating_sub(last_tick) >= 1_000_000_000 {
@@ -182,16 +183,12 @@ fn run_pcap(cfg: &Config, path: &Path) -> Result<()> {
             pipeline.emit();
         }
     });
-    let stats = match read {
-        Ok(stats) => stats,
-        // What was read before the damage has been delivered; the rest is reported.
-        Err(e) => {
-            warn!("reading {}: {e}", path.display());
-            pcap::PcapStats::default()
-        }
-    };
+    // What was read before damage in the file has been delivered; the damage is reported.
+    if let Err(e) = read {
+        warn!("reading {}: {e}", path.display());
+    }
     pipeline.finish(last_ts);
-    let report = pipeline.report(json!({"pcap": format!("{stats:?}")}));
+    let report = pipeline.report(json!({"pcap": stats}));
     info!(counters = %report, "final counters");
     if let Some(file) = &cfg.outputs.stats_file {
         write_atomically(file, report.to_string().as_bytes())?;

@@ -11,11 +11,14 @@ use std::{
 
 use serde_json::Value;
 
-/// Path of the agent binary: `GOR_AGENT_BIN`, or the workspace's debug build.
+/// Path of the agent binary: `GOR_AGENT_BIN`, or the workspace's release build (what
+/// production runs; `cargo xtask test` builds it before the kernel tests).
 pub fn agent_bin() -> PathBuf {
     std::env::var_os("GOR_AGENT_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/gor-agent"))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/gor-agent")
+        })
 }
 
 /// A fresh, empty directory for one test, under `$TMPDIR/gor-tests` (which

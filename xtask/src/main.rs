@@ -100,7 +100,6 @@ fn test(no_kernel: bool, no_setup: bool, filter: Option<String>) -> Result<()> {
         ],
         false,
     )?;
-    util::cargo(&["build", "--workspace"], false)?;
     let mut unit = vec!["test", "--workspace", "--exclude", "gor-tests"];
     if let Some(f) = &filter {
         unit.push(f);
@@ -110,6 +109,9 @@ fn test(no_kernel: bool, no_setup: bool, filter: Option<String>) -> Result<()> {
         println!("xtask: kernel tests skipped (--no-kernel)");
         return Ok(());
     }
+    // The kernel tests run the release agent: the binary production runs, and fast enough
+    // to keep up with wrk on two cores while tcpdump runs beside it.
+    util::cargo(&["build", "-p", "gor-agent"], true)?;
     // What earlier runs left for inspection (see tests/src/agent.rs `temp_dir`).
     let _ = std::fs::remove_dir_all(std::env::temp_dir().join("gor-tests"));
     // One test at a time: each starts its own agent, and the leftover checks after each
