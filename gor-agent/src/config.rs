@@ -24,6 +24,8 @@ pub struct Cli {
     #[command(flatten)]
     pub outputs: OutputArgs,
     #[command(flatten)]
+    pub replay: ReplayArgs,
+    #[command(flatten)]
     pub logging: LogArgs,
 }
 
@@ -86,6 +88,37 @@ pub struct OutputArgs {
     pub stats_interval: String,
 }
 
+/// Mirroring to staging.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Staging base URLs, comma-separated (`http://host:port[/base]`); every mirrored
+    /// request goes to each. Empty: nothing is mirrored.
+    #[arg(long, env = "GOR_TARGET", value_name = "URLS")]
+    pub target: Option<String>,
+    /// `100`: at most 100 requests/s per target (excess dropped and counted); `10%`: a
+    /// random 10% of requests; empty: all.
+    #[arg(long, env = "GOR_RATE", default_value = "")]
+    pub rate: String,
+    /// Time limit for one request to staging (connect, send, response).
+    #[arg(long, env = "GOR_TIMEOUT", default_value = "5s")]
+    pub timeout: String,
+    /// Staging connections per target at most (client connections mirrored concurrently).
+    #[arg(long, env = "GOR_WORKERS", default_value = "64")]
+    pub workers: String,
+    /// Requests waiting per target at most; beyond that they are dropped and counted.
+    #[arg(long, env = "GOR_QUEUE", default_value = "10000")]
+    pub queue: String,
+    /// Keep the client's Host header (by default Host becomes the target's host).
+    #[arg(long, env = "GOR_ORIGINAL_HOST", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub original_host: bool,
+    /// Headers to add or replace on mirrored requests, `Name: value`, separated by `;`.
+    #[arg(long, env = "GOR_SET_HEADER", value_name = "HEADERS")]
+    pub set_header: Option<String>,
+    /// On SIGINT/SIGTERM, how long in-flight mirrored requests may take to finish.
+    #[arg(long, env = "GOR_SHUTDOWN_GRACE", default_value = "5s")]
+    pub shutdown_grace: String,
+}
+
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `gor_agent=debug`.
@@ -101,6 +134,7 @@ pub struct LogArgs {
 pub struct Config {
     pub capture: CaptureConfig,
     pub outputs: OutputConfig,
+    pub mirror: MirrorConfig,
     pub log: LogConfig,
 }
 
@@ -123,6 +157,19 @@ pub struct OutputConfig {
     pub messages_file: Option<PathBuf>,
     pub stats_file: Option<PathBuf>,
     pub stats_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    /// Empty: nothing is mirrored.
+    pub targets: Vec<crate::replay::Target>,
+    pub rate: crate::replay::Rate,
+    pub timeout: Duration,
+    pub workers: usize,
+    pub queue: usize,
+    pub original_host: bool,
+    pub set_headers: Vec<(String, String)>,
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -244,6 +291,7 @@ impl Cli {
                 });
             }
         }
+        let mirror = self.replay.validate(&mut c);
         let o = &self.outputs;
         let interval = c.field(
             "GOR_STATS_INTERVAL",
@@ -321,6 +369,78 @@ impl Cli {
             },
         })
     }
+}
+
+impl ReplayArgs {
+    fn validate(&self, c: &mut Check) -> Option<MirrorConfig> {
+        let targets = match self.target.as_deref().map(str::trim) {
+            None | Some("") => Some(Vec::new()),
+            Some(v) => c.field("GOR_TARGET", v, parse_targets(v)),
+        };
+        let rate = c.field("GOR_RATE", &self.rate, parse_rate(&self.rate));
+        let timeout = c.field("GOR_TIMEOUT", &self.timeout, parse_duration(&self.timeout));
+        let workers = c.field("GOR_WORKERS", &self.workers, parse_count(&self.workers));
+        let queue = c.field("GOR_QUEUE", &self.queue, parse_count(&self.queue));
+        let set_headers = match &self.set_header {
+            None => Some(Vec::new()),
+            Some(v) => c.field("GOR_SET_HEADER", v, parse_set_headers(v)),
+        };
+        let grace = c.field("GOR_SHUTDOWN_GRACE", &self.shutdown_grace, parse_duration(&self.shutdown_grace));
+        Some(MirrorConfig {
+            targets: targets?,
+            rate: rate?,
+            timeout: timeout?,
+            workers: workers?,
+            queue: queue?,
+            original_host: self.original_host,
+            set_headers: set_headers?,
+            shutdown_grace: grace?,
+        })
+    }
+}
+
+/// `http://staging:8080,http://staging2/base`.
+pub fn parse_targets(s: &str) -> Result<Vec<crate::replay::Target>, String> {
+    s.split(',')
+        .map(str::trim)
+        .map(|u| crate::replay::Target::parse(u).map_err(|e| format!("comma-separated `http://host[:port][/base]` URLs (`{u}`: {e})")))
+        .collect()
+}
+
+/// `100` (requests/s per target), `10%` (a random share), or empty (all).
+pub fn parse_rate(s: &str) -> Result<crate::replay::Rate, String> {
+    const EXPECTED: &str = "`100` (at most 100 requests/s per target), `10%` (a random 10%), or empty (all)";
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(crate::replay::Rate::All);
+    }
+    if let Some(p) = s.strip_suffix('%') {
+        return match p.trim().parse::<f64>() {
+            Ok(p) if (0.0..=100.0).contains(&p) => Ok(crate::replay::Rate::Percent(p)),
+            _ => Err(EXPECTED.into()),
+        };
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(crate::replay::Rate::PerSecond(n)),
+        _ => Err(EXPECTED.into()),
+    }
+}
+
+/// `X-Mirrored: 1; X-Env: staging`.
+pub fn parse_set_headers(s: &str) -> Result<Vec<(String, String)>, String> {
+    const EXPECTED: &str = "`Name: value` pairs separated by `;`, e.g. `X-Mirrored: 1; X-Env: staging`";
+    let mut out = Vec::new();
+    for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = part.split_once(':').ok_or_else(|| EXPECTED.to_string())?;
+        let name = name.trim();
+        let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let value = value.trim();
+        if !valid_name || value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err(EXPECTED.into());
+        }
+        out.push((name.to_string(), value.to_string()));
+    }
+    Ok(out)
 }
 
 /// `80,8080`: a non-empty list of distinct ports 1-65535.
@@ -474,6 +594,21 @@ mod tests {
     fn ports_are_required() {
         let errs = cli(&[]).validate().unwrap_err();
         assert_eq!(errs[0].setting, "GOR_PORTS");
+    }
+
+    #[test]
+    fn mirror_settings() {
+        let c = cli(&["--ports", "80", "--target", "http://127.0.0.1:9000/base", "--rate", "10%", "--set-header", "X-Mirrored: 1; X-Env: staging"])
+            .validate()
+            .unwrap();
+        assert_eq!(c.mirror.targets.len(), 1);
+        assert!(matches!(c.mirror.rate, crate::replay::Rate::Percent(p) if p == 10.0));
+        assert_eq!(c.mirror.set_headers, vec![("X-Mirrored".into(), "1".into()), ("X-Env".into(), "staging".into())]);
+        let errs = cli(&["--ports", "80", "--target", "ftp://x", "--rate", "fast", "--set-header", "bad header", "--workers", "0"])
+            .validate()
+            .unwrap_err();
+        let names: Vec<_> = errs.iter().map(|e| e.setting).collect();
+        assert_eq!(names, vec!["GOR_TARGET", "GOR_RATE", "GOR_WORKERS", "GOR_SET_HEADER"]);
     }
 
     #[test]

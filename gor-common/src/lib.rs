@@ -24,6 +24,10 @@ pub const MAP_PORTS: &str = "PORTS";
 pub const MAP_CHUNKS: &str = "CHUNKS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_SCRATCH: &str = "SCRATCH";
+pub const MAP_EXCLUDED: &str = "EXCLUDED";
+
+/// Connections excluded from capture at most (the agent's own connections to staging).
+pub const MAX_EXCLUDED: u32 = 65536;
 
 /// Program names, one per TC hook.
 pub const PROG_INGRESS: &str = "gor_ingress";
@@ -71,8 +75,10 @@ pub mod counter {
     pub const MALFORMED: u32 = 8;
     /// `bpf_skb_load_bytes` failures while copying payload (counted as lost bytes too).
     pub const LOAD_ERRORS: u32 = 9;
+    /// Packets of the agent's own connections to staging, not captured.
+    pub const EXCLUDED: u32 = 10;
     /// Number of counters.
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 11;
 
     /// Names, indexed like the counters, for logs and reports.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -86,6 +92,7 @@ pub mod counter {
         "fragments",
         "malformed",
         "load_errors",
+        "excluded",
     ];
 }
 
@@ -129,6 +136,27 @@ pub struct ChunkHeader {
     pub truncated: u32,
 }
 
+/// A connection whose packets are not captured: the agent's own connection to a staging
+/// target that listens on a captured port (on this host, or reached through a watched
+/// interface), so mirrored requests are never captured and mirrored again.
+/// The client address is left out: the agent knows its local port before it connects, and
+/// the server address and port with it make the key unique on this host.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExcludeKey {
+    /// Server (staging) address; IPv4 in the first 4 bytes.
+    pub server_addr: [u8; 16],
+    /// Server port, host order.
+    pub server_port: u16,
+    /// The agent's local port, host order.
+    pub client_port: u16,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+const _: () = assert!(core::mem::size_of::<ExcludeKey>() == 16 + 2 + 2 + 1 + 3);
+
 /// A ring-buffer record as the kernel builds it in its per-CPU scratch buffer.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -149,4 +177,6 @@ const _: () = assert!(CHUNK_HEADER_LEN.is_multiple_of(8));
 mod user {
     // SAFETY: plain-old-data, `repr(C)`, no padding (asserted above), any bit pattern valid.
     unsafe impl aya::Pod for super::ChunkHeader {}
+    // SAFETY: as above (size asserted).
+    unsafe impl aya::Pod for super::ExcludeKey {}
 }

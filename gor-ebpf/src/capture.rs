@@ -5,12 +5,12 @@
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext, EbpfContext};
 use aya_log_ebpf::warn;
 use gor_common::{
-    counter, direction, tcp_flags, CHUNK_DATA_LEN, CHUNK_HEADER_LEN, MAX_CHUNKS_PER_SKB,
+    counter, direction, tcp_flags, ExcludeKey, CHUNK_DATA_LEN, CHUNK_HEADER_LEN, MAX_CHUNKS_PER_SKB,
 };
 
 use crate::{
     headers::{self, Skip},
-    maps::{count, port_captured, CHUNKS, SCRATCH},
+    maps::{count, excluded, port_captured, CHUNKS, SCRATCH},
 };
 
 /// Observes one packet. Whatever happens here, the caller lets the packet through.
@@ -22,9 +22,33 @@ pub fn packet(ctx: &TcContext, dir: u8) {
         Err(Skip::Fragment) => return count(counter::FRAGMENTS, 1),
         Err(Skip::Malformed) => return count(counter::MALFORMED, 1),
     };
-    let port = if dir == direction::TO_SERVER { tcp.dport } else { tcp.sport };
+    let port = if dir == direction::TO_SERVER {
+        tcp.dport
+    } else {
+        tcp.sport
+    };
     if !port_captured(port) {
         return;
+    }
+    let key = if dir == direction::TO_SERVER {
+        ExcludeKey {
+            server_addr: tcp.daddr,
+            server_port: tcp.dport,
+            client_port: tcp.sport,
+            family: tcp.family,
+            _pad: [0; 3],
+        }
+    } else {
+        ExcludeKey {
+            server_addr: tcp.saddr,
+            server_port: tcp.sport,
+            client_port: tcp.dport,
+            family: tcp.family,
+            _pad: [0; 3],
+        }
+    };
+    if excluded(&key) {
+        return count(counter::EXCLUDED, 1);
     }
     count(counter::PACKETS_MATCHED, 1);
     // Pure ACKs carry nothing the agent needs; SYN/FIN/RST mark connection start and end.
@@ -43,7 +67,10 @@ pub fn packet(ctx: &TcContext, dir: u8) {
     if truncated > 0 {
         count(counter::TRUNCATED_PACKETS, 1);
         count(counter::TRUNCATED_BYTES, truncated as u64);
-        warn!(ctx, "gor: {} payload bytes of a packet beyond the copy limit", truncated);
+        warn!(
+            ctx,
+            "gor: {} payload bytes of a packet beyond the copy limit", truncated
+        );
     }
 
     let h = &mut chunk.header;
@@ -78,7 +105,11 @@ pub fn packet(ctx: &TcContext, dir: u8) {
             break;
         }
         let left = copied - off;
-        let n = if left > CHUNK_DATA_LEN as u32 { CHUNK_DATA_LEN as u32 } else { left };
+        let n = if left > CHUNK_DATA_LEN as u32 {
+            CHUNK_DATA_LEN as u32
+        } else {
+            left
+        };
         // The verifier must see 0 < n <= CHUNK_DATA_LEN for the helper's length argument
         // (a zero-sized read is rejected: aya issue #1207). LLVM knows n > 0 here and would
         // drop a plain check, and the verifier cannot derive it (it lost the relation

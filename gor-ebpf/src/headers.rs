@@ -49,18 +49,24 @@ fn load_u8(ctx: &TcContext, off: u32) -> Result<u8, Skip> {
 
 #[inline(always)]
 fn load_be16(ctx: &TcContext, off: u32) -> Result<u16, Skip> {
-    ctx.load::<u16>(off as usize).map(u16::from_be).map_err(|_| Skip::Malformed)
+    ctx.load::<u16>(off as usize)
+        .map(u16::from_be)
+        .map_err(|_| Skip::Malformed)
 }
 
 #[inline(always)]
 fn load_be32(ctx: &TcContext, off: u32) -> Result<u32, Skip> {
-    ctx.load::<u32>(off as usize).map(u32::from_be).map_err(|_| Skip::Malformed)
+    ctx.load::<u32>(off as usize)
+        .map(u32::from_be)
+        .map_err(|_| Skip::Malformed)
 }
 
 #[inline(always)]
 fn load_addr<const N: usize>(ctx: &TcContext, off: u32) -> Result<[u8; 16], Skip> {
     let mut out = [0u8; 16];
-    let part = ctx.load::<[u8; N]>(off as usize).map_err(|_| Skip::Malformed)?;
+    let part = ctx
+        .load::<[u8; N]>(off as usize)
+        .map_err(|_| Skip::Malformed)?;
     out[..N].copy_from_slice(&part);
     Ok(out)
 }
@@ -96,7 +102,13 @@ pub fn parse(ctx: &TcContext) -> Result<Tcp, Skip> {
             // tot_len is 0 in BIG TCP (> 64 KiB) super-packets: the skb length counts then.
             let tot_len = load_be16(ctx, l3 + 2)? as u32;
             let end = if tot_len == 0 { skb_len } else { l3 + tot_len };
-            (FAMILY_V4, load_addr::<4>(ctx, l3 + 12)?, load_addr::<4>(ctx, l3 + 16)?, l3 + ihl, end)
+            (
+                FAMILY_V4,
+                load_addr::<4>(ctx, l3 + 12)?,
+                load_addr::<4>(ctx, l3 + 16)?,
+                l3 + ihl,
+                end,
+            )
         }
         ETH_P_IPV6 => {
             if load_u8(ctx, l3)? >> 4 != 6 {
@@ -121,7 +133,13 @@ pub fn parse(ctx: &TcContext) -> Result<Tcp, Skip> {
             if next != IPPROTO_TCP {
                 return Err(Skip::NotOurs);
             }
-            (FAMILY_V6, load_addr::<16>(ctx, l3 + 8)?, load_addr::<16>(ctx, l3 + 24)?, off, end)
+            (
+                FAMILY_V6,
+                load_addr::<16>(ctx, l3 + 8)?,
+                load_addr::<16>(ctx, l3 + 24)?,
+                off,
+                end,
+            )
         }
         _ => return Err(Skip::NotOurs),
     };

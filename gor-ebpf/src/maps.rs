@@ -2,9 +2,9 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
-use gor_common::{counter, Chunk, DEFAULT_RING_BYTES, PORTS_LEN};
+use gor_common::{counter, Chunk, ExcludeKey, DEFAULT_RING_BYTES, MAX_EXCLUDED, PORTS_LEN};
 
 /// Captured TCP ports: index = port, non-zero = capture. Written by the agent before it
 /// attaches. An array rather than a hash map: one bounds check, no hashing per packet.
@@ -23,6 +23,17 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::C
 /// 512-byte BPF stack.
 #[map(name = "SCRATCH")]
 pub static SCRATCH: PerCpuArray<Chunk> = PerCpuArray::with_max_entries(1, 0);
+
+/// The agent's own connections to staging (see `ExcludeKey`): never captured.
+#[map(name = "EXCLUDED")]
+pub static EXCLUDED: HashMap<ExcludeKey, u8> = HashMap::with_max_entries(MAX_EXCLUDED, 0);
+
+/// `true` if the packet belongs to one of the agent's own connections.
+#[inline(always)]
+pub fn excluded(key: &ExcludeKey) -> bool {
+    // SAFETY: the value is only tested for presence, never held across a map update.
+    unsafe { EXCLUDED.get(key) }.is_some()
+}
 
 /// Adds `n` to counter `idx` of this CPU.
 #[inline(always)]

@@ -39,3 +39,24 @@ fn every_invalid_value_is_reported_at_once() {
         assert!(stderr.contains(name), "{name} missing from:\n{stderr}");
     }
 }
+
+#[test]
+fn each_invalid_mirror_setting_exits_64_naming_it() {
+    let cases = [
+        ("GOR_TARGET", "ftp://staging"),
+        ("GOR_RATE", "lots"),
+        ("GOR_RATE", "150%"),
+        ("GOR_TIMEOUT", "0s"),
+        ("GOR_WORKERS", "none"),
+        ("GOR_QUEUE", "-5"),
+        ("GOR_SET_HEADER", "no colon here"),
+        ("GOR_SHUTDOWN_GRACE", "soon"),
+        ("GOR_HTTP_MAX_BODY", "big"),
+        ("GOR_INPUT_PCAP", "/nonexistent/file.pcap"),
+    ];
+    for (name, value) in cases {
+        let (code, stderr) = run_to_exit(&[("GOR_PORTS", "80"), (name, value)]);
+        assert_eq!(code, 64, "{name}={value}: {stderr}");
+        assert!(stderr.contains(name) && stderr.contains(value), "{name}={value} not named in:\n{stderr}");
+    }
+}

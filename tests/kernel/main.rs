@@ -6,6 +6,8 @@
 //! They need root; `cargo xtask test` runs them one at a time.
 mod bad_input;
 mod config;
+mod deploy;
 mod http;
+mod mirror;
 mod netns;
 mod streams;

@@ -213,6 +213,26 @@ impl Agent {
         }
     }
 
+    /// The agent's process id (for memory readings).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Resident memory of the agent, in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The counters the agent last wrote to its stats file.
+    pub fn stats_now(&self) -> Value {
+        std::fs::read(self.dir.join("stats.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null)
+    }
+
     /// Stops the agent with SIGTERM, checks it exited 0, and reads what it captured.
     pub fn stop(mut self) -> Captured {
         let mut child = self.child.take().expect("running");

@@ -6,4 +6,5 @@ pub mod clients;
 pub mod host;
 pub mod netns;
 pub mod nginx;
+pub mod staging;
 pub mod traffic;

@@ -51,6 +51,8 @@ enum Cmd {
     },
     /// Run the benchmarks.
     Bench,
+    /// A local production, a recording staging, traffic and the agent: watch gor work.
+    Demo,
 }
 
 fn main() -> Result<()> {
@@ -73,6 +75,15 @@ fn main() -> Result<()> {
             util::exec(&bin, &args)
         }
         Cmd::Bench => util::cargo(&["bench", "-p", "gor-agent"], false),
+        Cmd::Demo => {
+            if !util::is_root() {
+                anyhow::bail!("the demo loads BPF programs: run it as root");
+            }
+            setup::run()?;
+            ebpf::build()?;
+            util::cargo(&["build", "-p", "gor-agent", "-p", "gor-tests", "--bin", "gor-agent", "--bin", "gor-demo"], true)?;
+            util::exec(&util::root().join("target/release/gor-demo"), &[])
+        }
     }
 }
 
@@ -89,6 +100,7 @@ fn test(no_kernel: bool, no_setup: bool, filter: Option<String>) -> Result<()> {
     }
     ebpf::build()?;
     util::cargo(&["fmt", "--all", "--check"], false)?;
+    util::cargo(&["fmt", "--check", "--manifest-path", "gor-ebpf/Cargo.toml"], false)?;
     util::cargo(
         &[
             "clippy",

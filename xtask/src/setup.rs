@@ -23,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "wrk",
     "tcpdump",
     "python3",
+    "systemd",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

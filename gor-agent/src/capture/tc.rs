@@ -9,14 +9,22 @@
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
 use aya::{
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{tc, SchedClassifier, TcAttachType},
     util::KernelVersion,
     Ebpf, EbpfLoader,
 };
 use aya_log::EbpfLogger;
-use gor_common::{counter, MAP_CHUNKS, MAP_COUNTERS, MAP_PORTS, PROG_EGRESS, PROG_INGRESS};
+use gor_common::{
+    counter, ExcludeKey, FAMILY_V4, FAMILY_V6, MAP_CHUNKS, MAP_COUNTERS, MAP_EXCLUDED, MAP_PORTS,
+    PROG_EGRESS, PROG_INGRESS,
+};
 use tracing::{debug, info, warn};
 
 /// The kernel object, built by `cargo xtask build-ebpf` and embedded by build.rs.
@@ -146,6 +154,13 @@ impl TcCapture {
         Ok(RingBuf::try_from(map)?)
     }
 
+    /// The handle through which the agent's own connections to staging are kept out of
+    /// capture (can be taken once).
+    pub fn take_exclusions(&mut self) -> Result<Exclusions> {
+        let map = self.bpf.take_map(MAP_EXCLUDED).context("map EXCLUDED missing or already taken")?;
+        Ok(Exclusions(Arc::new(Mutex::new(HashMap::try_from(map)?))))
+    }
+
     /// The eBPF logger, to be polled by the caller; it owns the log map's fd, so the
     /// caller keeps it for as long as the programs run.
     pub fn take_logger(&mut self) -> Option<EbpfLogger<&'static dyn log::Log>> {
@@ -228,4 +243,50 @@ pub fn interfaces_up() -> Result<Vec<String>> {
         bail!("no network interface is up");
     }
     Ok(out)
+}
+
+/// The kernel's list of connections not to capture: the agent's own connections to
+/// staging. Cheap to clone; entries are added before a connection is opened and removed
+/// after it is closed.
+#[derive(Clone)]
+pub struct Exclusions(Arc<Mutex<HashMap<MapData, ExcludeKey, u8>>>);
+
+impl Exclusions {
+    fn key(local_port: u16, server: SocketAddr) -> ExcludeKey {
+        let (family, server_addr) = match server {
+            SocketAddr::V4(a) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&a.ip().octets());
+                (FAMILY_V4, b)
+            }
+            // An IPv4-mapped peer travels as IPv4 on the wire.
+            SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+                Some(v4) => {
+                    let mut b = [0u8; 16];
+                    b[..4].copy_from_slice(&v4.octets());
+                    (FAMILY_V4, b)
+                }
+                None => (FAMILY_V6, a.ip().octets()),
+            },
+        };
+        ExcludeKey { server_addr, server_port: server.port(), client_port: local_port, family, _pad: [0; 3] }
+    }
+
+    pub fn add(&self, local_port: u16, server: SocketAddr) {
+        let key = Self::key(local_port, server);
+        if let Ok(mut m) = self.0.lock() {
+            if let Err(e) = m.insert(key, 1, 0) {
+                // Full map: this connection may be captured; its traffic then shows up as
+                // ordinary requests, which is visible in the counters, not silent.
+                warn!("excluding our connection {local_port} -> {server} from capture: {e}");
+            }
+        }
+    }
+
+    pub fn remove(&self, local_port: u16, server: SocketAddr) {
+        let key = Self::key(local_port, server);
+        if let Ok(mut m) = self.0.lock() {
+            let _ = m.remove(&key);
+        }
+    }
 }

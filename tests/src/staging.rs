@@ -1,0 +1,181 @@
+//! A recording staging server: it frames each request it receives (Content-Length or
+//! chunked), records its exact bytes, its connection and its arrival time, and answers
+//! according to its mode (ok, slow, reset). Used by the mirror tests and the demo.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd,
+    sync::{
+        atomic::{AtomicU8, AtomicUsize, Ordering},
+        Arc, Condvar, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+/// One request as staging received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Staging-side connection number (in accept order).
+    pub conn: usize,
+    pub raw: Vec<u8>,
+    pub at: Instant,
+}
+
+/// How staging answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    Ok = 0,
+    /// Answers after 10 s.
+    Slow = 1,
+    /// Resets the connection after reading a request.
+    Reset = 2,
+}
+
+#[derive(Default)]
+struct Shared {
+    received: Mutex<Vec<Received>>,
+    changed: Condvar,
+}
+
+pub struct Staging {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    mode: Arc<AtomicU8>,
+    conns: Arc<AtomicUsize>,
+}
+
+impl Staging {
+    pub fn start(listener: TcpListener) -> Staging {
+        let addr = listener.local_addr().expect("addr");
+        let shared = Arc::new(Shared::default());
+        let mode = Arc::new(AtomicU8::new(Mode::Ok as u8));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let (s, m, c) = (shared.clone(), mode.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                let n = c.fetch_add(1, Ordering::SeqCst);
+                let (s, m) = (s.clone(), m.clone());
+                std::thread::spawn(move || serve(stream, n, s, m));
+            }
+        });
+        Staging { addr, shared, mode, conns }
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.received.lock().expect("lock").clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` requests were received (or `timeout` passed); returns them.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        let mut got = self.shared.received.lock().expect("lock");
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            got = self.shared.changed.wait_timeout(got, left).expect("wait").0;
+        }
+        got.clone()
+    }
+}
+
+fn serve(stream: TcpStream, conn: usize, shared: Arc<Shared>, mode: Arc<AtomicU8>) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    while let Some(raw) = read_request(&mut reader) {
+        {
+            let mut r = shared.received.lock().expect("lock");
+            r.push(Received { conn, raw, at: Instant::now() });
+            shared.changed.notify_all();
+        }
+        match mode.load(Ordering::SeqCst) {
+            1 => std::thread::sleep(Duration::from_secs(10)),
+            2 => {
+                reset(&writer);
+                return;
+            }
+            _ => {}
+        }
+        if writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+            return;
+        }
+    }
+}
+
+/// Closes with RST (SO_LINGER 0).
+fn reset(s: &TcpStream) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt reads the struct for its size.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as u32,
+        )
+    };
+    let _ = s.shutdown(std::net::Shutdown::Both);
+}
+
+/// Reads one request (head, then a Content-Length or chunked body); its exact bytes.
+pub fn read_request(r: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut raw = Vec::new();
+    let (mut len, mut chunked) = (0usize, false);
+    loop {
+        let mut line = Vec::new();
+        if r.read_until(b'\n', &mut line).ok()? == 0 {
+            return None;
+        }
+        raw.extend_from_slice(&line);
+        if line == b"\r\n" {
+            break;
+        }
+        let text = String::from_utf8_lossy(&line).to_ascii_lowercase();
+        if let Some(v) = text.strip_prefix("content-length:") {
+            len = v.trim().parse().ok()?;
+        }
+        if text.starts_with("transfer-encoding:") && text.contains("chunked") {
+            chunked = true;
+        }
+    }
+    if chunked {
+        loop {
+            let mut size_line = Vec::new();
+            r.read_until(b'\n', &mut size_line).ok()?;
+            raw.extend_from_slice(&size_line);
+            let text = String::from_utf8_lossy(&size_line);
+            let size = usize::from_str_radix(text.split(';').next()?.trim(), 16).ok()?;
+            if size == 0 {
+                // Trailers, then the empty line.
+                loop {
+                    let mut t = Vec::new();
+                    r.read_until(b'\n', &mut t).ok()?;
+                    raw.extend_from_slice(&t);
+                    if t == b"\r\n" || t.is_empty() {
+                        return Some(raw);
+                    }
+                }
+            }
+            let start = raw.len();
+            raw.resize(start + size + 2, 0);
+            r.read_exact(&mut raw[start..]).ok()?;
+        }
+    }
+    let start = raw.len();
+    raw.resize(start + len, 0);
+    r.read_exact(&mut raw[start..]).ok()?;
+    Some(raw)
+}
