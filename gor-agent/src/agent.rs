@@ -28,6 +28,7 @@ use crate::{
         StreamOutput,
     },
     reassembly::Reassembler,
+    replay::{PortExclusion, ReplayConfig, ReplayStats, Replayer},
     stream::StreamEvent,
 };
 
@@ -42,13 +43,18 @@ pub struct Pipeline {
     framer: HttpFramer,
     messages: Vec<HttpMessage>,
     message_outputs: Vec<Box<dyn MessageOutput>>,
+    /// Mirroring to staging, when targets are configured. `submit` never blocks.
+    replayer: Option<Replayer>,
     records: u64,
     decode_errors: u64,
     output_errors: u64,
 }
 
 impl Pipeline {
-    pub fn new(cfg: &Config) -> Result<Self> {
+    /// Builds the pipeline; must run inside the tokio runtime when mirroring is configured
+    /// (the replayer spawns its tasks). `exclusion` keeps the agent's own connections to
+    /// staging out of capture.
+    pub fn new(cfg: &Config, exclusion: Option<std::sync::Arc<dyn PortExclusion>>) -> Result<Self> {
         let mut outputs: Vec<Box<dyn StreamOutput>> = Vec::new();
         if cfg.outputs.stdout {
             outputs.push(Box::new(StdoutStreams::new()));
@@ -71,6 +77,19 @@ impl Pipeline {
             framer: HttpFramer::new(cfg.capture.http),
             messages: Vec::new(),
             message_outputs,
+            replayer: (!cfg.mirror.targets.is_empty()).then(|| {
+                let m = &cfg.mirror;
+                Replayer::start(ReplayConfig {
+                    targets: m.targets.clone(),
+                    rate: m.rate,
+                    timeout: m.timeout,
+                    workers: m.workers,
+                    queue: m.queue,
+                    original_host: m.original_host,
+                    set_headers: m.set_headers.clone(),
+                    exclusion,
+                })
+            }),
             records: 0,
             decode_errors: 0,
             output_errors: 0,
@@ -136,6 +155,9 @@ impl Pipeline {
             self.framer.on_event(&ev, &mut self.messages);
         }
         for msg in self.messages.drain(..) {
+            if let Some(r) = &self.replayer {
+                r.submit(&msg);
+            }
             for o in &mut self.message_outputs {
                 if let Err(e) = o.message(&msg) {
                     self.output_errors += 1;
@@ -145,8 +167,26 @@ impl Pipeline {
         }
     }
 
+    /// Stops mirroring: in-flight requests get `grace` to finish. Returns the final counts.
+    pub async fn stop_replay(&mut self, grace: Duration) -> Option<ReplayStats> {
+        match self.replayer.take() {
+            Some(r) => Some(r.shutdown(grace).await),
+            None => None,
+        }
+    }
+
     pub fn report(&self, kernel: serde_json::Value) -> serde_json::Value {
+        self.report_with(kernel, self.replayer.as_ref().map(Replayer::stats))
+    }
+
+    /// The counters, with mirroring's final counts when it has been stopped.
+    pub fn report_with(
+        &self,
+        kernel: serde_json::Value,
+        replay: Option<ReplayStats>,
+    ) -> serde_json::Value {
         json!({
+            "replay": replay.map(replay_json),
             "kernel": kernel,
             "records": {"received": self.records, "decode_errors": self.decode_errors},
             "reassembly": self.reassembler.stats(),
@@ -158,22 +198,55 @@ impl Pipeline {
     }
 }
 
+/// Mirroring's counters for reports: the totals over targets at the top level (the
+/// figures an operator reads first), latency percentiles, and each target's own.
+fn replay_json(r: ReplayStats) -> serde_json::Value {
+    let mut v = serde_json::to_value(&r.total).unwrap_or_default();
+    v["submitted"] = r.submitted.into();
+    v["sampled_out"] = r.sampled_out.into();
+    v["latency_p50_us"] = r.total.latency.p50_us.into();
+    v["latency_p90_us"] = r.total.latency.p90_us.into();
+    v["latency_p99_us"] = r.total.latency.p99_us.into();
+    v["targets"] = serde_json::to_value(&r.targets).unwrap_or_default();
+    v
+}
+
 /// Runs the agent: from the pcap file if one is configured, else live.
 pub async fn run(cfg: Config) -> Result<()> {
-    match &cfg.capture.input_pcap {
-        Some(path) => run_pcap(&cfg, path),
+    match cfg.capture.input_pcap.clone() {
+        Some(path) => {
+            let mut pipeline = Pipeline::new(&cfg, None)?;
+            // Reading the file is blocking work; the replayer's tasks run meanwhile.
+            let grace = cfg.mirror.shutdown_grace;
+            let stats_file = cfg.outputs.stats_file.clone();
+            let (mut pipeline, stats) = tokio::task::spawn_blocking(move || {
+                let stats = run_pcap(&cfg.capture, &path, &mut pipeline);
+                (pipeline, stats)
+            })
+            .await?;
+            let replay = pipeline.stop_replay(grace).await;
+            let report = pipeline.report_with(json!({"pcap": stats}), replay);
+            info!(counters = %report, "final counters");
+            if let Some(file) = stats_file {
+                write_atomically(&file, report.to_string().as_bytes())?;
+            }
+            Ok(())
+        }
         None => run_live(cfg).await,
     }
 }
 
 /// Feeds a capture file through the pipeline. Time is the packets' own: idle connections
 /// and stale holes expire as the file's clock advances, not the wall clock's.
-fn run_pcap(cfg: &Config, path: &Path) -> Result<()> {
-    let mut pipeline = Pipeline::new(cfg)?;
+fn run_pcap(
+    cfg: &crate::config::CaptureConfig,
+    path: &Path,
+    pipeline: &mut Pipeline,
+) -> pcap::PcapStats {
     let mut last_tick = 0u64;
     let mut last_ts = 0u64;
     let mut stats = pcap::PcapStats::default();
-    let read = pcap::read_segments(path, &cfg.capture.ports, &mut stats, |seg| {
+    let read = pcap::read_segments(path, &cfg.ports, &mut stats, |seg| {
         last_ts = last_ts.max(seg.ts_ns);
         pipeline.push(seg);
         if last_ts.saturating_sub(last_tick) >= 1_000_000_000 {
@@ -188,12 +261,7 @@ fn run_pcap(cfg: &Config, path: &Path) -> Result<()> {
         warn!("reading {}: {e}", path.display());
     }
     pipeline.finish(last_ts);
-    let report = pipeline.report(json!({"pcap": stats}));
-    info!(counters = %report, "final counters");
-    if let Some(file) = &cfg.outputs.stats_file {
-        write_atomically(file, report.to_string().as_bytes())?;
-    }
-    Ok(())
+    stats
 }
 
 /// Runs live capture until SIGINT or SIGTERM.
@@ -216,7 +284,9 @@ async fn run_live(cfg: Config) -> Result<()> {
         ),
         None => None,
     };
-    let mut pipeline = Pipeline::new(&cfg)?;
+    let exclusions: std::sync::Arc<dyn PortExclusion> =
+        std::sync::Arc::new(capture.take_exclusions()?);
+    let mut pipeline = Pipeline::new(&cfg, Some(exclusions))?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -243,7 +313,7 @@ async fn run_live(cfg: Config) -> Result<()> {
                 guard.clear_ready();
             }
             _ = tick.tick() => pipeline.tick(monotonic_ns()),
-            _ = stats_tick.tick() => publish(&pipeline, &capture, cfg.outputs.stats_file.as_deref(), false),
+            _ = stats_tick.tick() => publish(&pipeline, &capture, cfg.outputs.stats_file.as_deref()),
         }
     }
 
@@ -255,27 +325,33 @@ async fn run_live(cfg: Config) -> Result<()> {
         l.get_mut().flush();
     }
     pipeline.finish(monotonic_ns());
-    publish(&pipeline, &capture, cfg.outputs.stats_file.as_deref(), true);
+    let replay = pipeline.stop_replay(cfg.mirror.shutdown_grace).await;
+    let report = pipeline.report_with(kernel_json(&capture), replay);
+    info!(counters = %report, "final counters");
+    write_stats(cfg.outputs.stats_file.as_deref(), &report);
     Ok(())
 }
 
-/// Logs the counters and writes them to the stats file.
-fn publish(pipeline: &Pipeline, capture: &TcCapture, file: Option<&Path>, last: bool) {
-    let kernel = match capture.counters() {
+fn kernel_json(capture: &TcCapture) -> serde_json::Value {
+    match capture.counters() {
         Ok(k) => k.to_json(),
         Err(e) => json!({"error": e.to_string()}),
-    };
-    let report = pipeline.report(kernel);
-    if last {
-        info!(counters = %report, "final counters");
-    } else {
-        info!(counters = %report, "counters");
     }
+}
+
+fn write_stats(file: Option<&Path>, report: &serde_json::Value) {
     if let Some(path) = file {
         if let Err(e) = write_atomically(path, report.to_string().as_bytes()) {
             warn!("writing the stats file {}: {e}", path.display());
         }
     }
+}
+
+/// Logs the counters and writes them to the stats file.
+fn publish(pipeline: &Pipeline, capture: &TcCapture, file: Option<&Path>) {
+    let report = pipeline.report(kernel_json(capture));
+    info!(counters = %report, "counters");
+    write_stats(file, &report);
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

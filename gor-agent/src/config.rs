@@ -331,9 +331,10 @@ impl Cli {
             Some(json),
             Some(max_head),
             Some(max_body),
+            Some(mirror),
         ) = (
             ports, interfaces, ring, max_conns, conn_buf, total_buf, idle, hole, interval, json,
-            max_head, max_body,
+            max_head, max_body, mirror,
         )
         else {
             unreachable!("validation reported no error but a value is missing")
@@ -363,6 +364,7 @@ impl Cli {
                 stats_file: o.stats_file.clone(),
                 stats_interval,
             },
+            mirror,
             log: LogConfig {
                 filter: self.logging.log.clone(),
                 json,
@@ -385,7 +387,11 @@ impl ReplayArgs {
             None => Some(Vec::new()),
             Some(v) => c.field("GOR_SET_HEADER", v, parse_set_headers(v)),
         };
-        let grace = c.field("GOR_SHUTDOWN_GRACE", &self.shutdown_grace, parse_duration(&self.shutdown_grace));
+        let grace = c.field(
+            "GOR_SHUTDOWN_GRACE",
+            &self.shutdown_grace,
+            parse_duration(&self.shutdown_grace),
+        );
         Some(MirrorConfig {
             targets: targets?,
             rate: rate?,
@@ -403,13 +409,18 @@ impl ReplayArgs {
 pub fn parse_targets(s: &str) -> Result<Vec<crate::replay::Target>, String> {
     s.split(',')
         .map(str::trim)
-        .map(|u| crate::replay::Target::parse(u).map_err(|e| format!("comma-separated `http://host[:port][/base]` URLs (`{u}`: {e})")))
+        .map(|u| {
+            crate::replay::Target::parse(u).map_err(|e| {
+                format!("comma-separated `http://host[:port][/base]` URLs (`{u}`: {e})")
+            })
+        })
         .collect()
 }
 
 /// `100` (requests/s per target), `10%` (a random share), or empty (all).
 pub fn parse_rate(s: &str) -> Result<crate::replay::Rate, String> {
-    const EXPECTED: &str = "`100` (at most 100 requests/s per target), `10%` (a random 10%), or empty (all)";
+    const EXPECTED: &str =
+        "`100` (at most 100 requests/s per target), `10%` (a random 10%), or empty (all)";
     let s = s.trim();
     if s.is_empty() {
         return Ok(crate::replay::Rate::All);
@@ -428,12 +439,16 @@ pub fn parse_rate(s: &str) -> Result<crate::replay::Rate, String> {
 
 /// `X-Mirrored: 1; X-Env: staging`.
 pub fn parse_set_headers(s: &str) -> Result<Vec<(String, String)>, String> {
-    const EXPECTED: &str = "`Name: value` pairs separated by `;`, e.g. `X-Mirrored: 1; X-Env: staging`";
+    const EXPECTED: &str =
+        "`Name: value` pairs separated by `;`, e.g. `X-Mirrored: 1; X-Env: staging`";
     let mut out = Vec::new();
     for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, value) = part.split_once(':').ok_or_else(|| EXPECTED.to_string())?;
         let name = name.trim();
-        let valid_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let valid_name = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         let value = value.trim();
         if !valid_name || value.bytes().any(|b| b == b'\r' || b == b'\n') {
             return Err(EXPECTED.into());
@@ -598,17 +613,46 @@ mod tests {
 
     #[test]
     fn mirror_settings() {
-        let c = cli(&["--ports", "80", "--target", "http://127.0.0.1:9000/base", "--rate", "10%", "--set-header", "X-Mirrored: 1; X-Env: staging"])
-            .validate()
-            .unwrap();
+        let c = cli(&[
+            "--ports",
+            "80",
+            "--target",
+            "http://127.0.0.1:9000/base",
+            "--rate",
+            "10%",
+            "--set-header",
+            "X-Mirrored: 1; X-Env: staging",
+        ])
+        .validate()
+        .unwrap();
         assert_eq!(c.mirror.targets.len(), 1);
         assert!(matches!(c.mirror.rate, crate::replay::Rate::Percent(p) if p == 10.0));
-        assert_eq!(c.mirror.set_headers, vec![("X-Mirrored".into(), "1".into()), ("X-Env".into(), "staging".into())]);
-        let errs = cli(&["--ports", "80", "--target", "ftp://x", "--rate", "fast", "--set-header", "bad header", "--workers", "0"])
-            .validate()
-            .unwrap_err();
+        assert_eq!(
+            c.mirror.set_headers,
+            vec![
+                ("X-Mirrored".into(), "1".into()),
+                ("X-Env".into(), "staging".into())
+            ]
+        );
+        let errs = cli(&[
+            "--ports",
+            "80",
+            "--target",
+            "ftp://x",
+            "--rate",
+            "fast",
+            "--set-header",
+            "bad header",
+            "--workers",
+            "0",
+        ])
+        .validate()
+        .unwrap_err();
         let names: Vec<_> = errs.iter().map(|e| e.setting).collect();
-        assert_eq!(names, vec!["GOR_TARGET", "GOR_RATE", "GOR_WORKERS", "GOR_SET_HEADER"]);
+        assert_eq!(
+            names,
+            vec!["GOR_TARGET", "GOR_RATE", "GOR_WORKERS", "GOR_SET_HEADER"]
+        );
     }
 
     #[test]

@@ -12,4 +12,5 @@ pub mod logging;
 pub mod notify;
 pub mod output;
 pub mod reassembly;
+pub mod replay;
 pub mod stream;

@@ -57,6 +57,9 @@ fn each_invalid_mirror_setting_exits_64_naming_it() {
     for (name, value) in cases {
         let (code, stderr) = run_to_exit(&[("GOR_PORTS", "80"), (name, value)]);
         assert_eq!(code, 64, "{name}={value}: {stderr}");
-        assert!(stderr.contains(name) && stderr.contains(value), "{name}={value} not named in:\n{stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains(value),
+            "{name}={value} not named in:\n{stderr}"
+        );
     }
 }

@@ -43,18 +43,24 @@ fn mirror_env<'a>(target: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str
     env
 }
 
-/// What staging should receive for `req`: Host replaced by `host`, `X-Mirrored: gor` set.
+/// What staging should receive for `req`: Host's value replaced by `host` and
+/// `X-Mirrored: gor` set (a header that is there keeps the client's spelling of its name).
 fn expected(req: &[u8], host: &str) -> Vec<u8> {
-    let head_end = req.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 2;
+    let head_end = req
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 2;
     let (head, body) = req.split_at(head_end);
     let mut out = Vec::new();
     let mut mark = false;
     for line in head.split_inclusive(|&b| b == b'\n') {
         let lower = String::from_utf8_lossy(line).to_ascii_lowercase();
+        let name = &line[..line.iter().position(|&b| b == b':').unwrap_or(0)];
         if lower.starts_with("host:") {
-            out.extend_from_slice(format!("Host: {host}\r\n").as_bytes());
+            out.extend_from_slice(&[name, format!(": {host}\r\n").as_bytes()].concat());
         } else if lower.starts_with("x-mirrored:") {
-            out.extend_from_slice(b"X-Mirrored: gor\r\n");
+            out.extend_from_slice(&[name, b": gor\r\n"].concat());
             mark = true;
         } else {
             out.extend_from_slice(line);
@@ -73,7 +79,7 @@ fn corpus() -> Vec<Vec<u8>> {
         b"GET /MiXeD?Case=Yes HTTP/1.1\r\nhOsT: shop.example\r\nX-lower: a\r\nX-UPPER: B\r\nx-DUP: 1\r\nx-dup: 2\r\nX-Dup: 3\r\n\r\n".to_vec(),
         b"DELETE /items/7 HTTP/1.1\r\nHost: shop.example\r\nAuthorization: Bearer abc.def\r\n\r\n".to_vec(),
         b"OPTIONS * HTTP/1.1\r\nHost: shop.example\r\n\r\n".to_vec(),
-        b"PATCH /items/7 HTTP/1.1\r\nHost: shop.example\r\nContent-Type: application/json\r\nContent-Length: 13\r\nX-Mirrored: client\r\n\r\n{\"name\":\"x\"}".to_vec(),
+        b"PATCH /items/7 HTTP/1.1\r\nHost: shop.example\r\nContent-Type: application/json\r\nContent-Length: 12\r\nX-Mirrored: client\r\n\r\n{\"name\":\"x\"}".to_vec(),
         b"POST /upload HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n".to_vec(),
         format!("GET /search?q={} HTTP/1.1\r\nHost: shop.example\r\n\r\n", "long".repeat(1500)).into_bytes(),
     ];
@@ -90,7 +96,13 @@ fn staging_receives_exactly_what_clients_sent_apart_from_host_and_set_headers() 
     let prod = Staging::start(listen("127.0.0.1"));
     let staging = Staging::start(listen("127.0.0.1"));
     let target = format!("http://{}", staging.addr);
-    let agent = Agent::start_with("mirror-fidelity", &[prod.addr.port()], &["lo"], None, &mirror_env(&target, &[("GOR_SET_HEADER", "X-Mirrored: gor")]));
+    let agent = Agent::start_with(
+        "mirror-fidelity",
+        &[prod.addr.port()],
+        &["lo"],
+        None,
+        &mirror_env(&target, &[("GOR_SET_HEADER", "X-Mirrored: gor")]),
+    );
     let corpus = corpus();
     let mut c = Raw::connect(prod.addr);
     for req in &corpus {
@@ -98,13 +110,26 @@ fn staging_receives_exactly_what_clients_sent_apart_from_host_and_set_headers() 
     }
     let got = staging.wait_for(corpus.len(), Duration::from_secs(10));
     let cap = agent.stop();
-    assert_eq!(got.len(), corpus.len(), "every request mirrored: {}", cap.stats);
+    assert_eq!(
+        got.len(),
+        corpus.len(),
+        "every request mirrored: {}",
+        cap.stats
+    );
     let host_header = staging.addr.to_string();
     for (req, rec) in corpus.iter().zip(&got) {
         let want = expected(req, &host_header);
-        assert!(rec.raw == want, "staging got\n{}\nwanted\n{}", String::from_utf8_lossy(&rec.raw), String::from_utf8_lossy(&want));
+        assert!(
+            rec.raw == want,
+            "staging got\n{}\nwanted\n{}",
+            String::from_utf8_lossy(&rec.raw),
+            String::from_utf8_lossy(&want)
+        );
     }
-    assert!(got.iter().all(|r| r.conn == got[0].conn), "one client connection -> one staging connection");
+    assert!(
+        got.iter().all(|r| r.conn == got[0].conn),
+        "one client connection -> one staging connection"
+    );
     host.assert_clean();
 }
 
@@ -113,7 +138,13 @@ fn original_host_is_kept_when_asked() {
     let prod = Staging::start(listen("127.0.0.1"));
     let staging = Staging::start(listen("127.0.0.1"));
     let target = format!("http://{}", staging.addr);
-    let agent = Agent::start_with("mirror-host", &[prod.addr.port()], &["lo"], None, &mirror_env(&target, &[("GOR_ORIGINAL_HOST", "1")]));
+    let agent = Agent::start_with(
+        "mirror-host",
+        &[prod.addr.port()],
+        &["lo"],
+        None,
+        &mirror_env(&target, &[("GOR_ORIGINAL_HOST", "1")]),
+    );
     let req = b"GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n";
     Raw::connect(prod.addr).send(req);
     let got = staging.wait_for(1, Duration::from_secs(10));
@@ -149,7 +180,13 @@ fn rate_per_second_is_held() {
     let prod = Staging::start(listen("127.0.0.1"));
     let staging = Staging::start(listen("127.0.0.1"));
     let target = format!("http://{}", staging.addr);
-    let agent = Agent::start_with("mirror-rate", &[prod.addr.port()], &["lo"], None, &mirror_env(&target, &[("GOR_RATE", "50")]));
+    let agent = Agent::start_with(
+        "mirror-rate",
+        &[prod.addr.port()],
+        &["lo"],
+        None,
+        &mirror_env(&target, &[("GOR_RATE", "50")]),
+    );
     let t0 = Instant::now();
     load(prod.addr, 5, 3000, 500);
     let elapsed = t0.elapsed();
@@ -158,10 +195,23 @@ fn rate_per_second_is_held() {
     let got = staging.received();
     // The steady window: after the first second (the bucket starts full) to the end.
     let window = elapsed.as_secs_f64() - 1.0;
-    let in_window = got.iter().filter(|r| r.at.duration_since(t0) >= Duration::from_secs(1) && r.at.duration_since(t0) <= elapsed).count();
+    let in_window = got
+        .iter()
+        .filter(|r| {
+            r.at.duration_since(t0) >= Duration::from_secs(1) && r.at.duration_since(t0) <= elapsed
+        })
+        .count();
     let rate = in_window as f64 / window;
-    assert!((45.0..=55.0).contains(&rate), "staging saw {rate:.1} requests/s over {window:.1}s (want 50 +-10%): {}", cap.stats);
-    assert!(cap.stats["replay"]["rate_limited"].as_u64().unwrap_or(0) > 2000, "{}", cap.stats);
+    assert!(
+        (45.0..=55.0).contains(&rate),
+        "staging saw {rate:.1} requests/s over {window:.1}s (want 50 +-10%): {}",
+        cap.stats
+    );
+    assert!(
+        cap.stats["replay"]["rate_limited"].as_u64().unwrap_or(0) > 2000,
+        "{}",
+        cap.stats
+    );
 }
 
 #[test]
@@ -169,14 +219,23 @@ fn rate_percent_keeps_that_share() {
     let prod = Staging::start(listen("127.0.0.1"));
     let staging = Staging::start(listen("127.0.0.1"));
     let target = format!("http://{}", staging.addr);
-    let agent = Agent::start_with("mirror-percent", &[prod.addr.port()], &["lo"], None, &mirror_env(&target, &[("GOR_RATE", "10%")]));
+    let agent = Agent::start_with(
+        "mirror-percent",
+        &[prod.addr.port()],
+        &["lo"],
+        None,
+        &mirror_env(&target, &[("GOR_RATE", "10%")]),
+    );
     load(prod.addr, 4, 4000, 4000);
     let cap = agent.stop();
     let framed = cap.http("requests");
     assert_eq!(framed, 4000);
     let got = staging.received().len() as f64;
     let share = 100.0 * got / framed as f64;
-    assert!((7.0..=13.0).contains(&share), "{share:.1}% mirrored (want 10 +-3)");
+    assert!(
+        (7.0..=13.0).contains(&share),
+        "{share:.1}% mirrored (want 10 +-3)"
+    );
 }
 
 #[test]
@@ -184,14 +243,25 @@ fn per_connection_order_is_kept_on_staging() {
     let prod = Staging::start(listen("127.0.0.1"));
     let staging = Staging::start(listen("127.0.0.1"));
     let target = format!("http://{}", staging.addr);
-    let agent = Agent::start_with("mirror-order", &[prod.addr.port()], &["lo"], None, &mirror_env(&target, &[]));
+    let agent = Agent::start_with(
+        "mirror-order",
+        &[prod.addr.port()],
+        &["lo"],
+        None,
+        &mirror_env(&target, &[]),
+    );
     let addr = prod.addr;
     let handles: Vec<_> = (0..100)
         .map(|c| {
             std::thread::spawn(move || {
                 let mut raw = Raw::connect(addr);
                 for i in 0..20 {
-                    raw.send(format!("POST /order/{c}/{i} HTTP/1.1\r\nHost: p\r\nContent-Length: 1\r\n\r\nx").as_bytes());
+                    raw.send(
+                        format!(
+                            "POST /order/{c}/{i} HTTP/1.1\r\nHost: p\r\nContent-Length: 1\r\n\r\nx"
+                        )
+                        .as_bytes(),
+                    );
                 }
             })
         })
@@ -213,7 +283,11 @@ fn per_connection_order_is_kept_on_staging() {
             })
             .collect();
         let seqs: Vec<usize> = mine.iter().map(|m| m.0).collect();
-        assert_eq!(seqs, (0..20).collect::<Vec<_>>(), "client {c}'s requests in order on staging");
+        assert_eq!(
+            seqs,
+            (0..20).collect::<Vec<_>>(),
+            "client {c}'s requests in order on staging"
+        );
     }
 }
 
@@ -237,14 +311,15 @@ fn staging_faults_never_reach_production_and_mirroring_resumes() {
     let mut phase = |n: usize, tag: &str| {
         let mut raw = Raw::connect(prod.addr);
         for i in 0..n {
-            worst = worst.max(raw.send(format!("GET /{tag}/{i} HTTP/1.1\r\nHost: p\r\n\r\n").as_bytes()));
+            worst = worst
+                .max(raw.send(format!("GET /{tag}/{i} HTTP/1.1\r\nHost: p\r\n\r\n").as_bytes()));
         }
     };
     phase(300, "refused");
-    let refused = agent.stats_now();
 
     // Staging comes up, but answers after 10 s, then resets, then is fine.
-    let staging = Staging::start(std::net::TcpListener::bind(staging_addr).expect("rebind staging"));
+    let staging =
+        Staging::start(std::net::TcpListener::bind(staging_addr).expect("rebind staging"));
     staging.set_mode(Mode::Slow);
     phase(300, "slow");
     let rss_slow = agent.rss_kib();
@@ -255,7 +330,11 @@ fn staging_faults_never_reach_production_and_mirroring_resumes() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let resumed = loop {
         phase(10, "back");
-        if staging.received().iter().any(|r| r.raw.starts_with(b"GET /back/")) {
+        if staging
+            .received()
+            .iter()
+            .any(|r| r.raw.starts_with(b"GET /back/"))
+        {
             break true;
         }
         if Instant::now() > deadline {
@@ -265,14 +344,35 @@ fn staging_faults_never_reach_production_and_mirroring_resumes() {
     };
     let rss_end = agent.rss_kib();
     let cap = agent.stop();
-    assert!(resumed, "mirroring resumed when staging came back: {}", cap.stats);
+    assert!(
+        resumed,
+        "mirroring resumed when staging came back: {}",
+        cap.stats
+    );
     let r = &cap.stats["replay"];
-    assert!(r["connect_errors"].as_u64().unwrap_or(0) > 0, "refused connections counted: {}", cap.stats);
-    assert!(r["timeouts"].as_u64().unwrap_or(0) > 0, "timeouts counted: {}", cap.stats);
-    assert!(r["resets"].as_u64().unwrap_or(0) > 0, "resets counted: {}", cap.stats);
-    assert!(refused["replay"].is_object(), "stats were written while staging refused");
-    assert!(worst < Duration::from_millis(500), "a production request took {worst:?}");
-    assert!(rss_slow < 300_000 && rss_end < 300_000, "agent memory stayed bounded: {rss_slow} KiB, {rss_end} KiB");
+    assert!(
+        r["connect_errors"].as_u64().unwrap_or(0) > 0,
+        "refused connections counted: {}",
+        cap.stats
+    );
+    assert!(
+        r["timeouts"].as_u64().unwrap_or(0) > 0,
+        "timeouts counted: {}",
+        cap.stats
+    );
+    assert!(
+        r["resets"].as_u64().unwrap_or(0) > 0,
+        "resets counted: {}",
+        cap.stats
+    );
+    assert!(
+        worst < Duration::from_millis(500),
+        "a production request took {worst:?}"
+    );
+    assert!(
+        rss_slow < 300_000 && rss_end < 300_000,
+        "agent memory stayed bounded: {rss_slow} KiB, {rss_end} KiB"
+    );
     host.assert_clean();
 }
 
@@ -282,7 +382,13 @@ fn staging_on_the_same_host_and_captured_port_is_not_mirrored_again() {
     // Production is its own staging: the agent mirrors to the very port it captures.
     let prod = Staging::start(listen("127.0.0.1"));
     let target = format!("http://{}", prod.addr);
-    let agent = Agent::start_with("mirror-loop", &[prod.addr.port()], &["lo"], None, &mirror_env(&target, &[]));
+    let agent = Agent::start_with(
+        "mirror-loop",
+        &[prod.addr.port()],
+        &["lo"],
+        None,
+        &mirror_env(&target, &[]),
+    );
     let mut raw = Raw::connect(prod.addr);
     for i in 0..50 {
         raw.send(format!("GET /loop/{i} HTTP/1.1\r\nHost: p\r\n\r\n").as_bytes());
@@ -291,8 +397,18 @@ fn staging_on_the_same_host_and_captured_port_is_not_mirrored_again() {
     let got = prod.wait_for(100, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(500));
     let cap = agent.stop();
-    assert_eq!(prod.received().len(), 100, "each request once from the client and once mirrored ({} got)", got.len());
-    assert_eq!(cap.http("requests"), 50, "the mirrored copies were not captured: {}", cap.stats);
+    assert_eq!(
+        prod.received().len(),
+        100,
+        "each request once from the client and once mirrored ({} got)",
+        got.len()
+    );
+    assert_eq!(
+        cap.http("requests"),
+        50,
+        "the mirrored copies were not captured: {}",
+        cap.stats
+    );
     assert!(cap.kernel("excluded") > 0, "{}", cap.stats);
     host.assert_clean();
 }

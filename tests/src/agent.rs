@@ -220,7 +220,8 @@ impl Agent {
 
     /// Resident memory of the agent, in KiB (from /proc).
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -230,7 +231,10 @@ impl Agent {
 
     /// The counters the agent last wrote to its stats file.
     pub fn stats_now(&self) -> Value {
-        std::fs::read(self.dir.join("stats.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null)
+        std::fs::read(self.dir.join("stats.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
     }
 
     /// Stops the agent with SIGTERM, checks it exited 0, and reads what it captured.

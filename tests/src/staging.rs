@@ -61,7 +61,12 @@ impl Staging {
                 std::thread::spawn(move || serve(stream, n, s, m));
             }
         });
-        Staging { addr, shared, mode, conns }
+        Staging {
+            addr,
+            shared,
+            mode,
+            conns,
+        }
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -97,7 +102,11 @@ fn serve(stream: TcpStream, conn: usize, shared: Arc<Shared>, mode: Arc<AtomicU8
     while let Some(raw) = read_request(&mut reader) {
         {
             let mut r = shared.received.lock().expect("lock");
-            r.push(Received { conn, raw, at: Instant::now() });
+            r.push(Received {
+                conn,
+                raw,
+                at: Instant::now(),
+            });
             shared.changed.notify_all();
         }
         match mode.load(Ordering::SeqCst) {
@@ -108,7 +117,10 @@ fn serve(stream: TcpStream, conn: usize, shared: Arc<Shared>, mode: Arc<AtomicU8
             }
             _ => {}
         }
-        if writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+        if writer
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .is_err()
+        {
             return;
         }
     }
@@ -116,7 +128,10 @@ fn serve(stream: TcpStream, conn: usize, shared: Arc<Shared>, mode: Arc<AtomicU8
 
 /// Closes with RST (SO_LINGER 0).
 fn reset(s: &TcpStream) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     // SAFETY: setsockopt reads the struct for its size.
     unsafe {
         libc::setsockopt(

@@ -81,7 +81,20 @@ fn main() -> Result<()> {
             }
             setup::run()?;
             ebpf::build()?;
-            util::cargo(&["build", "-p", "gor-agent", "-p", "gor-tests", "--bin", "gor-agent", "--bin", "gor-demo"], true)?;
+            util::cargo(
+                &[
+                    "build",
+                    "-p",
+                    "gor-agent",
+                    "-p",
+                    "gor-tests",
+                    "--bin",
+                    "gor-agent",
+                    "--bin",
+                    "gor-demo",
+                ],
+                true,
+            )?;
             util::exec(&util::root().join("target/release/gor-demo"), &[])
         }
     }
@@ -100,7 +113,10 @@ fn test(no_kernel: bool, no_setup: bool, filter: Option<String>) -> Result<()> {
     }
     ebpf::build()?;
     util::cargo(&["fmt", "--all", "--check"], false)?;
-    util::cargo(&["fmt", "--check", "--manifest-path", "gor-ebpf/Cargo.toml"], false)?;
+    util::cargo(
+        &["fmt", "--check", "--manifest-path", "gor-ebpf/Cargo.toml"],
+        false,
+    )?;
     util::cargo(
         &[
             "clippy",

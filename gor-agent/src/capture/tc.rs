@@ -157,7 +157,10 @@ impl TcCapture {
     /// The handle through which the agent's own connections to staging are kept out of
     /// capture (can be taken once).
     pub fn take_exclusions(&mut self) -> Result<Exclusions> {
-        let map = self.bpf.take_map(MAP_EXCLUDED).context("map EXCLUDED missing or already taken")?;
+        let map = self
+            .bpf
+            .take_map(MAP_EXCLUDED)
+            .context("map EXCLUDED missing or already taken")?;
         Ok(Exclusions(Arc::new(Mutex::new(HashMap::try_from(map)?))))
     }
 
@@ -269,7 +272,13 @@ impl Exclusions {
                 None => (FAMILY_V6, a.ip().octets()),
             },
         };
-        ExcludeKey { server_addr, server_port: server.port(), client_port: local_port, family, _pad: [0; 3] }
+        ExcludeKey {
+            server_addr,
+            server_port: server.port(),
+            client_port: local_port,
+            family,
+            _pad: [0; 3],
+        }
     }
 
     pub fn add(&self, local_port: u16, server: SocketAddr) {
@@ -288,5 +297,14 @@ impl Exclusions {
         if let Ok(mut m) = self.0.lock() {
             let _ = m.remove(&key);
         }
+    }
+}
+
+impl crate::replay::PortExclusion for Exclusions {
+    fn add(&self, local_port: u16, remote: SocketAddr) {
+        Exclusions::add(self, local_port, remote)
+    }
+    fn remove(&self, local_port: u16, remote: SocketAddr) {
+        Exclusions::remove(self, local_port, remote)
     }
 }

@@ -67,7 +67,12 @@ fn main() {
         &[prod.addr.port()],
         &["lo"],
         None,
-        &[("GOR_TARGET", &target), ("GOR_RATE", RATE), ("GOR_STATS_INTERVAL", "1s"), ("GOR_SET_HEADER", "X-Mirrored-By: gor")],
+        &[
+            ("GOR_TARGET", &target),
+            ("GOR_RATE", RATE),
+            ("GOR_STATS_INTERVAL", "1s"),
+            ("GOR_SET_HEADER", "X-Mirrored-By: gor"),
+        ],
     );
     println!("production  http://{}\nstaging     {target}\nagent       GOR_PORTS={} GOR_RATE={RATE} GOR_TARGET={target}\n", prod.addr, prod.addr.port());
 
@@ -81,7 +86,18 @@ fn main() {
         })
         .collect();
 
-    println!("{:>4} {:>10} {:>9} {:>9} {:>12} {:>9} {:>10} {:>9} {:>9}", "s", "clients", "captured", "mirrored", "rate-limited", "staging", "2xx/4xx", "p50 ms", "p99 ms");
+    println!(
+        "{:>4} {:>10} {:>9} {:>9} {:>12} {:>9} {:>10} {:>9} {:>9}",
+        "s",
+        "clients",
+        "captured",
+        "mirrored",
+        "rate-limited",
+        "staging",
+        "2xx/4xx",
+        "p50 ms",
+        "p99 ms"
+    );
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(SECONDS) {
         std::thread::sleep(Duration::from_secs(1));
@@ -113,11 +129,18 @@ fn main() {
     let normalise = |raw: &[u8]| -> Vec<u8> {
         let text = String::from_utf8_lossy(raw);
         text.split_inclusive("\r\n")
-            .filter(|l| !l.to_ascii_lowercase().starts_with("host:") && !l.starts_with("X-Mirrored-By:"))
+            .filter(|l| {
+                !l.to_ascii_lowercase().starts_with("host:") && !l.starts_with("X-Mirrored-By:")
+            })
             .collect::<String>()
             .into_bytes()
     };
-    let mut captured: Vec<Vec<u8>> = cap.messages.iter().filter(|m| m.is_request).map(|m| normalise(&m.raw)).collect();
+    let mut captured: Vec<Vec<u8>> = cap
+        .messages
+        .iter()
+        .filter(|m| m.is_request)
+        .map(|m| normalise(&m.raw))
+        .collect();
     captured.sort();
     let mut exact = 0;
     for r in &received {
@@ -127,13 +150,33 @@ fn main() {
     }
     let r = &cap.stats["replay"];
     println!("\nreport");
-    println!("  production served        {} requests (nginx access log)", served.len());
-    println!("  captured and framed      {} requests, {} responses", n(&cap.stats, &["http", "requests"]), n(&cap.stats, &["http", "responses"]));
-    println!("  mirrored to staging      {} (rate limit {RATE}/s; {} rate-limited, {} queue-full)", n(r, &["sent"]), n(r, &["rate_limited"]), n(r, &["queue_full"]));
+    println!(
+        "  production served        {} requests (nginx access log)",
+        served.len()
+    );
+    println!(
+        "  captured and framed      {} requests, {} responses",
+        n(&cap.stats, &["http", "requests"]),
+        n(&cap.stats, &["http", "responses"])
+    );
+    println!(
+        "  mirrored to staging      {} (rate limit {RATE}/s; {} rate-limited, {} queue-full)",
+        n(r, &["sent"]),
+        n(r, &["rate_limited"]),
+        n(r, &["queue_full"])
+    );
     println!("  staging received         {} requests; {exact} identical to a production request (Host and X-Mirrored-By aside)", received.len());
     println!("  staging answered         2xx {} 3xx {} 4xx {} 5xx {}; errors: connect {} timeout {} reset {}", n(r, &["status_2xx"]), n(r, &["status_3xx"]), n(r, &["status_4xx"]), n(r, &["status_5xx"]), n(r, &["connect_errors"]), n(r, &["timeouts"]), n(r, &["resets"]));
-    println!("  staging latency          p50 {:.1} ms, p99 {:.1} ms", n(r, &["latency_p50_us"]) as f64 / 1000.0, n(r, &["latency_p99_us"]) as f64 / 1000.0);
-    println!("  lost in capture          ring buffer drops {}, gaps {}", n(&cap.stats, &["kernel", "ringbuf_drops"]), n(&cap.stats, &["reassembly", "gaps"]));
+    println!(
+        "  staging latency          p50 {:.1} ms, p99 {:.1} ms",
+        n(r, &["latency_p50_us"]) as f64 / 1000.0,
+        n(r, &["latency_p99_us"]) as f64 / 1000.0
+    );
+    println!(
+        "  lost in capture          ring buffer drops {}, gaps {}",
+        n(&cap.stats, &["kernel", "ringbuf_drops"]),
+        n(&cap.stats, &["reassembly", "gaps"])
+    );
     let ok = exact == received.len() && !received.is_empty();
     drop(prod);
     let _ = std::fs::remove_dir_all(std::env::temp_dir().join("gor-tests"));

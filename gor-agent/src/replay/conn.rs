@@ -1,0 +1,150 @@
+//! Staging connections: connecting with loop prevention, and the per-target pool of idle
+//! keep-alive connections that lanes hand over to each other.
+//!
+//! Loop prevention: the agent captures traffic by port, so the replayer's own connections
+//! would be captured and mirrored again. Each connection therefore binds its local port
+//! first and reports it to a [`PortExclusion`] before connecting; the port is withdrawn
+//! when the connection is dropped, whatever the reason.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
+
+/// Receives the replayer's own connections (local port, staging address) before they
+/// open and after they close, so capture can skip them.
+pub trait PortExclusion: Send + Sync {
+    fn add(&self, local_port: u16, remote: SocketAddr);
+    fn remove(&self, local_port: u16, remote: SocketAddr);
+}
+
+/// Withdraws an excluded connection on drop.
+struct PortGuard {
+    port: u16,
+    remote: SocketAddr,
+    exclusion: Option<Arc<dyn PortExclusion>>,
+}
+
+impl Drop for PortGuard {
+    fn drop(&mut self) {
+        if let Some(ex) = &self.exclusion {
+            ex.remove(self.port, self.remote);
+        }
+    }
+}
+
+/// An open connection to staging; dropping it closes the socket, then frees the port.
+pub(crate) struct StagingConn {
+    // Field order matters: the stream is closed before the port guard withdraws the port.
+    pub stream: TcpStream,
+    _port: PortGuard,
+}
+
+impl StagingConn {
+    /// False if staging closed the connection (or sent unsolicited bytes) while it was
+    /// idle. Uses readiness already known to tokio, so it never blocks.
+    fn looks_alive(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+/// Resolves `addr` (`host:port`), binds a local port of the same family, excludes it,
+/// then connects.
+pub(crate) async fn connect(
+    addr: &str,
+    exclusion: Option<&Arc<dyn PortExclusion>>,
+) -> io::Result<StagingConn> {
+    let remote = resolve(addr).await?;
+    let (socket, local_ip) = match remote {
+        SocketAddr::V4(_) => (TcpSocket::new_v4()?, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        SocketAddr::V6(_) => (TcpSocket::new_v6()?, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+    };
+    socket.bind(SocketAddr::new(local_ip, 0))?;
+    let port = socket.local_addr()?.port();
+    if let Some(ex) = exclusion {
+        ex.add(port, remote);
+    }
+    // From here on the guard withdraws the port, also when the connect fails.
+    let guard = PortGuard {
+        port,
+        remote,
+        exclusion: exclusion.cloned(),
+    };
+    let stream = socket.connect(remote).await?;
+    // Requests are written whole; Nagle would only delay the last segment.
+    stream.set_nodelay(true)?;
+    Ok(StagingConn {
+        stream,
+        _port: guard,
+    })
+}
+
+async fn resolve(addr: &str) -> io::Result<SocketAddr> {
+    // Literal addresses skip the resolver (a blocking-pool round trip).
+    if let Ok(sa) = addr.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address")))
+}
+
+/// How long an idle connection stays pooled: below common server keep-alive timeouts
+/// (e.g. 5 s in Node.js), so staging rarely closes one under us.
+pub(crate) const POOL_MAX_IDLE: Duration = Duration::from_secs(4);
+
+/// Idle keep-alive connections of one target. A connection is only opened when this pool
+/// is empty, so the connections open never exceed the lanes allowed to run (`workers`).
+pub(crate) struct Pool {
+    idle: Mutex<VecDeque<(StagingConn, Instant)>>,
+    cap: usize,
+}
+
+impl Pool {
+    pub fn new(cap: usize) -> Self {
+        Pool {
+            idle: Mutex::new(VecDeque::new()),
+            cap,
+        }
+    }
+
+    /// The most recently used live connection, discarding stale ones on the way.
+    pub fn take(&self) -> Option<StagingConn> {
+        let mut idle = self.lock();
+        while let Some((conn, since)) = idle.pop_back() {
+            if since.elapsed() < POOL_MAX_IDLE && conn.looks_alive() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    pub fn put(&self, conn: StagingConn) {
+        let mut idle = self.lock();
+        idle.push_back((conn, Instant::now()));
+        while idle.len() > self.cap {
+            idle.pop_front();
+        }
+    }
+
+    /// Closes connections idle for too long (called periodically).
+    pub fn prune(&self) {
+        let mut idle = self.lock();
+        idle.retain(|(_, since)| since.elapsed() < POOL_MAX_IDLE);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(StagingConn, Instant)>> {
+        // A panic while holding this lock cannot leave the deque inconsistent.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

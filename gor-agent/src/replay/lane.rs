@@ -1,0 +1,482 @@
+//! The tasks of one target: a dispatcher that routes requests to lanes, and the lanes.
+//!
+//! A lane serves one client connection: it sends that connection's requests one at a
+//! time on one staging connection (send, read the full response, next), which keeps
+//! their order without pipelining. Lanes of different client connections run
+//! concurrently, at most `workers` of them at once (a semaphore). A lane gives up its
+//! slot, and its keep-alive connection to the target's pool, when its client connection
+//! has been quiet for [`LANE_IDLE`], or at once after a request if other lanes wait for
+//! a slot; a later request of the same client connection then gets a new lane, which
+//! starts only after the old one has finished, so order holds across lanes too.
+//!
+//! Failures (connect error, reset, timeout, unparsable response) put the whole target
+//! into backoff: requests reaching a lane meanwhile are dropped and counted, so a dead
+//! staging costs no memory and no connection storm, and mirroring resumes by itself.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::conn::{connect, Pool, PortExclusion, StagingConn};
+use super::response::{read_response, ReadError, Response};
+use super::rewrite::{build_request, Rewrite};
+use super::stats::{inc, sub, Counters};
+use crate::stream::ConnId;
+
+/// Requests a lane may hold waiting; more are dropped (`lane_queue_full`).
+pub(crate) const LANE_QUEUE: usize = 64;
+/// A lane ends after its client connection sent nothing for this long.
+pub(crate) const LANE_IDLE: Duration = Duration::from_secs(2);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// A captured request, as the lanes need it; cheap to clone (the bytes are shared).
+#[derive(Clone, Debug)]
+pub(crate) struct Request {
+    pub conn: ConnId,
+    pub raw: Bytes,
+    pub body_offset: usize,
+    /// HEAD: the response has no body whatever its headers say.
+    pub head: bool,
+    /// The client asked to close the connection after this request.
+    pub close: bool,
+}
+
+/// A request accepted for one target, with its accounting.
+pub(crate) struct Job {
+    pub req: Request,
+    pub ticket: Ticket,
+}
+
+/// Accounts for an accepted request until it is finished: keeps the target's `pending`
+/// gauges, and counts it as aborted if it is dropped unfinished (only a shutdown abort
+/// drops jobs without finishing them).
+pub(crate) struct Ticket {
+    ctx: Arc<TargetCtx>,
+    bytes: u64,
+    done: bool,
+}
+
+impl Ticket {
+    /// Reserves room for `bytes` in the target's byte budget, or `None` if it is full.
+    pub fn reserve(ctx: &Arc<TargetCtx>, bytes: usize) -> Option<Ticket> {
+        let bytes = bytes as u64;
+        let c = &ctx.counters;
+        let before = c.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before + bytes > ctx.max_pending_bytes {
+            sub(&c.pending_bytes, bytes);
+            return None;
+        }
+        inc(&c.pending);
+        Some(Ticket {
+            ctx: ctx.clone(),
+            bytes,
+            done: false,
+        })
+    }
+
+    pub fn finish(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let c = &self.ctx.counters;
+        sub(&c.pending, 1);
+        sub(&c.pending_bytes, self.bytes);
+        if !self.done {
+            inc(&c.aborted_at_shutdown);
+        }
+    }
+}
+
+/// Everything the tasks of one target share.
+pub(crate) struct TargetCtx {
+    pub name: String,
+    pub addr: String,
+    pub rewrite: Rewrite,
+    pub timeout: Duration,
+    pub exclusion: Option<Arc<dyn PortExclusion>>,
+    pub counters: Counters,
+    pub pool: Pool,
+    pub slots: Arc<Semaphore>,
+    /// Lanes waiting for a slot: running lanes then hand over as soon as they are idle.
+    pub waiting: AtomicUsize,
+    pub max_lanes: usize,
+    pub max_pending_bytes: u64,
+    pub backoff: Backoff,
+}
+
+/// Exponential backoff of a target, shared by its lanes.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    state: Mutex<BackoffState>,
+}
+
+#[derive(Debug)]
+struct BackoffState {
+    until: Option<Instant>,
+    next_delay: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            state: Mutex::new(BackoffState {
+                until: None,
+                next_delay: BACKOFF_MIN,
+            }),
+        }
+    }
+}
+
+impl Backoff {
+    pub fn active(&self) -> bool {
+        self.lock().until.is_some_and(|u| Instant::now() < u)
+    }
+
+    /// Starts a backoff period. Failures during one (other lanes' requests that were
+    /// already in flight) do not lengthen it, so concurrency does not inflate the delay.
+    pub fn failure(&self) {
+        let mut s = self.lock();
+        let now = Instant::now();
+        if s.until.is_some_and(|u| now < u) {
+            return;
+        }
+        s.until = Some(now + s.next_delay);
+        s.next_delay = (s.next_delay * 2).min(BACKOFF_MAX);
+    }
+
+    pub fn success(&self) {
+        let mut s = self.lock();
+        s.until = None;
+        s.next_delay = BACKOFF_MIN;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BackoffState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs the dispatcher of one target until its queue is closed and drained, or until
+/// `cancel` turns true, which aborts the lanes (their jobs count as aborted).
+pub(crate) async fn run_target(
+    ctx: Arc<TargetCtx>,
+    rx: mpsc::Receiver<Job>,
+    mut cancel: watch::Receiver<bool>,
+) {
+    let mut d = Dispatcher {
+        ctx,
+        lanes: HashMap::new(),
+        tasks: JoinSet::new(),
+    };
+    tokio::select! {
+        _ = cancelled(&mut cancel) => {}
+        _ = d.run(rx) => {}
+    }
+    // After a cancel: the queue (moved into `run`) is dropped by now; wait until every
+    // lane is really gone so the aborted jobs are counted when `shutdown` returns.
+    d.tasks.abort_all();
+    while d.tasks.join_next().await.is_some() {}
+}
+
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    while !*cancel.borrow_and_update() {
+        if cancel.changed().await.is_err() {
+            // The replayer was dropped without a shutdown: never cancel.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+struct LaneEntry {
+    tx: mpsc::Sender<Job>,
+    /// Resolves (with an error) once the lane task has ended.
+    done: oneshot::Receiver<()>,
+}
+
+impl LaneEntry {
+    /// The lane stopped taking requests and its task has ended.
+    fn finished(&mut self) -> bool {
+        self.tx.is_closed()
+            && !matches!(
+                self.done.try_recv(),
+                Err(oneshot::error::TryRecvError::Empty)
+            )
+    }
+}
+
+struct Dispatcher {
+    ctx: Arc<TargetCtx>,
+    lanes: HashMap<ConnId, LaneEntry>,
+    tasks: JoinSet<ConnId>,
+}
+
+impl Dispatcher {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                job = rx.recv() => match job {
+                    Some(job) => self.route(job),
+                    None => break,
+                },
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    if let Ok(conn) = done {
+                        self.forget_if_finished(conn);
+                    }
+                }
+                _ = tick.tick() => {
+                    self.ctx.pool.prune();
+                    self.lanes.retain(|_, e| !e.finished());
+                }
+            }
+        }
+        // Shutdown: dropping the senders lets each lane finish its queue and end.
+        self.lanes.clear();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    fn forget_if_finished(&mut self, conn: ConnId) {
+        if self.lanes.get_mut(&conn).is_some_and(LaneEntry::finished) {
+            self.lanes.remove(&conn);
+        }
+    }
+
+    /// Hands a job to its client connection's lane, starting the lane if needed.
+    fn route(&mut self, job: Job) {
+        let conn = job.req.conn;
+        let mut prev = None;
+        let job = match self.lanes.get(&conn) {
+            None => job,
+            Some(lane) => match lane.tx.try_send(job) {
+                Ok(()) => return,
+                Err(TrySendError::Full(job)) => {
+                    inc(&self.ctx.counters.lane_queue_full);
+                    return job.ticket.finish();
+                }
+                // The lane is retiring: a new one takes over once it has ended.
+                Err(TrySendError::Closed(job)) => {
+                    prev = self.lanes.remove(&conn).map(|e| e.done);
+                    job
+                }
+            },
+        };
+        self.start_lane(job, prev);
+    }
+
+    fn start_lane(&mut self, job: Job, prev: Option<oneshot::Receiver<()>>) {
+        if self.lanes.len() >= self.ctx.max_lanes {
+            self.lanes.retain(|_, e| !e.finished());
+        }
+        if self.lanes.len() >= self.ctx.max_lanes {
+            inc(&self.ctx.counters.lanes_full);
+            job.ticket.finish();
+            return;
+        }
+        let conn = job.req.conn;
+        let (tx, rx) = mpsc::channel(LANE_QUEUE);
+        let (done_tx, done) = oneshot::channel();
+        if let Err(e) = tx.try_send(job) {
+            // Cannot happen with a fresh channel; finish the job rather than lose count.
+            e.into_inner().ticket.finish();
+            return;
+        }
+        let lane = Lane {
+            ctx: self.ctx.clone(),
+            conn: None,
+            buf: BytesMut::new(),
+        };
+        self.tasks.spawn(lane.run(conn, rx, prev, done_tx));
+        self.lanes.insert(conn, LaneEntry { tx, done });
+    }
+}
+
+/// Decrements a gauge when dropped (also when the task is aborted).
+struct GaugeGuard<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        sub(self.0, 1);
+    }
+}
+
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why an exchange with staging failed.
+#[derive(Debug, thiserror::Error)]
+enum ExchangeError {
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("write: {0}")]
+    Write(std::io::Error),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+struct Lane {
+    ctx: Arc<TargetCtx>,
+    conn: Option<StagingConn>,
+    /// Response buffer, reused across requests.
+    buf: BytesMut,
+}
+
+impl Lane {
+    async fn run(
+        mut self,
+        conn_id: ConnId,
+        mut rx: mpsc::Receiver<Job>,
+        prev: Option<oneshot::Receiver<()>>,
+        _done: oneshot::Sender<()>,
+    ) -> ConnId {
+        let ctx = self.ctx.clone();
+        inc(&ctx.counters.lanes);
+        let _lanes = GaugeGuard(&ctx.counters.lanes);
+        if let Some(prev) = prev {
+            let _ = prev.await; // Err once the previous lane's task has ended.
+        }
+        let Some(_slot) = self.acquire_slot().await else {
+            return conn_id;
+        };
+        self.conn = ctx.pool.take();
+        while let Some(job) = self.next_job(&mut rx).await {
+            self.process(job).await;
+        }
+        // Requests that slipped in before the close are still ours, in order.
+        rx.close();
+        while let Some(job) = rx.recv().await {
+            self.process(job).await;
+        }
+        if let Some(conn) = self.conn.take() {
+            ctx.pool.put(conn);
+        }
+        conn_id
+    }
+
+    async fn acquire_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let ctx = &self.ctx;
+        ctx.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = WaitingGuard(&ctx.waiting);
+        ctx.slots.clone().acquire_owned().await.ok()
+    }
+
+    /// The next request, or `None` when the lane should end: queue closed, client
+    /// connection idle, or (when other lanes wait for a slot) nothing queued right now.
+    async fn next_job(&self, rx: &mut mpsc::Receiver<Job>) -> Option<Job> {
+        match rx.try_recv() {
+            Ok(job) => Some(job),
+            Err(TryRecvError::Disconnected) => None,
+            Err(TryRecvError::Empty) if self.ctx.waiting.load(Ordering::Relaxed) > 0 => None,
+            Err(TryRecvError::Empty) => tokio::time::timeout(LANE_IDLE, rx.recv())
+                .await
+                .ok()
+                .flatten(),
+        }
+    }
+
+    /// Sends one request and reads its response, counting the outcome.
+    async fn process(&mut self, job: Job) {
+        let ctx = self.ctx.clone();
+        let c = &ctx.counters;
+        if ctx.backoff.active() {
+            inc(&c.dropped_backoff);
+            return job.ticket.finish();
+        }
+        let Some(bytes) = build_request(&job.req.raw, job.req.body_offset, &ctx.rewrite) else {
+            inc(&c.bad_requests);
+            return job.ticket.finish();
+        };
+        match tokio::time::timeout(ctx.timeout, self.exchange(&bytes, job.req.head)).await {
+            Ok(Ok((resp, latency))) => {
+                c.status(resp.status);
+                c.latency.record(latency);
+                ctx.backoff.success();
+                if !resp.keep_alive || job.req.close {
+                    self.conn = None;
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(target = %ctx.name, error = %e, "replay failed");
+                inc(match e {
+                    ExchangeError::Connect(_) => &c.connect_errors,
+                    ExchangeError::Read(ReadError::Bad(_)) => &c.bad_responses,
+                    ExchangeError::Write(_) | ExchangeError::Read(_) => &c.resets,
+                });
+                self.fail();
+            }
+            Err(_) => {
+                tracing::debug!(target = %ctx.name, "replay timed out");
+                inc(&c.timeouts);
+                self.fail();
+            }
+        }
+        job.ticket.finish();
+    }
+
+    fn fail(&mut self) {
+        self.conn = None;
+        self.ctx.backoff.failure();
+    }
+
+    /// One request/response exchange. A reused keep-alive connection that turns out to
+    /// be closed by staging (write fails, or EOF/reset before any response byte) is
+    /// replaced and the request sent once more, as HTTP clients do: staging may close an
+    /// idle connection at any moment.
+    async fn exchange(
+        &mut self,
+        bytes: &[u8],
+        head: bool,
+    ) -> Result<(Response, Duration), ExchangeError> {
+        let reused = self.conn.is_some();
+        match self.exchange_once(bytes, head).await {
+            Err(ExchangeError::Write(_)) if reused => {}
+            Err(ExchangeError::Read(e)) if reused && e.nothing_received() => {}
+            other => return other,
+        }
+        inc(&self.ctx.counters.retries);
+        self.conn = None;
+        self.exchange_once(bytes, head).await
+    }
+
+    async fn exchange_once(
+        &mut self,
+        bytes: &[u8],
+        head: bool,
+    ) -> Result<(Response, Duration), ExchangeError> {
+        let ctx = &self.ctx;
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                let conn = connect(&ctx.addr, ctx.exclusion.as_ref())
+                    .await
+                    .map_err(ExchangeError::Connect)?;
+                self.conn.insert(conn)
+            }
+        };
+        conn.stream
+            .write_all(bytes)
+            .await
+            .map_err(ExchangeError::Write)?;
+        inc(&ctx.counters.sent);
+        let start = Instant::now();
+        self.buf.clear();
+        let resp = read_response(&mut conn.stream, &mut self.buf, head).await?;
+        Ok((resp, start.elapsed()))
+    }
+}

@@ -1,0 +1,406 @@
+//! Replay to staging: mirrors captured HTTP requests to one or more staging targets.
+//!
+//! [`Replayer::submit`] is called on the capture path and never blocks: it samples the
+//! request (`Rate`), then for each target applies the rate limit and a bounded queue,
+//! dropping and counting whatever does not fit. Behind each queue a dispatcher routes
+//! requests to one lane per client connection, which replays them in order on a
+//! keep-alive staging connection (see [`lane`]). Requests are rewritten minimally
+//! ([`rewrite`]): only `Host`, configured headers and the base path change, everything
+//! else is sent byte for byte as the client sent it.
+//!
+//! Memory is bounded per target by the queue length, the lane count and lane queue
+//! length, and a byte budget over all accepted requests.
+
+mod conn;
+mod lane;
+mod response;
+mod rewrite;
+mod stats;
+mod target;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use leaky_bucket::RateLimiter;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::http::{HttpMessage, Kind};
+use crate::stream::Direction;
+use lane::{Backoff, Job, Request, TargetCtx, Ticket};
+use stats::{inc, Counters, HistogramSnapshot};
+
+pub use conn::PortExclusion;
+pub use stats::{LatencySummary, ReplayStats, TargetStats};
+pub use target::Target;
+
+/// Requests accepted per target may hold at most this many bytes in total.
+const MAX_PENDING_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Which share of the captured requests is mirrored.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rate {
+    All,
+    /// At most this many requests per second per target; the excess is dropped.
+    PerSecond(u32),
+    /// Each request is kept with this probability (0..=100), the same decision for all
+    /// targets.
+    Percent(f64),
+}
+
+/// How to replay.
+#[derive(Clone)]
+pub struct ReplayConfig {
+    pub targets: Vec<Target>,
+    pub rate: Rate,
+    /// Per request: connect + write + read of the full response.
+    pub timeout: Duration,
+    /// Most concurrent staging connections (lanes) per target.
+    pub workers: usize,
+    /// Length of each target's queue.
+    pub queue: usize,
+    /// Keep the client's `Host` header instead of the target's.
+    pub original_host: bool,
+    /// Headers to set: each replaces the first header of that name, or is appended.
+    pub set_headers: Vec<(String, String)>,
+    /// Told the local port of every staging connection, so capture can skip it.
+    pub exclusion: Option<Arc<dyn PortExclusion>>,
+}
+
+/// Mirrors requests to staging; see the module documentation.
+pub struct Replayer {
+    targets: Vec<TargetHandle>,
+    sampler: Sampler,
+    globals: Arc<Globals>,
+    cancel: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct Globals {
+    submitted: AtomicU64,
+    ignored: AtomicU64,
+    sampled_out: AtomicU64,
+}
+
+struct TargetHandle {
+    ctx: Arc<TargetCtx>,
+    limiter: Limiter,
+    tx: mpsc::Sender<Job>,
+    task: JoinHandle<()>,
+}
+
+impl Replayer {
+    /// Starts the target tasks on the current tokio runtime (panics outside one, like
+    /// `tokio::spawn`).
+    pub fn start(cfg: ReplayConfig) -> Replayer {
+        let set_headers = valid_set_headers(&cfg.set_headers);
+        let (cancel, cancel_rx) = watch::channel(false);
+        let targets = cfg
+            .targets
+            .iter()
+            .map(|t| start_target(&cfg, t, &set_headers, cancel_rx.clone()))
+            .collect();
+        Replayer {
+            targets,
+            sampler: Sampler::new(cfg.rate),
+            globals: Arc::default(),
+            cancel,
+        }
+    }
+
+    /// Offers a captured message for mirroring. Never blocks or awaits: whatever cannot
+    /// be taken at once is dropped and counted. Only client requests are mirrored
+    /// (CONNECT excepted: tunnels cannot be replayed).
+    pub fn submit(&self, msg: &HttpMessage) {
+        inc(&self.globals.submitted);
+        let Some(req) = request_of(msg) else {
+            return inc(&self.globals.ignored);
+        };
+        if !self.sampler.keep() {
+            return inc(&self.globals.sampled_out);
+        }
+        for t in &self.targets {
+            t.offer(&req);
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> ReplayStats {
+        let ctxs: Vec<&TargetCtx> = self.targets.iter().map(|t| &*t.ctx).collect();
+        snapshot(&self.globals, &ctxs)
+    }
+
+    /// Stops accepting, lets queued and in-flight requests finish within `grace`, then
+    /// aborts the rest (counted as `aborted_at_shutdown`) and returns the final stats.
+    pub async fn shutdown(self, grace: Duration) -> ReplayStats {
+        let Replayer {
+            targets,
+            globals,
+            cancel,
+            ..
+        } = self;
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut tasks = Vec::with_capacity(targets.len());
+        let mut ctxs = Vec::with_capacity(targets.len());
+        for t in targets {
+            // Closing the queue makes the dispatcher drain it and let its lanes finish.
+            drop(t.tx);
+            tasks.push(t.task);
+            ctxs.push(t.ctx);
+        }
+        let mut results = Vec::with_capacity(tasks.len());
+        let mut rest = tasks.into_iter();
+        for mut task in rest.by_ref() {
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(res) => results.push(res),
+                Err(_) => {
+                    // Grace is over: cancel every target, then wait for the cancellations.
+                    let _ = cancel.send(true);
+                    results.push(task.await);
+                }
+            }
+        }
+        let _ = cancel.send(true);
+        for res in results {
+            // A panic in a task is reported, not rethrown.
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "replay task failed");
+            }
+        }
+        let refs: Vec<&TargetCtx> = ctxs.iter().map(|c| &**c).collect();
+        snapshot(&globals, &refs)
+    }
+}
+
+impl TargetHandle {
+    fn offer(&self, req: &Request) {
+        let c = &self.ctx.counters;
+        if !self.limiter.allow() {
+            return inc(&c.rate_limited);
+        }
+        let Some(ticket) = Ticket::reserve(&self.ctx, req.raw.len()) else {
+            return inc(&c.queue_full);
+        };
+        let job = Job {
+            req: req.clone(),
+            ticket,
+        };
+        match self.tx.try_send(job) {
+            Ok(()) => inc(&c.accepted),
+            Err(e) => {
+                inc(&c.queue_full);
+                e.into_inner().ticket.finish();
+            }
+        }
+    }
+}
+
+fn start_target(
+    cfg: &ReplayConfig,
+    t: &Target,
+    set_headers: &[(String, String)],
+    cancel: watch::Receiver<bool>,
+) -> TargetHandle {
+    let workers = cfg.workers.max(1);
+    let ctx = Arc::new(TargetCtx {
+        name: t.scheme_host_port.clone(),
+        addr: t.addr.clone(),
+        rewrite: rewrite::Rewrite {
+            host: (!cfg.original_host).then(|| t.host_header.clone()),
+            base_path: t.base_path.clone(),
+            set_headers: set_headers.to_vec(),
+        },
+        timeout: cfg.timeout,
+        exclusion: cfg.exclusion.clone(),
+        counters: Counters::default(),
+        pool: conn::Pool::new(workers),
+        slots: Arc::new(Semaphore::new(workers)),
+        waiting: Default::default(),
+        // Lanes waiting for a slot hold queued requests, so their number is bounded too.
+        max_lanes: (workers * 4).max(64),
+        max_pending_bytes: MAX_PENDING_BYTES,
+        backoff: Backoff::default(),
+    });
+    let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+    let task = tokio::spawn(lane::run_target(ctx.clone(), rx, cancel));
+    TargetHandle {
+        ctx,
+        limiter: Limiter::new(cfg.rate),
+        tx,
+        task,
+    }
+}
+
+/// Drops `set_headers` entries that would break the request framing (a CR or LF could
+/// inject headers; a bad name could make staging reject every request).
+fn valid_set_headers(set: &[(String, String)]) -> Vec<(String, String)> {
+    let is_token = |n: &str| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let valid_value = |v: &str| !v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
+    set.iter()
+        .filter(|(n, v)| {
+            let ok = is_token(n) && valid_value(v);
+            if !ok {
+                tracing::warn!(name = %n, "ignoring invalid header to set");
+            }
+            ok
+        })
+        .cloned()
+        .collect()
+}
+
+/// What the lanes need from a captured message, if it is a request worth mirroring.
+fn request_of(msg: &HttpMessage) -> Option<Request> {
+    let Kind::Request {
+        method, version, ..
+    } = &msg.kind
+    else {
+        return None;
+    };
+    if msg.dir != Direction::ClientToServer || method.eq_ignore_ascii_case("CONNECT") {
+        return None;
+    }
+    let tokens = |name: &str, token: &str| {
+        msg.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    };
+    let close =
+        tokens("connection", "close") || (*version == 0 && !tokens("connection", "keep-alive"));
+    Some(Request {
+        conn: msg.conn,
+        raw: msg.raw.clone(),
+        body_offset: msg.body_offset,
+        head: method.eq_ignore_ascii_case("HEAD"),
+        close,
+    })
+}
+
+fn snapshot(globals: &Globals, ctxs: &[&TargetCtx]) -> ReplayStats {
+    let mut total = TargetStats {
+        target: "total".into(),
+        ..TargetStats::default()
+    };
+    let mut hist = HistogramSnapshot::empty();
+    let mut targets = Vec::with_capacity(ctxs.len());
+    for ctx in ctxs {
+        let mut s = ctx.counters.snapshot(&ctx.name);
+        s.idle_connections = ctx.pool.len() as u64;
+        total.add(&s);
+        hist.merge(&ctx.counters.latency.snapshot());
+        targets.push(s);
+    }
+    total.latency = hist.summary();
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    ReplayStats {
+        submitted: get(&globals.submitted),
+        ignored: get(&globals.ignored),
+        sampled_out: get(&globals.sampled_out),
+        total,
+        targets,
+    }
+}
+
+/// The `Rate::Percent` decision: one draw per request from a lock-free xorshift64
+/// generator (statistical quality is plenty for sampling; no `rand` dependency).
+struct Sampler {
+    keep_below: Option<u64>,
+    state: AtomicU64,
+}
+
+impl Sampler {
+    fn new(rate: Rate) -> Sampler {
+        let keep_below = match rate {
+            Rate::Percent(p) if p.is_finite() && p < 100.0 => {
+                // Compare the top 53 bits of the draw with p% of 2^53.
+                Some(((p.max(0.0) / 100.0) * (1u64 << 53) as f64) as u64)
+            }
+            Rate::Percent(p) if p.is_nan() => Some(0),
+            _ => None,
+        };
+        Sampler {
+            keep_below,
+            state: AtomicU64::new(seed()),
+        }
+    }
+
+    fn keep(&self) -> bool {
+        let Some(limit) = self.keep_below else {
+            return true;
+        };
+        // fetch_update returns the previous state; the draw is its successor.
+        let prev = self
+            .state
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| Some(xorshift(x)))
+            .unwrap_or_else(|x| x);
+        (xorshift(prev) >> 11) < limit
+    }
+}
+
+fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+/// A non-zero seed from the clock, mixed (splitmix64) so close seeds diverge at once.
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0x9e37_79b9, |d| d.as_nanos() as u64);
+    let mut z = nanos.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) | 1
+}
+
+/// The `Rate::PerSecond` limit of one target.
+enum Limiter {
+    Unlimited,
+    Never,
+    Bucket(RateLimiter),
+}
+
+impl Limiter {
+    fn new(rate: Rate) -> Limiter {
+        match rate {
+            Rate::PerSecond(0) => Limiter::Never,
+            Rate::PerSecond(n) => Limiter::Bucket(bucket(n)),
+            _ => Limiter::Unlimited,
+        }
+    }
+
+    fn allow(&self) -> bool {
+        match self {
+            Limiter::Unlimited => true,
+            Limiter::Never => false,
+            Limiter::Bucket(b) => b.try_acquire(1),
+        }
+    }
+}
+
+/// A leaky bucket for `n` per second: refilled in small steps (the crate works in whole
+/// milliseconds) with a burst of a tenth of a second, so a second never lets through
+/// much more than `n`.
+fn bucket(n: u32) -> RateLimiter {
+    let n = u64::from(n);
+    let interval_ms = (1000 / n).max(1);
+    let refill = (n * interval_ms / 1000).max(1);
+    let burst = (n / 10).max(refill);
+    RateLimiter::builder()
+        .interval(Duration::from_millis(interval_ms))
+        .refill(refill as usize)
+        .initial(burst as usize)
+        .max(burst as usize)
+        .fair(false)
+        .build()
+}

@@ -1,0 +1,321 @@
+//! Tests of the replayer against real staging servers on 127.0.0.1: a recording server
+//! that frames requests itself (Content-Length and chunked) and keeps their raw bytes per
+//! connection, with modes for slow, resetting and closing staging.
+
+mod faults;
+mod fidelity;
+mod ordering;
+mod rate;
+mod shutdown;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{PortExclusion, Rate, ReplayConfig, ReplayStats, Replayer, Target};
+use crate::http::{HttpMessage, Kind};
+use crate::stream::{ConnId, Direction, Flow};
+
+/// Upper bound for any single wait in these tests.
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A captured request as the framer would emit it.
+pub(super) fn msg(conn: ConnId, raw: &[u8]) -> HttpMessage {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let body_offset = match req.parse(raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        other => panic!("test request does not parse: {other:?}"),
+    };
+    let raw = Bytes::copy_from_slice(raw);
+    let headers = req
+        .headers
+        .iter()
+        .map(|h| (h.name.to_string(), Bytes::copy_from_slice(h.value)))
+        .collect();
+    let addr = |p| SocketAddr::from(([10, 0, 0, 1], p));
+    HttpMessage {
+        id: 0,
+        conn,
+        flow: Flow {
+            client: addr(40000),
+            server: addr(80),
+        },
+        dir: Direction::ClientToServer,
+        offset: 0,
+        first_ts_ns: 0,
+        last_ts_ns: 0,
+        kind: Kind::Request {
+            method: req.method.unwrap_or_default().to_string(),
+            target: req.path.unwrap_or_default().to_string(),
+            version: req.version.unwrap_or(1),
+        },
+        headers,
+        body_offset,
+        raw,
+        latency_ns: None,
+    }
+}
+
+pub(super) fn config(targets: Vec<Target>) -> ReplayConfig {
+    ReplayConfig {
+        targets,
+        rate: Rate::All,
+        timeout: Duration::from_secs(5),
+        workers: 4,
+        queue: 1024,
+        original_host: false,
+        set_headers: Vec::new(),
+        exclusion: None,
+    }
+}
+
+pub(super) fn target(port: u16) -> Target {
+    Target::parse(&format!("http://127.0.0.1:{port}")).expect("valid target")
+}
+
+/// The only target's counters.
+pub(super) fn t0(s: &ReplayStats) -> &super::TargetStats {
+    &s.targets[0]
+}
+
+/// Submits `m` every 20 ms until `done` holds for the stats (pacing, not synchronisation:
+/// the replayer has no event to wait for), failing after [`WAIT`].
+pub(super) async fn submit_until(
+    r: &Replayer,
+    m: &HttpMessage,
+    done: impl Fn(&ReplayStats) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = r.stats();
+        if done(&s) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached: {s:#?}"
+        );
+        r.submit(m);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Records the ports the replayer excludes.
+#[derive(Default)]
+pub(super) struct RecordingExclusion {
+    pub events: Mutex<Vec<(bool, u16)>>,
+}
+
+impl PortExclusion for RecordingExclusion {
+    fn add(&self, local_port: u16, _remote: std::net::SocketAddr) {
+        self.events.lock().unwrap().push((true, local_port));
+    }
+    fn remove(&self, local_port: u16, _remote: std::net::SocketAddr) {
+        self.events.lock().unwrap().push((false, local_port));
+    }
+}
+
+/// How the staging server answers.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Mode {
+    /// `200` with a 2-byte body at once.
+    Ok,
+    /// `200` after a delay.
+    Delay(Duration),
+    /// Reads the request, then resets the connection (RST).
+    Reset,
+}
+
+/// One request as staging received it.
+#[derive(Debug)]
+pub(super) struct Got {
+    /// Index of the staging connection (in accept order).
+    pub conn: usize,
+    pub peer_port: u16,
+    pub raw: Vec<u8>,
+}
+
+pub(super) struct Staging {
+    pub port: u16,
+    rx: mpsc::UnboundedReceiver<Got>,
+    pub accepted: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Staging {
+    pub async fn start(mode: Mode) -> Staging {
+        Self::on_port(0, mode).await
+    }
+
+    pub async fn on_port(port: u16, mode: Mode) -> Staging {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        let port = listener.local_addr().expect("local addr").port();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(accept_loop(listener, mode, tx, accepted.clone()));
+        Staging {
+            port,
+            rx,
+            accepted,
+            task,
+        }
+    }
+
+    pub async fn next(&mut self) -> Got {
+        tokio::time::timeout(WAIT, self.rx.recv())
+            .await
+            .expect("staging got no request in time")
+            .expect("staging stopped")
+    }
+
+    pub async fn take(&mut self, n: usize) -> Vec<Got> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.next().await);
+        }
+        out
+    }
+
+    /// Closes the listener and every connection.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    mode: Mode,
+    tx: mpsc::UnboundedSender<Got>,
+    accepted: Arc<AtomicUsize>,
+) {
+    // Connection tasks live in this set so that stopping the server closes them too.
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            return;
+        };
+        let idx = accepted.fetch_add(1, Ordering::SeqCst);
+        conns.spawn(serve(stream, idx, peer.port(), mode, tx.clone()));
+    }
+}
+
+async fn serve(
+    mut s: TcpStream,
+    conn: usize,
+    peer_port: u16,
+    mode: Mode,
+    tx: mpsc::UnboundedSender<Got>,
+) {
+    let mut buf = BytesMut::new();
+    loop {
+        let len = loop {
+            if let Some(n) = request_len(&buf) {
+                break n;
+            }
+            match s.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        };
+        let raw = buf.split_to(len).to_vec();
+        let close = is_close(&raw);
+        let _ = tx.send(Got {
+            conn,
+            peer_port,
+            raw,
+        });
+        match mode {
+            Mode::Ok => {}
+            Mode::Delay(d) => tokio::time::sleep(d).await,
+            Mode::Reset => {
+                let _ = s.set_zero_linger();
+                return;
+            }
+        }
+        let resp: &[u8] = if close {
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
+        } else {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        };
+        if s.write_all(resp).await.is_err() || close {
+            return;
+        }
+    }
+}
+
+fn is_close(raw: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let _ = req.parse(raw);
+    req.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close")
+    })
+}
+
+/// Length of the complete request at the start of `buf`, if there is one.
+fn request_len(buf: &[u8]) -> Option<usize> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let head = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => return None,
+    };
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
+    };
+    if header("transfer-encoding").is_some_and(|v| v.ends_with("chunked")) {
+        return chunked_len(&buf[head..]).map(|n| head + n);
+    }
+    let body: usize = header("content-length").map_or(0, |v| v.trim().parse().unwrap_or(0));
+    (buf.len() >= head + body).then_some(head + body)
+}
+
+/// Length of a complete chunked body (with trailers) at the start of `b`.
+fn chunked_len(b: &[u8]) -> Option<usize> {
+    let line_end = |from: usize| {
+        b[from..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|i| from + i)
+    };
+    let mut pos = 0;
+    loop {
+        let end = line_end(pos)?;
+        let size_str = String::from_utf8_lossy(&b[pos..end]);
+        let size = usize::from_str_radix(size_str.split(';').next()?.trim(), 16).ok()?;
+        pos = end + 2;
+        if size == 0 {
+            break;
+        }
+        pos += size + 2;
+        if pos > b.len() {
+            return None;
+        }
+    }
+    loop {
+        let end = line_end(pos)?;
+        let empty = end == pos;
+        pos = end + 2;
+        if empty {
+            return Some(pos);
+        }
+    }
+}
+
+#[test]
+fn replayer_can_be_shared_with_the_capture_path() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Replayer>();
+}

@@ -1,0 +1,72 @@
+//! Ordering: each client connection's requests reach staging in order, on one staging
+//! connection at a time, with at most `workers` staging connections.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::*;
+
+const CONNS: u64 = 20;
+const PER_CONN: usize = 30;
+
+/// Submits interleaved requests and returns, per client connection, the (staging
+/// connection, sequence number) of its requests in arrival order.
+async fn run(workers: usize) -> (HashMap<u64, Vec<(usize, usize)>>, usize) {
+    let mut staging = Staging::start(Mode::Ok).await;
+    let mut cfg = config(vec![target(staging.port)]);
+    cfg.workers = workers;
+    let r = Replayer::start(cfg);
+    for seq in 0..PER_CONN {
+        for c in 0..CONNS {
+            let raw = format!("GET /c{c}/r{seq} HTTP/1.1\r\nHost: prod\r\n\r\n");
+            r.submit(&msg(c, raw.as_bytes()));
+        }
+    }
+    let mut per_conn: HashMap<u64, Vec<(usize, usize)>> = HashMap::new();
+    for g in staging.take(CONNS as usize * PER_CONN).await {
+        let line = String::from_utf8_lossy(&g.raw).into_owned();
+        let path = line.split(' ').nth(1).unwrap();
+        let mut parts = path.trim_start_matches("/c").split("/r");
+        let c: u64 = parts.next().unwrap().parse().unwrap();
+        let seq: usize = parts.next().unwrap().parse().unwrap();
+        per_conn.entry(c).or_default().push((g.conn, seq));
+    }
+    let stats = r.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        stats.total.status_2xx,
+        CONNS * PER_CONN as u64,
+        "{stats:#?}"
+    );
+    let accepted = staging.accepted.load(std::sync::atomic::Ordering::SeqCst);
+    staging.stop().await;
+    (per_conn, accepted)
+}
+
+fn assert_in_order(per_conn: &HashMap<u64, Vec<(usize, usize)>>) {
+    assert_eq!(per_conn.len(), CONNS as usize);
+    for (c, reqs) in per_conn {
+        let seqs: Vec<usize> = reqs.iter().map(|r| r.1).collect();
+        assert_eq!(seqs, (0..PER_CONN).collect::<Vec<_>>(), "client conn {c}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_staging_connection_per_client_connection() {
+    let (per_conn, accepted) = run(CONNS as usize).await;
+    assert_in_order(&per_conn);
+    for (c, reqs) in &per_conn {
+        assert!(
+            reqs.iter().all(|r| r.0 == reqs[0].0),
+            "client conn {c}: {reqs:?}"
+        );
+    }
+    assert_eq!(accepted, CONNS as usize);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn order_holds_when_lanes_share_few_workers() {
+    let (per_conn, accepted) = run(3).await;
+    assert_in_order(&per_conn);
+    // Connections are handed over through the pool, never more than `workers` opened.
+    assert!(accepted <= 3, "{accepted} staging connections");
+}
