@@ -74,7 +74,33 @@ fn main() -> Result<()> {
             let bin = util::root().join("target/release/gor-agent");
             util::exec(&bin, &args)
         }
-        Cmd::Bench => util::cargo(&["bench", "-p", "gor-agent"], false),
+        Cmd::Bench => {
+            util::cargo(&["bench", "-p", "gor-agent"], false)?;
+            if !util::is_root() {
+                println!(
+                    "xtask bench: the mirror benchmark needs root (it loads BPF programs); skipped"
+                );
+                return Ok(());
+            }
+            ebpf::build()?;
+            util::cargo(
+                &[
+                    "build",
+                    "-p",
+                    "gor-agent",
+                    "-p",
+                    "gor-tests",
+                    "--bin",
+                    "gor-agent",
+                    "--bin",
+                    "gor-bench-mirror",
+                ],
+                true,
+            )?;
+            util::run(&mut std::process::Command::new(
+                util::root().join("target/release/gor-bench-mirror"),
+            ))
+        }
         Cmd::Demo => {
             if !util::is_root() {
                 anyhow::bail!("the demo loads BPF programs: run it as root");
