@@ -147,25 +147,14 @@ fn reset(s: &TcpStream) {
 
 /// Reads one request (head, then a Content-Length or chunked body); its exact bytes.
 pub fn read_request(r: &mut impl BufRead) -> Option<Vec<u8>> {
-    let mut raw = Vec::new();
-    let (mut len, mut chunked) = (0usize, false);
-    loop {
-        let mut line = Vec::new();
-        if r.read_until(b'\n', &mut line).ok()? == 0 {
-            return None;
-        }
-        raw.extend_from_slice(&line);
-        if line == b"\r\n" {
-            break;
-        }
-        let text = String::from_utf8_lossy(&line).to_ascii_lowercase();
-        if let Some(v) = text.strip_prefix("content-length:") {
-            len = v.trim().parse().ok()?;
-        }
-        if text.starts_with("transfer-encoding:") && text.contains("chunked") {
-            chunked = true;
-        }
-    }
+    let (mut raw, headers) = crate::traffic::read_head(r)?;
+    let len: usize = match headers.get("content-length") {
+        Some(v) => v.parse().ok()?,
+        None => 0,
+    };
+    let chunked = headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     if chunked {
         loop {
             let mut size_line = Vec::new();

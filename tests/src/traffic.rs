@@ -89,6 +89,20 @@ fn serve(stream: TcpStream, ex: Exchanges) {
 
 /// Reads one message framed by Content-Length; returns its raw bytes and lower-case headers.
 pub fn read_message(r: &mut impl BufRead) -> Option<(Vec<u8>, HashMap<String, String>)> {
+    let (mut raw, headers) = read_head(r)?;
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let start = raw.len();
+    raw.resize(start + len, 0);
+    r.read_exact(&mut raw[start..]).ok()?;
+    Some((raw, headers))
+}
+
+/// Reads a message head up to and including its empty line; returns its raw bytes and
+/// its headers by lower-case name.
+pub fn read_head(r: &mut impl BufRead) -> Option<(Vec<u8>, HashMap<String, String>)> {
     let mut raw = Vec::new();
     let mut headers = HashMap::new();
     loop {
@@ -98,21 +112,13 @@ pub fn read_message(r: &mut impl BufRead) -> Option<(Vec<u8>, HashMap<String, St
         }
         raw.extend_from_slice(&line);
         if line == b"\r\n" {
-            break;
+            return Some((raw, headers));
         }
         let text = String::from_utf8_lossy(&line);
         if let Some((k, v)) = text.split_once(':') {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let start = raw.len();
-    raw.resize(start + len, 0);
-    r.read_exact(&mut raw[start..]).ok()?;
-    Some((raw, headers))
 }
 
 /// A keep-alive client that records what it sent and received.

@@ -82,48 +82,36 @@ fn main() -> Result<()> {
                 );
                 return Ok(());
             }
-            ebpf::build()?;
-            util::cargo(
-                &[
-                    "build",
-                    "-p",
-                    "gor-agent",
-                    "-p",
-                    "gor-tests",
-                    "--bin",
-                    "gor-agent",
-                    "--bin",
-                    "gor-bench-mirror",
-                ],
-                true,
-            )?;
-            util::run(&mut std::process::Command::new(
-                util::root().join("target/release/gor-bench-mirror"),
-            ))
+            let bin = release_tool("gor-bench-mirror")?;
+            util::run(&mut std::process::Command::new(bin))
         }
         Cmd::Demo => {
             if !util::is_root() {
                 anyhow::bail!("the demo loads BPF programs: run it as root");
             }
             setup::run()?;
-            ebpf::build()?;
-            util::cargo(
-                &[
-                    "build",
-                    "-p",
-                    "gor-agent",
-                    "-p",
-                    "gor-tests",
-                    "--bin",
-                    "gor-agent",
-                    "--bin",
-                    "gor-demo",
-                ],
-                true,
-            )?;
-            util::exec(&util::root().join("target/release/gor-demo"), &[])
+            util::exec(&release_tool("gor-demo")?, &[])
         }
     }
+}
+
+/// Builds the kernel object, the release agent and the tests crate's program `bin`, which
+/// starts that agent; returns the program's path.
+fn release_tool(bin: &str) -> Result<std::path::PathBuf> {
+    ebpf::build()?;
+    let args = [
+        "build",
+        "-p",
+        "gor-agent",
+        "-p",
+        "gor-tests",
+        "--bin",
+        "gor-agent",
+        "--bin",
+        bin,
+    ];
+    util::cargo(&args, true)?;
+    Ok(util::root().join("target/release").join(bin))
 }
 
 fn test(no_kernel: bool, no_setup: bool, filter: Option<String>) -> Result<()> {
