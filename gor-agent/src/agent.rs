@@ -88,6 +88,7 @@ impl Pipeline {
                     original_host: m.original_host,
                     set_headers: m.set_headers.clone(),
                     exclusion,
+                    tls_ca: m.tls_ca.clone(),
                 })
             }),
             records: 0,

@@ -91,8 +91,8 @@ pub struct OutputArgs {
 /// Mirroring to staging.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// Staging base URLs, comma-separated (`http://host:port[/base]`); every mirrored
-    /// request goes to each. Empty: nothing is mirrored.
+    /// Staging base URLs, comma-separated (`http://host:port[/base]` or `https://...`);
+    /// every mirrored request goes to each. Empty: nothing is mirrored.
     #[arg(long, env = "GOR_TARGET", value_name = "URLS")]
     pub target: Option<String>,
     /// `100`: at most 100 requests/s per target (excess dropped and counted); `10%`: a
@@ -114,6 +114,9 @@ pub struct ReplayArgs {
     /// Headers to add or replace on mirrored requests, `Name: value`, separated by `;`.
     #[arg(long, env = "GOR_SET_HEADER", value_name = "HEADERS")]
     pub set_header: Option<String>,
+    /// PEM file of CA certificates trusted for https targets, besides the system roots.
+    #[arg(long, env = "GOR_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
     /// On SIGINT/SIGTERM, how long in-flight mirrored requests may take to finish.
     #[arg(long, env = "GOR_SHUTDOWN_GRACE", default_value = "5s")]
     pub shutdown_grace: String,
@@ -169,6 +172,8 @@ pub struct MirrorConfig {
     pub queue: usize,
     pub original_host: bool,
     pub set_headers: Vec<(String, String)>,
+    /// Extra CA certificates for https targets (`GOR_TLS_CA`).
+    pub tls_ca: Vec<crate::replay::CaCert>,
     pub shutdown_grace: Duration,
 }
 
@@ -387,6 +392,14 @@ impl ReplayArgs {
             None => Some(Vec::new()),
             Some(v) => c.field("GOR_SET_HEADER", v, parse_set_headers(v)),
         };
+        let tls_ca = match &self.tls_ca {
+            None => Some(Vec::new()),
+            Some(p) => c.field(
+                "GOR_TLS_CA",
+                &p.display().to_string(),
+                crate::replay::load_ca_file(p),
+            ),
+        };
         let grace = c.field(
             "GOR_SHUTDOWN_GRACE",
             &self.shutdown_grace,
@@ -400,6 +413,7 @@ impl ReplayArgs {
             queue: queue?,
             original_host: self.original_host,
             set_headers: set_headers?,
+            tls_ca: tls_ca?,
             shutdown_grace: grace?,
         })
     }
@@ -411,7 +425,7 @@ pub fn parse_targets(s: &str) -> Result<Vec<crate::replay::Target>, String> {
         .map(str::trim)
         .map(|u| {
             crate::replay::Target::parse(u).map_err(|e| {
-                format!("comma-separated `http://host[:port][/base]` URLs (`{u}`: {e})")
+                format!("comma-separated `http(s)://host[:port][/base]` URLs (`{u}`: {e})")
             })
         })
         .collect()
@@ -653,6 +667,50 @@ mod tests {
             names,
             vec!["GOR_TARGET", "GOR_RATE", "GOR_WORKERS", "GOR_SET_HEADER"]
         );
+    }
+
+    #[test]
+    fn tls_ca_setting() {
+        let dir = std::env::temp_dir().join(format!("gor-config-tls-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let good = dir.join("ca.pem");
+        std::fs::write(&good, ck.cert.pem()).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no certificates here\n").unwrap();
+        let bad = dir.join("bad.pem");
+        std::fs::write(
+            &bad,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let with = |ca: &std::path::Path| {
+            cli(&[
+                "--ports",
+                "80",
+                "--target",
+                "https://localhost:8443",
+                "--tls-ca",
+                ca.to_str().unwrap(),
+            ])
+            .validate()
+        };
+        let c = with(&good).unwrap();
+        assert_eq!(c.mirror.tls_ca, vec![ck.cert.der().clone()]);
+        assert!(c.mirror.targets[0].tls);
+        for ca in [&empty, &bad, &dir.join("missing.pem")] {
+            let errs = with(ca).unwrap_err();
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert_eq!(errs[0].setting, "GOR_TLS_CA");
+            assert!(errs[0].to_string().contains("PEM"), "{}", errs[0]);
+        }
+        assert!(cli(&["--ports", "80"])
+            .validate()
+            .unwrap()
+            .mirror
+            .tls_ca
+            .is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

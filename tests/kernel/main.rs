@@ -9,5 +9,6 @@ mod config;
 mod deploy;
 mod http;
 mod mirror;
+mod mirror_tls;
 mod netns;
 mod streams;

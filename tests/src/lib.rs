@@ -7,4 +7,5 @@ pub mod host;
 pub mod netns;
 pub mod nginx;
 pub mod staging;
+pub mod tls_staging;
 pub mod traffic;

@@ -5,15 +5,24 @@
 //! would be captured and mirrored again. Each connection therefore binds its local port
 //! first and reports it to a [`PortExclusion`] before connecting; the port is withdrawn
 //! when the connection is dropped, whatever the reason.
+//!
+//! For `https://` targets the TLS handshake follows the TCP connect, under the same port
+//! exclusion; a failed handshake is a failed connect.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
+
+use super::tls::TlsTarget;
 
 /// Receives the replayer's own connections (local port, staging address) before they
 /// open and after they close, so capture can skip them.
@@ -40,23 +49,77 @@ impl Drop for PortGuard {
 /// An open connection to staging; dropping it closes the socket, then frees the port.
 pub(crate) struct StagingConn {
     // Field order matters: the stream is closed before the port guard withdraws the port.
-    pub stream: TcpStream,
+    pub stream: Stream,
     _port: PortGuard,
 }
 
 impl StagingConn {
     /// False if staging closed the connection (or sent unsolicited bytes) while it was
-    /// idle. Uses readiness already known to tokio, so it never blocks.
+    /// idle. Uses readiness already known to tokio, so it never blocks. With TLS the
+    /// socket under it is probed: on an idle keep-alive connection any byte (a
+    /// close_notify alert or stray data) or EOF means it cannot be reused, and a
+    /// connection found dead is dropped, so consuming the probed byte does no harm.
     fn looks_alive(&self) -> bool {
+        let tcp = match &self.stream {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        };
         let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+/// A staging connection's byte stream: plain TCP, or TLS over TCP.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
     }
 }
 
 /// Resolves `addr` (`host:port`), binds a local port of the same family, excludes it,
-/// then connects.
+/// then connects, and with `tls` does the handshake.
 pub(crate) async fn connect(
     addr: &str,
+    tls: Option<&TlsTarget>,
     exclusion: Option<&Arc<dyn PortExclusion>>,
 ) -> io::Result<StagingConn> {
     let remote = resolve(addr).await?;
@@ -78,6 +141,10 @@ pub(crate) async fn connect(
     let stream = socket.connect(remote).await?;
     // Requests are written whole; Nagle would only delay the last segment.
     stream.set_nodelay(true)?;
+    let stream = match tls {
+        None => Stream::Plain(stream),
+        Some(tls) => Stream::Tls(Box::new(tls.handshake(stream).await?)),
+    };
     Ok(StagingConn {
         stream,
         _port: guard,

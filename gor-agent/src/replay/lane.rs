@@ -9,7 +9,7 @@
 //! a slot; a later request of the same client connection then gets a new lane, which
 //! starts only after the old one has finished, so order holds across lanes too.
 //!
-//! Failures (connect error, reset, timeout, unparsable response) put the whole target
+//! Failures (connect or TLS handshake error, reset, timeout, unparsable response) put the whole target
 //! into backoff: requests reaching a lane meanwhile are dropped and counted, so a dead
 //! staging costs no memory and no connection storm, and mirroring resumes by itself.
 
@@ -29,6 +29,7 @@ use super::conn::{connect, Pool, PortExclusion, StagingConn};
 use super::response::{read_response, ReadError, Response};
 use super::rewrite::{build_request, Rewrite};
 use super::stats::{inc, sub, Counters};
+use super::tls::TlsTarget;
 use crate::stream::ConnId;
 
 /// Requests a lane may hold waiting; more are dropped (`lane_queue_full`).
@@ -103,6 +104,8 @@ impl Drop for Ticket {
 pub(crate) struct TargetCtx {
     pub name: String,
     pub addr: String,
+    /// For `https://` targets.
+    pub tls: Option<TlsTarget>,
     pub rewrite: Rewrite,
     pub timeout: Duration,
     pub exclusion: Option<Arc<dyn PortExclusion>>,
@@ -463,7 +466,7 @@ impl Lane {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => {
-                let conn = connect(&ctx.addr, ctx.exclusion.as_ref())
+                let conn = connect(&ctx.addr, ctx.tls.as_ref(), ctx.exclusion.as_ref())
                     .await
                     .map_err(ExchangeError::Connect)?;
                 self.conn.insert(conn)
@@ -473,6 +476,8 @@ impl Lane {
             .write_all(bytes)
             .await
             .map_err(ExchangeError::Write)?;
+        // TLS may keep the tail of the request buffered until flushed (no-op for TCP).
+        conn.stream.flush().await.map_err(ExchangeError::Write)?;
         inc(&ctx.counters.sent);
         let start = Instant::now();
         self.buf.clear();

@@ -8,6 +8,9 @@
 //! ([`rewrite`]): only `Host`, configured headers and the base path change, everything
 //! else is sent byte for byte as the client sent it.
 //!
+//! `https://` targets are reached over TLS (rustls; system roots plus
+//! [`ReplayConfig::tls_ca`]); everything else is the same for them.
+//!
 //! Memory is bounded per target by the queue length, the lane count and lane queue
 //! length, and a byte budget over all accepted requests.
 
@@ -19,6 +22,7 @@ mod stats;
 mod target;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,6 +40,7 @@ use stats::{inc, Counters, HistogramSnapshot};
 pub use conn::PortExclusion;
 pub use stats::{LatencySummary, ReplayStats, TargetStats};
 pub use target::Target;
+pub use tls::{load_ca_file, CaCert};
 
 /// Requests accepted per target may hold at most this many bytes in total.
 const MAX_PENDING_BYTES: u64 = 64 * 1024 * 1024;
@@ -68,6 +73,8 @@ pub struct ReplayConfig {
     pub set_headers: Vec<(String, String)>,
     /// Told the local port of every staging connection, so capture can skip it.
     pub exclusion: Option<Arc<dyn PortExclusion>>,
+    /// CA certificates trusted for `https://` targets besides the system roots.
+    pub tls_ca: Vec<CaCert>,
 }
 
 /// Mirrors requests to staging; see the module documentation.
@@ -98,10 +105,16 @@ impl Replayer {
     pub fn start(cfg: ReplayConfig) -> Replayer {
         let set_headers = valid_set_headers(&cfg.set_headers);
         let (cancel, cancel_rx) = watch::channel(false);
+        // One TLS configuration for all https targets, built only if there is one.
+        let tls = cfg
+            .targets
+            .iter()
+            .any(|t| t.tls)
+            .then(|| tls::client_config(&cfg.tls_ca));
         let targets = cfg
             .targets
             .iter()
-            .map(|t| start_target(&cfg, t, &set_headers, cancel_rx.clone()))
+            .map(|t| start_target(&cfg, t, tls.as_ref(), &set_headers, cancel_rx.clone()))
             .collect();
         Replayer {
             targets,
@@ -201,6 +214,7 @@ impl TargetHandle {
 fn start_target(
     cfg: &ReplayConfig,
     t: &Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     set_headers: &[(String, String)],
     cancel: watch::Receiver<bool>,
 ) -> TargetHandle {
@@ -208,6 +222,9 @@ fn start_target(
     let ctx = Arc::new(TargetCtx {
         name: t.scheme_host_port.clone(),
         addr: t.addr.clone(),
+        tls: tls
+            .filter(|_| t.tls)
+            .map(|c| tls::TlsTarget::new(c.clone(), &t.host)),
         rewrite: rewrite::Rewrite {
             host: (!cfg.original_host).then(|| t.host_header.clone()),
             base_path: t.base_path.clone(),

@@ -1,10 +1,10 @@
-//! Staging targets: parsing `http://host[:port][/base]` into what the replayer needs to
-//! connect (`addr`) and to rewrite requests (`host_header`, `base_path`).
+//! Staging targets: parsing `http(s)://host[:port][/base]` into what the replayer needs
+//! to connect (`addr`, `tls`, `host`) and to rewrite requests (`host_header`, `base_path`).
 
 /// Where mirrored requests go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    /// `http://host[:port]` plus the base path: the target's name in stats.
+    /// `http(s)://host[:port]` plus the base path: the target's name in stats.
     pub scheme_host_port: String,
     /// Value for the `Host` header: the host, plus the port when it is not the default.
     pub host_header: String,
@@ -12,20 +12,28 @@ pub struct Target {
     pub addr: String,
     /// Prefix for request targets, without a trailing slash; empty for none.
     pub base_path: String,
+    /// `https://`: connect with TLS.
+    pub tls: bool,
+    /// The host as given (IPv6 in brackets): the TLS server name (SNI, verification).
+    pub host: String,
 }
 
 impl Target {
-    /// Parses `http://host[:port][/base]`. `https://` is refused until TLS is supported.
+    /// Parses `http://host[:port][/base]` or `https://host[:port][/base]`.
     pub fn parse(url: &str) -> Result<Target, String> {
         let url = url.trim();
-        let rest = match split_scheme(url) {
-            Some((s, rest)) if s == "http" => rest,
-            Some((s, _)) if s == "https" => {
-                return Err("https targets are not supported yet".into())
-            }
+        let (tls, rest) = match split_scheme(url) {
+            Some((s, rest)) if s == "http" => (false, rest),
+            Some((s, rest)) if s == "https" => (true, rest),
             Some((scheme, _)) => return Err(format!("unsupported scheme {scheme:?} in {url:?}")),
-            None => return Err(format!("target {url:?} must start with http://")),
+            None => {
+                return Err(format!(
+                    "target {url:?} must start with http:// or https://"
+                ))
+            }
         };
+        let scheme = if tls { "https" } else { "http" };
+        let default_port = if tls { 443 } else { 80 };
         if rest.contains(['?', '#']) {
             return Err(format!("target {url:?} must not have a query or fragment"));
         }
@@ -37,9 +45,12 @@ impl Target {
             return Err(format!("target {url:?} must not have user info"));
         }
         let (host, port) = split_host_port(authority).map_err(|e| format!("{e} in {url:?}"))?;
+        if tls {
+            super::tls::server_name(host).map_err(|e| format!("{e} in {url:?}"))?;
+        }
         let explicit_port = port.is_some();
-        let port = port.unwrap_or(80);
-        let host_header = if explicit_port && port != 80 {
+        let port = port.unwrap_or(default_port);
+        let host_header = if explicit_port && port != default_port {
             format!("{host}:{port}")
         } else {
             host.to_string()
@@ -49,10 +60,12 @@ impl Target {
             return Err(format!("target {url:?} has spaces or controls in its path"));
         }
         Ok(Target {
-            scheme_host_port: format!("http://{host_header}{base_path}"),
+            scheme_host_port: format!("{scheme}://{host_header}{base_path}"),
             host_header,
             addr: format!("{host}:{port}"),
             base_path,
+            tls,
+            host: host.to_string(),
         })
     }
 }
@@ -126,14 +139,48 @@ mod tests {
         let t = Target::parse("http://127.0.0.1:80/a/b").unwrap();
         assert_eq!(t.host_header, "127.0.0.1");
         assert_eq!(t.base_path, "/a/b");
+        assert!(!t.tls);
+    }
+
+    #[test]
+    fn parses_https_targets() {
+        let t = Target::parse("https://staging.example/base/").unwrap();
+        assert!(t.tls);
+        assert_eq!(t.host_header, "staging.example");
+        assert_eq!(t.addr, "staging.example:443");
+        assert_eq!(t.host, "staging.example");
+        assert_eq!(t.base_path, "/base");
+        assert_eq!(t.scheme_host_port, "https://staging.example/base");
+
+        // The default port is 443: left out of Host, even when written.
+        let t = Target::parse("HTTPS://staging:443").unwrap();
+        assert_eq!(
+            (t.host_header.as_str(), t.addr.as_str()),
+            ("staging", "staging:443")
+        );
+        assert_eq!(t.scheme_host_port, "https://staging");
+
+        let t = Target::parse("https://localhost:8443").unwrap();
+        assert_eq!(t.host_header, "localhost:8443");
+        assert_eq!(t.addr, "localhost:8443");
+        assert_eq!(t.host, "localhost");
+
+        // Port 80 is not the default for https.
+        let t = Target::parse("https://staging:80").unwrap();
+        assert_eq!(t.host_header, "staging:80");
+
+        let t = Target::parse("https://[::1]").unwrap();
+        assert_eq!(
+            (t.host_header.as_str(), t.addr.as_str(), t.host.as_str()),
+            ("[::1]", "[::1]:443", "[::1]")
+        );
+        assert!(super::super::tls::server_name(&t.host).is_ok());
+        let t = Target::parse("https://127.0.0.1:9443/").unwrap();
+        assert_eq!(t.host_header, "127.0.0.1:9443");
     }
 
     #[test]
     fn rejects_bad_targets() {
-        assert_eq!(
-            Target::parse("https://staging").unwrap_err(),
-            "https targets are not supported yet"
-        );
         for bad in [
             "staging:80",
             "ftp://x",
@@ -147,6 +194,11 @@ mod tests {
             "http://::1/",
             "http://[::1",
             "http://h/a b",
+            "https://",
+            "https://h:0",
+            "https://u@h",
+            "https://a..b/",
+            "https:/h",
         ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }

@@ -7,6 +7,7 @@ mod fidelity;
 mod ordering;
 mod rate;
 mod shutdown;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -74,6 +75,7 @@ pub(super) fn config(targets: Vec<Target>) -> ReplayConfig {
         original_host: false,
         set_headers: Vec::new(),
         exclusion: None,
+        tls_ca: Vec::new(),
     }
 }
 

@@ -1,0 +1,100 @@
+//! TLS for `https://` targets: one rustls client configuration per replayer (system roots
+//! plus the `GOR_TLS_CA` certificates, ALPN `http/1.1` only, the `ring` provider), and
+//! loading the extra CA certificates from a PEM file.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+/// A CA certificate (DER) trusted for `https://` targets in addition to the system roots.
+pub type CaCert = CertificateDer<'static>;
+
+/// Reads every `CERTIFICATE` block of a PEM file and checks that each is a usable trust
+/// anchor; the error says what is expected (for a `ConfigError`).
+pub fn load_ca_file(path: &Path) -> Result<Vec<CaCert>, String> {
+    const EXPECTED: &str = "a readable PEM file of CA certificates";
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{EXPECTED} ({e})"))?;
+    if certs.is_empty() {
+        return Err(format!("{EXPECTED} (no CERTIFICATE block found)"));
+    }
+    let mut store = RootCertStore::empty();
+    for cert in &certs {
+        store
+            .add(cert.clone())
+            .map_err(|e| format!("{EXPECTED} (invalid certificate: {e})"))?;
+    }
+    Ok(certs)
+}
+
+/// The client configuration shared by every https target of a replayer.
+pub(crate) fn client_config(extra_ca: &[CaCert]) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!(error = %e, "loading system CA certificates");
+    }
+    let (_, ignored) = roots.add_parsable_certificates(native.certs);
+    if ignored > 0 {
+        tracing::debug!(ignored, "unusable system CA certificates ignored");
+    }
+    for cert in extra_ca {
+        // load_ca_file checked these already; a failure here only means one is missing.
+        if let Err(e) = roots.add(cert.clone()) {
+            tracing::warn!(error = %e, "ignoring an invalid GOR_TLS_CA certificate");
+        }
+    }
+    if roots.is_empty() {
+        tracing::warn!("no trusted CA certificates: https targets will fail verification");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+/// What a target needs to open TLS connections.
+pub(crate) struct TlsTarget {
+    pub connector: TlsConnector,
+    /// For SNI and certificate verification: the target's host, without brackets.
+    pub host: String,
+}
+
+impl TlsTarget {
+    pub fn new(config: Arc<ClientConfig>, host: &str) -> TlsTarget {
+        TlsTarget {
+            connector: TlsConnector::from(config),
+            host: host.to_string(),
+        }
+    }
+
+    /// The TLS handshake over a connected socket, verifying the certificate for `host`.
+    pub async fn handshake(&self, tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
+        let name =
+            server_name(&self.host).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.connector.connect(name, tcp).await
+    }
+}
+
+/// `host` (a DNS name, IPv4 address, or IPv6 address with or without brackets) as a TLS
+/// server name.
+pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    ServerName::try_from(bare.to_string())
+        .map_err(|_| format!("{host:?} is not a valid TLS server name"))
+}
