@@ -228,9 +228,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             let replay = pipeline.stop_replay(grace).await;
             let report = pipeline.report_with(json!({"pcap": stats}), replay);
             info!(counters = %report, "final counters");
-            if let Some(file) = stats_file {
-                write_atomically(&file, report.to_string().as_bytes())?;
-            }
+            write_stats(stats_file.as_deref(), &report);
             Ok(())
         }
         None => run_live(cfg).await,
