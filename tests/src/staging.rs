@@ -33,11 +33,47 @@ pub enum Mode {
     Reset = 2,
 }
 
-#[derive(Default)]
-struct Shared {
-    received: Mutex<Vec<Received>>,
+/// What a recording server has received so far, and a way to wait for more.
+pub struct Recorder<T> {
+    received: Mutex<Vec<T>>,
     changed: Condvar,
 }
+
+impl<T> Default for Recorder<T> {
+    fn default() -> Self {
+        Recorder {
+            received: Mutex::new(Vec::new()),
+            changed: Condvar::new(),
+        }
+    }
+}
+
+impl<T: Clone> Recorder<T> {
+    pub fn push(&self, item: T) {
+        self.received.lock().expect("lock").push(item);
+        self.changed.notify_all();
+    }
+
+    pub fn all(&self) -> Vec<T> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    /// Waits until at least `n` items were received (or `timeout` passed); returns them.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<T> {
+        let deadline = Instant::now() + timeout;
+        let mut got = self.received.lock().expect("lock");
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            got = self.changed.wait_timeout(got, left).expect("wait").0;
+        }
+        got.clone()
+    }
+}
+
+type Shared = Recorder<Received>;
 
 pub struct Staging {
     pub addr: SocketAddr,
@@ -74,7 +110,7 @@ impl Staging {
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.shared.received.lock().expect("lock").clone()
+        self.shared.all()
     }
 
     pub fn connections(&self) -> usize {
@@ -83,16 +119,7 @@ impl Staging {
 
     /// Waits until at least `n` requests were received (or `timeout` passed); returns them.
     pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
-        let deadline = Instant::now() + timeout;
-        let mut got = self.shared.received.lock().expect("lock");
-        while got.len() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            got = self.shared.changed.wait_timeout(got, left).expect("wait").0;
-        }
-        got.clone()
+        self.shared.wait_for(n, timeout)
     }
 }
 
@@ -100,15 +127,11 @@ fn serve(stream: TcpStream, conn: usize, shared: Arc<Shared>, mode: Arc<AtomicU8
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut writer = stream;
     while let Some(raw) = read_request(&mut reader) {
-        {
-            let mut r = shared.received.lock().expect("lock");
-            r.push(Received {
-                conn,
-                raw,
-                at: Instant::now(),
-            });
-            shared.changed.notify_all();
-        }
+        shared.push(Received {
+            conn,
+            raw,
+            at: Instant::now(),
+        });
         match mode.load(Ordering::SeqCst) {
             1 => std::thread::sleep(Duration::from_secs(10)),
             2 => {

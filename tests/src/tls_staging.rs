@@ -6,8 +6,8 @@ use std::{
     io::{BufReader, Write},
     net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs},
     path::{Path, PathBuf},
-    sync::{Arc, Condvar, Mutex},
-    time::{Duration, Instant},
+    sync::Arc,
+    time::Duration,
 };
 
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -21,11 +21,7 @@ pub struct TlsReceived {
     pub sni: Option<String>,
 }
 
-#[derive(Default)]
-struct Shared {
-    received: Mutex<Vec<TlsReceived>>,
-    changed: Condvar,
-}
+type Shared = crate::staging::Recorder<TlsReceived>;
 
 pub struct TlsStaging {
     pub addr: SocketAddr,
@@ -76,21 +72,12 @@ impl TlsStaging {
     }
 
     pub fn received(&self) -> Vec<TlsReceived> {
-        self.shared.received.lock().expect("lock").clone()
+        self.shared.all()
     }
 
     /// Waits until at least `n` requests were received (or `timeout` passed); returns them.
     pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<TlsReceived> {
-        let deadline = Instant::now() + timeout;
-        let mut got = self.shared.received.lock().expect("lock");
-        while got.len() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            got = self.shared.changed.wait_timeout(got, left).expect("wait").0;
-        }
-        got.clone()
+        self.shared.wait_for(n, timeout)
     }
 }
 
@@ -109,15 +96,11 @@ fn serve(tcp: TcpStream, conn: usize, cfg: Arc<ServerConfig>, shared: Arc<Shared
     let sni = tls.conn.server_name().map(str::to_string);
     let mut reader = BufReader::new(tls);
     while let Some(raw) = crate::staging::read_request(&mut reader) {
-        {
-            let mut r = shared.received.lock().expect("lock");
-            r.push(TlsReceived {
-                conn,
-                raw,
-                sni: sni.clone(),
-            });
-            shared.changed.notify_all();
-        }
+        shared.push(TlsReceived {
+            conn,
+            raw,
+            sni: sni.clone(),
+        });
         let w = reader.get_mut();
         if w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             .and_then(|()| w.flush())
