@@ -65,6 +65,18 @@ impl Pipeline {
             outputs.push(Box::new(o));
         }
         let mut message_outputs: Vec<Box<dyn MessageOutput>> = Vec::new();
+        if let Some(file) = &cfg.outputs.gor_file {
+            // Live timestamps are CLOCK_MONOTONIC; the file wants wall-clock time. pcap
+            // timestamps are wall-clock already.
+            let offset = if cfg.capture.input_pcap.is_some() {
+                0
+            } else {
+                realtime_ns() as i128 - monotonic_ns() as i128
+            };
+            let o = crate::gorfile::FileOutput::new(file.clone(), offset)
+                .with_context(|| format!("opening the output file {}", file.pattern))?;
+            message_outputs.push(Box::new(o));
+        }
         if let Some(path) = &cfg.outputs.messages_file {
             let o = MessagesFile::create(path)
                 .with_context(|| format!("creating the messages file {}", path.display()))?;
@@ -128,6 +140,9 @@ impl Pipeline {
     pub fn tick(&mut self, now_ns: u64) {
         self.reassembler.tick(now_ns, &mut self.events);
         self.emit();
+        for o in &mut self.message_outputs {
+            o.tick();
+        }
     }
 
     pub fn finish(&mut self, now_ns: u64) {
@@ -357,6 +372,13 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+/// CLOCK_REALTIME in nanoseconds (wall clock, for saved traffic).
+fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, so kernel timestamps

@@ -80,6 +80,16 @@ pub struct OutputArgs {
     /// Write every framed HTTP message as a JSON line (with its raw bytes in base64) to this file.
     #[arg(long, env = "GOR_OUTPUT_MESSAGES", value_name = "FILE")]
     pub output_messages: Option<PathBuf>,
+    /// Save traffic to this file in GoReplay's format (`.gz`: compressed; `%Y-%m-%d-%H`
+    /// and the like: one file per period, UTC). Files are created with mode 0600.
+    #[arg(long, env = "GOR_OUTPUT_FILE", value_name = "PATTERN")]
+    pub output_file: Option<String>,
+    /// Start a new file (`name_1.gor`, ...) before one would grow past this size.
+    #[arg(long, env = "GOR_OUTPUT_FILE_SIZE_LIMIT", default_value = "256MiB")]
+    pub output_file_size_limit: String,
+    /// Also save the original responses (type 2) in the output file.
+    #[arg(long, env = "GOR_TRACK_RESPONSES", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub track_responses: bool,
     /// Write the counters as JSON to this file every stats interval and at exit.
     #[arg(long, env = "GOR_STATS_FILE", value_name = "FILE")]
     pub stats_file: Option<PathBuf>,
@@ -158,6 +168,8 @@ pub struct OutputConfig {
     pub stdout: bool,
     pub streams_dir: Option<PathBuf>,
     pub messages_file: Option<PathBuf>,
+    /// GoReplay-format traffic file.
+    pub gor_file: Option<crate::gorfile::FileOutputConfig>,
     pub stats_file: Option<PathBuf>,
     pub stats_interval: Duration,
 }
@@ -298,6 +310,11 @@ impl Cli {
         }
         let mirror = self.replay.validate(&mut c);
         let o = &self.outputs;
+        let file_limit = c.field(
+            "GOR_OUTPUT_FILE_SIZE_LIMIT",
+            &o.output_file_size_limit,
+            parse_size(&o.output_file_size_limit),
+        );
         let interval = c.field(
             "GOR_STATS_INTERVAL",
             &o.stats_interval,
@@ -366,6 +383,14 @@ impl Cli {
                 stdout: o.output_stdout,
                 streams_dir: o.output_streams.clone(),
                 messages_file: o.output_messages.clone(),
+                gor_file: o
+                    .output_file
+                    .clone()
+                    .map(|pattern| crate::gorfile::FileOutputConfig {
+                        pattern,
+                        max_size: file_limit.map(|n| n as u64),
+                        track_responses: o.track_responses,
+                    }),
                 stats_file: o.stats_file.clone(),
                 stats_interval,
             },

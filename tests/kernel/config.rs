@@ -53,6 +53,7 @@ fn each_invalid_mirror_setting_exits_64_naming_it() {
         ("GOR_SHUTDOWN_GRACE", "soon"),
         ("GOR_HTTP_MAX_BODY", "big"),
         ("GOR_INPUT_PCAP", "/nonexistent/file.pcap"),
+        ("GOR_OUTPUT_FILE_SIZE_LIMIT", "huge"),
     ];
     for (name, value) in cases {
         let (code, stderr) = run_to_exit(&[("GOR_PORTS", "80"), (name, value)]);

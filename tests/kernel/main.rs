@@ -11,4 +11,5 @@ mod http;
 mod mirror;
 mod mirror_tls;
 mod netns;
+mod saved;
 mod streams;

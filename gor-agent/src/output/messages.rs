@@ -17,6 +17,8 @@ use crate::http::{HttpMessage, Kind};
 /// A consumer of framed HTTP messages.
 pub trait MessageOutput: Send {
     fn message(&mut self, msg: &HttpMessage) -> io::Result<()>;
+    /// Called about once a second, for outputs that batch (to bound how long a message waits).
+    fn tick(&mut self) {}
     fn finish(&mut self) -> io::Result<()> {
         Ok(())
     }
