@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use crate::{
     capture::{pcap, record, tc::TcCapture, Segment},
     config::Config,
+    filters::{Filters, Verdict},
     http::{HttpFramer, HttpMessage},
     output::{
         messages::{MessageOutput, MessagesFile},
@@ -43,6 +44,8 @@ pub struct Pipeline {
     framer: HttpFramer,
     messages: Vec<HttpMessage>,
     message_outputs: Vec<Box<dyn MessageOutput>>,
+    /// HTTP filters and rewrites, before every message output and mirroring.
+    filters: Filters,
     /// Mirroring to staging, when targets are configured. `submit` never blocks.
     replayer: Option<Replayer>,
     records: u64,
@@ -89,6 +92,7 @@ impl Pipeline {
             framer: HttpFramer::new(cfg.capture.http),
             messages: Vec::new(),
             message_outputs,
+            filters: Filters::new(cfg.filters.clone()),
             replayer: (!cfg.mirror.targets.is_empty()).then(|| {
                 let m = &cfg.mirror;
                 Replayer::start(ReplayConfig {
@@ -171,6 +175,10 @@ impl Pipeline {
             self.framer.on_event(&ev, &mut self.messages);
         }
         for msg in self.messages.drain(..) {
+            let msg = match self.filters.apply(msg) {
+                Verdict::Keep(m) => m,
+                Verdict::Drop => continue,
+            };
             if let Some(r) = &self.replayer {
                 r.submit(&msg);
             }
@@ -207,6 +215,7 @@ impl Pipeline {
             "records": {"received": self.records, "decode_errors": self.decode_errors},
             "reassembly": self.reassembler.stats(),
             "http": self.framer.stats(),
+            "filters": self.filters.stats(),
             "open_connections": self.reassembler.connections(),
             "buffered_bytes": self.reassembler.buffered_bytes(),
             "outputs": {"errors": self.output_errors},

@@ -26,6 +26,8 @@ pub struct Cli {
     #[command(flatten)]
     pub replay: ReplayArgs,
     #[command(flatten)]
+    pub filters: FilterArgs,
+    #[command(flatten)]
     pub logging: LogArgs,
 }
 
@@ -132,6 +134,157 @@ pub struct ReplayArgs {
     pub shutdown_grace: String,
 }
 
+/// HTTP filters and rewrites, named after GoReplay's flags. Each flag may be given
+/// several times; its environment twin takes several values separated by newlines.
+/// They apply to requests before any output (a filtered request's response is dropped too).
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Keep only requests whose target (path and query) matches one of these regexes.
+    #[arg(
+        long,
+        env = "GOR_HTTP_ALLOW_URL",
+        value_name = "REGEX",
+        value_delimiter = '\n'
+    )]
+    pub http_allow_url: Vec<String>,
+    /// Drop requests whose target matches this regex.
+    #[arg(
+        long,
+        env = "GOR_HTTP_DISALLOW_URL",
+        value_name = "REGEX",
+        value_delimiter = '\n'
+    )]
+    pub http_disallow_url: Vec<String>,
+    /// Keep only requests with one of these methods.
+    #[arg(
+        long,
+        env = "GOR_HTTP_ALLOW_METHOD",
+        value_name = "METHOD",
+        value_delimiter = '\n'
+    )]
+    pub http_allow_method: Vec<String>,
+    /// Keep only requests with a header matching `Name: regex`.
+    #[arg(
+        long,
+        env = "GOR_HTTP_ALLOW_HEADER",
+        value_name = "NAME: REGEX",
+        value_delimiter = '\n'
+    )]
+    pub http_allow_header: Vec<String>,
+    /// Drop requests with a header matching `Name: regex`.
+    #[arg(
+        long,
+        env = "GOR_HTTP_DISALLOW_HEADER",
+        value_name = "NAME: REGEX",
+        value_delimiter = '\n'
+    )]
+    pub http_disallow_header: Vec<String>,
+    /// Keep a consistent share of requests by hashing a header value: `Name: 10%`.
+    #[arg(
+        long,
+        env = "GOR_HTTP_HEADER_LIMITER",
+        value_name = "NAME: N%",
+        value_delimiter = '\n'
+    )]
+    pub http_header_limiter: Vec<String>,
+    /// Keep a consistent share of requests by hashing a query parameter: `name: 10%`.
+    #[arg(
+        long,
+        env = "GOR_HTTP_PARAM_LIMITER",
+        value_name = "NAME: N%",
+        value_delimiter = '\n'
+    )]
+    pub http_param_limiter: Vec<String>,
+    /// Set a header on every request (all outputs): `Name: value`.
+    #[arg(
+        long,
+        env = "GOR_HTTP_SET_HEADER",
+        value_name = "NAME: VALUE",
+        value_delimiter = '\n'
+    )]
+    pub http_set_header: Vec<String>,
+    /// Rewrite the request target: `regex:replacement` (`$1` for groups).
+    #[arg(
+        long,
+        env = "GOR_HTTP_REWRITE_URL",
+        value_name = "REGEX:REPLACEMENT",
+        value_delimiter = '\n'
+    )]
+    pub http_rewrite_url: Vec<String>,
+    /// Rewrite a header's value: `Name: regex,replacement`.
+    #[arg(
+        long,
+        env = "GOR_HTTP_REWRITE_HEADER",
+        value_name = "NAME: REGEX,REPLACEMENT",
+        value_delimiter = '\n'
+    )]
+    pub http_rewrite_header: Vec<String>,
+}
+
+impl FilterArgs {
+    fn validate(&self, c: &mut Check) -> Option<Vec<crate::filters::Rule>> {
+        let flags: [(&'static str, &'static str, &Vec<String>); 10] = [
+            ("http-allow-url", "GOR_HTTP_ALLOW_URL", &self.http_allow_url),
+            (
+                "http-disallow-url",
+                "GOR_HTTP_DISALLOW_URL",
+                &self.http_disallow_url,
+            ),
+            (
+                "http-allow-method",
+                "GOR_HTTP_ALLOW_METHOD",
+                &self.http_allow_method,
+            ),
+            (
+                "http-allow-header",
+                "GOR_HTTP_ALLOW_HEADER",
+                &self.http_allow_header,
+            ),
+            (
+                "http-disallow-header",
+                "GOR_HTTP_DISALLOW_HEADER",
+                &self.http_disallow_header,
+            ),
+            (
+                "http-header-limiter",
+                "GOR_HTTP_HEADER_LIMITER",
+                &self.http_header_limiter,
+            ),
+            (
+                "http-param-limiter",
+                "GOR_HTTP_PARAM_LIMITER",
+                &self.http_param_limiter,
+            ),
+            (
+                "http-set-header",
+                "GOR_HTTP_SET_HEADER",
+                &self.http_set_header,
+            ),
+            (
+                "http-rewrite-url",
+                "GOR_HTTP_REWRITE_URL",
+                &self.http_rewrite_url,
+            ),
+            (
+                "http-rewrite-header",
+                "GOR_HTTP_REWRITE_HEADER",
+                &self.http_rewrite_header,
+            ),
+        ];
+        let mut rules = Vec::new();
+        let mut ok = true;
+        for (flag, setting, values) in flags {
+            for v in values.iter().filter(|v| !v.trim().is_empty()) {
+                match c.field(setting, v, crate::filters::parse_rule(flag, v)) {
+                    Some(rule) => rules.push(rule),
+                    None => ok = false,
+                }
+            }
+        }
+        ok.then_some(rules)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `gor_agent=debug`.
@@ -148,6 +301,8 @@ pub struct Config {
     pub capture: CaptureConfig,
     pub outputs: OutputConfig,
     pub mirror: MirrorConfig,
+    /// HTTP filters and rewrites, in the order given per kind.
+    pub filters: Vec<crate::filters::Rule>,
     pub log: LogConfig,
 }
 
@@ -309,6 +464,7 @@ impl Cli {
             }
         }
         let mirror = self.replay.validate(&mut c);
+        let filters = self.filters.validate(&mut c);
         let o = &self.outputs;
         let file_limit = c.field(
             "GOR_OUTPUT_FILE_SIZE_LIMIT",
@@ -354,9 +510,10 @@ impl Cli {
             Some(max_head),
             Some(max_body),
             Some(mirror),
+            Some(filters),
         ) = (
             ports, interfaces, ring, max_conns, conn_buf, total_buf, idle, hole, interval, json,
-            max_head, max_body, mirror,
+            max_head, max_body, mirror, filters,
         )
         else {
             unreachable!("validation reported no error but a value is missing")
@@ -395,6 +552,7 @@ impl Cli {
                 stats_interval,
             },
             mirror,
+            filters,
             log: LogConfig {
                 filter: self.logging.log.clone(),
                 json,

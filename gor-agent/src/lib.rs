@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod capture;
 pub mod config;
+pub mod filters;
 pub mod gorfile;
 pub mod http;
 pub mod logging;

@@ -54,6 +54,8 @@ fn each_invalid_mirror_setting_exits_64_naming_it() {
         ("GOR_HTTP_MAX_BODY", "big"),
         ("GOR_INPUT_PCAP", "/nonexistent/file.pcap"),
         ("GOR_OUTPUT_FILE_SIZE_LIMIT", "huge"),
+        ("GOR_HTTP_ALLOW_URL", "([unclosed"),
+        ("GOR_HTTP_HEADER_LIMITER", "X-Session: 150%"),
     ];
     for (name, value) in cases {
         let (code, stderr) = run_to_exit(&[("GOR_PORTS", "80"), (name, value)]);

@@ -7,6 +7,7 @@
 mod bad_input;
 mod config;
 mod deploy;
+mod filters;
 mod http;
 mod mirror;
 mod mirror_tls;

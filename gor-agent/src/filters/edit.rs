@@ -1,0 +1,240 @@
+//! Byte-exact editing of a request head.
+//!
+//! Rewrites change only the lines they touch: the request line (target replaced between
+//! its two spaces), a header line (value replaced after the name, colon and the original
+//! whitespace, trailing whitespace and line ending kept), or a new header line appended
+//! after the last one. Every other byte, including the body with its chunked framing and
+//! trailers, is copied unchanged. The result is re-parsed with `httparse` (the same default
+//! configuration as the framer) so `kind`, `headers` and `body_offset` describe the new
+//! bytes; a result that does not parse is refused and the caller keeps the original.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use crate::http::{HttpMessage, Kind};
+
+/// The framer's bound on header lines; a rewritten head may hold one more per set rule.
+const MAX_HEADERS: usize = 1024 + 64;
+
+struct HeaderLine {
+    /// The original line (content through its line ending); `None` for an appended header.
+    line: Option<Range<usize>>,
+    /// Where the original value starts and ends (leading/trailing OWS excluded).
+    value_at: Range<usize>,
+    name: String,
+    value: Vec<u8>,
+    changed: bool,
+}
+
+/// A request head being edited; reads see earlier edits, so rewrite rules chain.
+pub(crate) struct HeadEdit<'m> {
+    msg: &'m HttpMessage,
+    /// The original target's place in `raw`.
+    target_at: Range<usize>,
+    target: Option<String>,
+    headers: Vec<HeaderLine>,
+    /// Start of the empty line ending the head.
+    head_tail: usize,
+    /// The line ending used for appended headers: that of the request line.
+    eol: &'static [u8],
+}
+
+/// Why a head could not be edited.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct EditError;
+
+impl<'m> HeadEdit<'m> {
+    pub(crate) fn new(msg: &'m HttpMessage) -> Result<Self, EditError> {
+        let raw = &msg.raw[..msg.body_offset.min(msg.raw.len())];
+        let mut pos = 0;
+        // httparse accepts empty lines before the request line; keep them verbatim.
+        while raw[pos..].starts_with(b"\r\n") || raw[pos..].starts_with(b"\n") {
+            pos += if raw[pos] == b'\r' { 2 } else { 1 };
+        }
+        let (content, next) = line_at(raw, pos).ok_or(EditError)?;
+        let eol: &'static [u8] = if raw.get(content.end) == Some(&b'\r') {
+            b"\r\n"
+        } else {
+            b"\n"
+        };
+        let line = &raw[content.clone()];
+        let first = line.iter().position(|&b| b == b' ').ok_or(EditError)?;
+        let last = line.iter().rposition(|&b| b == b' ').ok_or(EditError)?;
+        if last <= first {
+            return Err(EditError);
+        }
+        let target_at = content.start + first + 1..content.start + last;
+        pos = next;
+        let mut headers = Vec::new();
+        loop {
+            let (content, next) = line_at(raw, pos).ok_or(EditError)?;
+            if content.is_empty() {
+                break;
+            }
+            let line = &raw[content.clone()];
+            let colon = line.iter().position(|&b| b == b':').ok_or(EditError)?;
+            let name = std::str::from_utf8(&line[..colon]).map_err(|_| EditError)?;
+            let mut v0 = colon + 1;
+            while line.get(v0).is_some_and(|&b| b == b' ' || b == b'\t') {
+                v0 += 1;
+            }
+            let mut v1 = line.len();
+            while v1 > v0 && (line[v1 - 1] == b' ' || line[v1 - 1] == b'\t') {
+                v1 -= 1;
+            }
+            headers.push(HeaderLine {
+                line: Some(content.start..next),
+                value_at: content.start + v0..content.start + v1,
+                name: name.to_owned(),
+                value: line[v0..v1].to_vec(),
+                changed: false,
+            });
+            pos = next;
+        }
+        let target = None;
+        Ok(HeadEdit {
+            msg,
+            target_at,
+            target,
+            headers,
+            head_tail: pos,
+            eol,
+        })
+    }
+
+    /// The current request target.
+    pub(crate) fn target(&self) -> &str {
+        match &self.target {
+            Some(t) => t,
+            // The target's bytes passed httparse, which only accepts visible ASCII there.
+            None => std::str::from_utf8(&self.msg.raw[self.target_at.clone()]).unwrap_or(""),
+        }
+    }
+
+    pub(crate) fn set_target(&mut self, target: String) {
+        self.target = Some(target);
+    }
+
+    /// Indexes of the headers named `name` (case-insensitive), in order.
+    pub(crate) fn find(&self, name: &str) -> Vec<usize> {
+        (0..self.headers.len())
+            .filter(|&i| self.headers[i].name.eq_ignore_ascii_case(name))
+            .collect()
+    }
+
+    pub(crate) fn value(&self, i: usize) -> &[u8] {
+        &self.headers[i].value
+    }
+
+    pub(crate) fn set_value(&mut self, i: usize, value: Vec<u8>) {
+        let h = &mut self.headers[i];
+        if h.value != value {
+            h.value = value;
+            h.changed = true;
+        }
+    }
+
+    /// Replaces the first header named `name` in place, or appends one.
+    pub(crate) fn set_header(&mut self, name: &str, value: &[u8]) {
+        match self.find(name).first() {
+            Some(&i) => self.set_value(i, value.to_vec()),
+            None => self.headers.push(HeaderLine {
+                line: None,
+                value_at: 0..0,
+                name: name.to_owned(),
+                value: value.to_vec(),
+                changed: true,
+            }),
+        }
+    }
+
+    fn changed(&self) -> bool {
+        self.target
+            .as_deref()
+            .is_some_and(|t| t.as_bytes() != &self.msg.raw[self.target_at.clone()])
+            || self.headers.iter().any(|h| h.changed)
+    }
+
+    /// The edited message, or `Ok(None)` when nothing changed.
+    pub(crate) fn finish(self) -> Result<Option<HttpMessage>, EditError> {
+        if !self.changed() {
+            return Ok(None);
+        }
+        let raw = &self.msg.raw;
+        let mut out = Vec::with_capacity(raw.len() + 128);
+        out.extend_from_slice(&raw[..self.target_at.start]);
+        out.extend_from_slice(self.target().as_bytes());
+        let first_header = self
+            .headers
+            .first()
+            .and_then(|h| h.line.as_ref().map(|l| l.start))
+            .unwrap_or(self.head_tail);
+        out.extend_from_slice(&raw[self.target_at.end..first_header]);
+        for h in &self.headers {
+            match &h.line {
+                Some(line) if !h.changed => out.extend_from_slice(&raw[line.clone()]),
+                Some(line) => {
+                    out.extend_from_slice(&raw[line.start..h.value_at.start]);
+                    out.extend_from_slice(&h.value);
+                    out.extend_from_slice(&raw[h.value_at.end..line.end]);
+                }
+                None => {
+                    out.extend_from_slice(h.name.as_bytes());
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(&h.value);
+                    out.extend_from_slice(self.eol);
+                }
+            }
+        }
+        let new_head_len = out.len() + (self.msg.body_offset - self.head_tail);
+        out.extend_from_slice(&raw[self.head_tail..]);
+        reparse(self.msg, Bytes::from(out), new_head_len).map(Some)
+    }
+}
+
+/// The line starting at `pos`: its content range and where the next line starts.
+fn line_at(raw: &[u8], pos: usize) -> Option<(Range<usize>, usize)> {
+    let nl = pos + raw.get(pos..)?.iter().position(|&b| b == b'\n')?;
+    let end = if nl > pos && raw[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    Some((pos..end, nl + 1))
+}
+
+/// Builds the edited message from new bytes, refusing anything whose head does not parse
+/// to exactly `head_len` bytes (a value that smuggled a line break, a target with a space).
+fn reparse(orig: &HttpMessage, raw: Bytes, head_len: usize) -> Result<HttpMessage, EditError> {
+    let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(&raw) {
+        Ok(httparse::Status::Complete(len)) if len == head_len => len,
+        _ => return Err(EditError),
+    };
+    let kind = Kind::Request {
+        method: req.method.unwrap_or_default().to_owned(),
+        target: req.path.unwrap_or_default().to_owned(),
+        version: req.version.unwrap_or(1),
+    };
+    let headers = req
+        .headers
+        .iter()
+        .map(|h| {
+            let v = if h.value.is_empty() {
+                Bytes::new()
+            } else {
+                raw.slice_ref(h.value)
+            };
+            (h.name.to_owned(), v)
+        })
+        .collect();
+    Ok(HttpMessage {
+        raw: raw.clone(),
+        kind,
+        headers,
+        body_offset: len,
+        ..orig.clone()
+    })
+}
