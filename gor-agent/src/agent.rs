@@ -20,16 +20,11 @@ use tracing::{debug, info, warn};
 use crate::{
     capture::{pcap, record, tc::TcCapture, Segment},
     config::Config,
-    filters::{Filters, Verdict},
+    dispatch::{Closed, Dispatch},
     http::{HttpFramer, HttpMessage},
-    output::{
-        messages::{MessageOutput, MessagesFile},
-        stdout::StdoutStreams,
-        streams_dir::StreamsDir,
-        StreamOutput,
-    },
+    output::{stdout::StdoutStreams, streams_dir::StreamsDir, StreamOutput},
     reassembly::Reassembler,
-    replay::{PortExclusion, ReplayConfig, ReplayStats, Replayer},
+    replay::PortExclusion,
     stream::StreamEvent,
 };
 
@@ -43,11 +38,8 @@ pub struct Pipeline {
     events: Vec<StreamEvent>,
     framer: HttpFramer,
     messages: Vec<HttpMessage>,
-    message_outputs: Vec<Box<dyn MessageOutput>>,
-    /// HTTP filters and rewrites, before every message output and mirroring.
-    filters: Filters,
-    /// Mirroring to staging, when targets are configured. `submit` never blocks.
-    replayer: Option<Replayer>,
+    /// Middleware, filters, mirroring and message outputs.
+    dispatch: Dispatch,
     records: u64,
     decode_errors: u64,
     output_errors: u64,
@@ -67,46 +59,20 @@ impl Pipeline {
                 .with_context(|| format!("creating the streams directory {}", dir.display()))?;
             outputs.push(Box::new(o));
         }
-        let mut message_outputs: Vec<Box<dyn MessageOutput>> = Vec::new();
-        if let Some(file) = &cfg.outputs.gor_file {
-            // Live timestamps are CLOCK_MONOTONIC; the file wants wall-clock time. pcap
-            // timestamps are wall-clock already.
-            let offset = if cfg.capture.input_pcap.is_some() {
-                0
-            } else {
-                realtime_ns() as i128 - monotonic_ns() as i128
-            };
-            let o = crate::gorfile::FileOutput::new(file.clone(), offset)
-                .with_context(|| format!("opening the output file {}", file.pattern))?;
-            message_outputs.push(Box::new(o));
-        }
-        if let Some(path) = &cfg.outputs.messages_file {
-            let o = MessagesFile::create(path)
-                .with_context(|| format!("creating the messages file {}", path.display()))?;
-            message_outputs.push(Box::new(o));
-        }
+        // Live timestamps are CLOCK_MONOTONIC; saved traffic and the middleware want
+        // wall-clock time. pcap timestamps are wall-clock already.
+        let offset = if cfg.capture.input_pcap.is_some() {
+            0
+        } else {
+            realtime_ns() as i128 - monotonic_ns() as i128
+        };
         Ok(Pipeline {
             reassembler: Reassembler::new(cfg.capture.reassembly.clone()),
             outputs,
             events: Vec::new(),
             framer: HttpFramer::new(cfg.capture.http),
             messages: Vec::new(),
-            message_outputs,
-            filters: Filters::new(cfg.filters.clone()),
-            replayer: (!cfg.mirror.targets.is_empty()).then(|| {
-                let m = &cfg.mirror;
-                Replayer::start(ReplayConfig {
-                    targets: m.targets.clone(),
-                    rate: m.rate,
-                    timeout: m.timeout,
-                    workers: m.workers,
-                    queue: m.queue,
-                    original_host: m.original_host,
-                    set_headers: m.set_headers.clone(),
-                    exclusion,
-                    tls_ca: m.tls_ca.clone(),
-                })
-            }),
+            dispatch: Dispatch::new(cfg, exclusion, offset)?,
             records: 0,
             decode_errors: 0,
             output_errors: 0,
@@ -144,24 +110,25 @@ impl Pipeline {
     pub fn tick(&mut self, now_ns: u64) {
         self.reassembler.tick(now_ns, &mut self.events);
         self.emit();
-        for o in &mut self.message_outputs {
-            o.tick();
-        }
+        self.dispatch.tick();
     }
 
+    /// Ends every connection and the stream outputs; [`Pipeline::close`] ends the rest.
     pub fn finish(&mut self, now_ns: u64) {
         self.reassembler.finish(now_ns, &mut self.events);
         self.emit();
-        let results: Vec<std::io::Result<()>> = self
-            .outputs
-            .iter_mut()
-            .map(|o| o.finish())
-            .chain(self.message_outputs.iter_mut().map(|o| o.finish()))
-            .collect();
-        for e in results.into_iter().filter_map(Result::err) {
-            self.output_errors += 1;
-            warn!("finishing an output: {e}");
+        for o in &mut self.outputs {
+            if let Err(e) = o.finish() {
+                self.output_errors += 1;
+                warn!("finishing an output: {e}");
+            }
         }
+    }
+
+    /// Ends the stages after framing (middleware, message outputs, mirroring), each with
+    /// `grace` for work in flight; returns their final counts.
+    pub async fn close(&mut self, grace: Duration) -> Closed {
+        self.dispatch.close(grace).await
     }
 
     fn emit(&mut self) {
@@ -175,69 +142,40 @@ impl Pipeline {
             self.framer.on_event(&ev, &mut self.messages);
         }
         for msg in self.messages.drain(..) {
-            let msg = match self.filters.apply(msg) {
-                Verdict::Keep(m) => m,
-                Verdict::Drop => continue,
-            };
-            if let Some(r) = &self.replayer {
-                r.submit(&msg);
-            }
-            for o in &mut self.message_outputs {
-                if let Err(e) = o.message(&msg) {
-                    self.output_errors += 1;
-                    warn!("output error (the message is skipped for this output): {e}");
-                }
-            }
-        }
-    }
-
-    /// Stops mirroring: in-flight requests get `grace` to finish. Returns the final counts.
-    pub async fn stop_replay(&mut self, grace: Duration) -> Option<ReplayStats> {
-        match self.replayer.take() {
-            Some(r) => Some(r.shutdown(grace).await),
-            None => None,
+            self.dispatch.message(msg);
         }
     }
 
     pub fn report(&self, kernel: serde_json::Value) -> serde_json::Value {
-        self.report_with(kernel, self.replayer.as_ref().map(Replayer::stats))
+        self.add_capture(kernel, self.dispatch.report())
     }
 
-    /// The counters, with mirroring's final counts when it has been stopped.
-    pub fn report_with(
+    /// The counters, with the final counts of the stages that have been closed.
+    pub fn report_with(&self, kernel: serde_json::Value, closed: &Closed) -> serde_json::Value {
+        self.add_capture(kernel, self.dispatch.report_with(closed))
+    }
+
+    fn add_capture(
         &self,
         kernel: serde_json::Value,
-        replay: Option<ReplayStats>,
+        mut v: serde_json::Value,
     ) -> serde_json::Value {
-        json!({
-            "replay": replay.map(replay_json),
-            "kernel": kernel,
-            "records": {"received": self.records, "decode_errors": self.decode_errors},
-            "reassembly": self.reassembler.stats(),
-            "http": self.framer.stats(),
-            "filters": self.filters.stats(),
-            "open_connections": self.reassembler.connections(),
-            "buffered_bytes": self.reassembler.buffered_bytes(),
-            "outputs": {"errors": self.output_errors},
-        })
+        v["kernel"] = kernel;
+        v["records"] = json!({"received": self.records, "decode_errors": self.decode_errors});
+        v["reassembly"] = json!(self.reassembler.stats());
+        v["http"] = json!(self.framer.stats());
+        v["open_connections"] = self.reassembler.connections().into();
+        v["buffered_bytes"] = self.reassembler.buffered_bytes().into();
+        v["outputs"]["stream_errors"] = self.output_errors.into();
+        v
     }
 }
 
-/// Mirroring's counters for reports: the totals over targets at the top level (the
-/// figures an operator reads first), latency percentiles, and each target's own.
-fn replay_json(r: ReplayStats) -> serde_json::Value {
-    let mut v = serde_json::to_value(&r.total).unwrap_or_default();
-    v["submitted"] = r.submitted.into();
-    v["sampled_out"] = r.sampled_out.into();
-    v["latency_p50_us"] = r.total.latency.p50_us.into();
-    v["latency_p90_us"] = r.total.latency.p90_us.into();
-    v["latency_p99_us"] = r.total.latency.p99_us.into();
-    v["targets"] = serde_json::to_value(&r.targets).unwrap_or_default();
-    v
-}
-
-/// Runs the agent: from the pcap file if one is configured, else live.
+/// Runs the agent: replaying saved traffic, reading a pcap file, or live.
 pub async fn run(cfg: Config) -> Result<()> {
+    if cfg.input_file.is_some() {
+        return crate::playback::run(cfg).await;
+    }
     match cfg.capture.input_pcap.clone() {
         Some(path) => {
             let mut pipeline = Pipeline::new(&cfg, None)?;
@@ -249,8 +187,8 @@ pub async fn run(cfg: Config) -> Result<()> {
                 (pipeline, stats)
             })
             .await?;
-            let replay = pipeline.stop_replay(grace).await;
-            let report = pipeline.report_with(json!({"pcap": stats}), replay);
+            let closed = pipeline.close(grace).await;
+            let report = pipeline.report_with(json!({"pcap": stats}), &closed);
             info!(counters = %report, "final counters");
             write_stats(stats_file.as_deref(), &report);
             Ok(())
@@ -278,6 +216,7 @@ fn run_pcap(
         } else {
             pipeline.emit();
         }
+        pipeline.dispatch.poll_returned();
     });
     // What was read before damage in the file has been delivered; the damage is reported.
     if let Err(e) = read {
@@ -335,6 +274,7 @@ async fn run_live(cfg: Config) -> Result<()> {
                 guard.get_inner_mut().flush();
                 guard.clear_ready();
             }
+            Some(rec) = pipeline.dispatch.next_returned() => pipeline.dispatch.returned(rec),
             _ = tick.tick() => pipeline.tick(monotonic_ns()),
             _ = stats_tick.tick() => publish(&pipeline, &capture, cfg.outputs.stats_file.as_deref()),
         }
@@ -348,8 +288,8 @@ async fn run_live(cfg: Config) -> Result<()> {
         l.get_mut().flush();
     }
     pipeline.finish(monotonic_ns());
-    let replay = pipeline.stop_replay(cfg.mirror.shutdown_grace).await;
-    let report = pipeline.report_with(kernel_json(&capture), replay);
+    let closed = pipeline.close(cfg.mirror.shutdown_grace).await;
+    let report = pipeline.report_with(kernel_json(&capture), &closed);
     info!(counters = %report, "final counters");
     write_stats(cfg.outputs.stats_file.as_deref(), &report);
     Ok(())
@@ -362,7 +302,7 @@ fn kernel_json(capture: &TcCapture) -> serde_json::Value {
     }
 }
 
-fn write_stats(file: Option<&Path>, report: &serde_json::Value) {
+pub(crate) fn write_stats(file: Option<&Path>, report: &serde_json::Value) {
     if let Some(path) = file {
         if let Err(e) = write_atomically(path, report.to_string().as_bytes()) {
             warn!("writing the stats file {}: {e}", path.display());

@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser};
+use clap::{Args, Parser, Subcommand};
 
 use crate::reassembly;
 
@@ -19,6 +19,9 @@ pub const EXIT_USAGE: i32 = 64;
     about = "Mirror production HTTP traffic to staging, captured with eBPF"
 )]
 pub struct Cli {
+    /// Without a command the agent captures live traffic (or reads `--input-pcap`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
     #[command(flatten)]
     pub capture: CaptureArgs,
     #[command(flatten)]
@@ -28,7 +31,73 @@ pub struct Cli {
     #[command(flatten)]
     pub filters: FilterArgs,
     #[command(flatten)]
+    pub middleware: MiddlewareArgs,
+    #[command(flatten)]
     pub logging: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay saved traffic (GoReplay's `.gor` format, plain or gzip) to `GOR_TARGET`, with
+    /// the original pacing, through the same rate limit, filters, middleware and outputs as
+    /// live capture. Needs no privileges.
+    Replay(FileReplayCli),
+}
+
+/// The settings of `gor-agent replay`: where to read, how fast, and the same output,
+/// mirroring, filter, middleware and log settings as the live agent.
+#[derive(Debug, Args)]
+pub struct FileReplayCli {
+    #[command(flatten)]
+    pub input: InputFileArgs,
+    #[command(flatten)]
+    pub outputs: OutputArgs,
+    #[command(flatten)]
+    pub replay: ReplayArgs,
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    #[command(flatten)]
+    pub middleware: MiddlewareArgs,
+    #[command(flatten)]
+    pub logging: LogArgs,
+}
+
+/// Reading saved traffic.
+#[derive(Debug, Args)]
+pub struct InputFileArgs {
+    /// Files to replay: a path or a pattern with `*`/`?` in the file name, e.g.
+    /// `/var/lib/gor/requests-*.gor.gz`; records of all files are merged in timestamp
+    /// order. GoReplay's `FILE|200%` form sets the speed too.
+    #[arg(long, env = "GOR_INPUT_FILE", value_name = "PATTERN")]
+    pub input_file: Option<String>,
+    /// Replay speed relative to the recording: `100%` keeps the original pacing, `200%`
+    /// halves every gap, `50%` doubles it.
+    #[arg(long, env = "GOR_SPEED", default_value = "100%")]
+    pub speed: String,
+    /// Start again from the first record after the last one, until stopped.
+    #[arg(long = "loop", alias = "input-file-loop", env = "GOR_INPUT_FILE_LOOP", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub looping: bool,
+    /// Longest wait between two records (longer gaps in the recording are shortened to
+    /// this), e.g. `1s`. Empty: gaps are kept as recorded (scaled by the speed).
+    #[arg(
+        long,
+        alias = "input-file-max-wait",
+        env = "GOR_INPUT_FILE_MAX_WAIT",
+        default_value = ""
+    )]
+    pub max_wait: String,
+}
+
+/// A GoReplay-compatible middleware program between framing and the outputs.
+#[derive(Debug, Args)]
+pub struct MiddlewareArgs {
+    /// Program and arguments (run directly, no shell) that receives every message as a
+    /// hex line on stdin and writes back, as hex lines, the messages that continue.
+    #[arg(long, env = "GOR_MIDDLEWARE", value_name = "CMD ARGS")]
+    pub middleware: Option<String>,
+    /// Messages waiting for the middleware at most; beyond that they are dropped and counted.
+    #[arg(long, env = "GOR_MIDDLEWARE_QUEUE", default_value = "1000")]
+    pub middleware_queue: String,
 }
 
 /// What to capture, and the bounds of capture.
@@ -303,7 +372,22 @@ pub struct Config {
     pub mirror: MirrorConfig,
     /// HTTP filters and rewrites, in the order given per kind.
     pub filters: Vec<crate::filters::Rule>,
+    /// The middleware program, if any.
+    pub middleware: Option<crate::middleware::MiddlewareConfig>,
+    /// Set for `gor-agent replay`: traffic comes from saved files instead of capture.
+    pub input_file: Option<FileInputConfig>,
     pub log: LogConfig,
+}
+
+/// Replaying saved traffic.
+#[derive(Debug, Clone)]
+pub struct FileInputConfig {
+    pub pattern: String,
+    /// 2.0 replays twice as fast as recorded.
+    pub speed: f64,
+    pub looping: bool,
+    /// Gaps between records are cut to this.
+    pub max_wait: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -396,11 +480,50 @@ impl Check {
 }
 
 impl Cli {
-    /// Validates every setting; all errors at once.
+    /// Validates every setting of the command given; all errors at once.
     pub fn validate(&self) -> Result<Config, Vec<ConfigError>> {
+        match &self.command {
+            None => validate(Groups {
+                capture: &self.capture,
+                outputs: &self.outputs,
+                replay: &self.replay,
+                filters: &self.filters,
+                middleware: &self.middleware,
+                logging: &self.logging,
+                input: None,
+            }),
+            // Capture settings do not apply to replaying a file; their defaults are used.
+            Some(Command::Replay(r)) => validate(Groups {
+                capture: &self.capture,
+                outputs: &r.outputs,
+                replay: &r.replay,
+                filters: &r.filters,
+                middleware: &r.middleware,
+                logging: &r.logging,
+                input: Some(&r.input),
+            }),
+        }
+    }
+}
+
+/// The argument groups one command validates.
+struct Groups<'a> {
+    capture: &'a CaptureArgs,
+    outputs: &'a OutputArgs,
+    replay: &'a ReplayArgs,
+    filters: &'a FilterArgs,
+    middleware: &'a MiddlewareArgs,
+    logging: &'a LogArgs,
+    /// Set for `replay`: traffic comes from files, not capture.
+    input: Option<&'a InputFileArgs>,
+}
+
+fn validate(g: Groups<'_>) -> Result<Config, Vec<ConfigError>> {
+    {
         let mut c = Check::default();
-        let a = &self.capture;
+        let a = g.capture;
         let ports = match &a.ports {
+            None if g.input.is_some() => Some(Vec::new()),
             None => c.field(
                 "GOR_PORTS",
                 "",
@@ -463,9 +586,14 @@ impl Cli {
                 });
             }
         }
-        let mirror = self.replay.validate(&mut c);
-        let filters = self.filters.validate(&mut c);
-        let o = &self.outputs;
+        let mirror = g.replay.validate(&mut c);
+        let filters = g.filters.validate(&mut c);
+        let middleware = g.middleware.validate(&mut c);
+        let input_file = match g.input {
+            None => Some(None),
+            Some(i) => i.validate(&mut c).map(Some),
+        };
+        let o = g.outputs;
         let file_limit = c.field(
             "GOR_OUTPUT_FILE_SIZE_LIMIT",
             &o.output_file_size_limit,
@@ -478,17 +606,17 @@ impl Cli {
         );
         let json = c.field(
             "GOR_LOG_FORMAT",
-            &self.logging.log_format,
-            match self.logging.log_format.as_str() {
+            &g.logging.log_format,
+            match g.logging.log_format.as_str() {
                 "plain" => Ok(false),
                 "json" => Ok(true),
                 _ => Err("`plain` or `json`".to_string()),
             },
         );
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.log) {
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&g.logging.log) {
             c.errors.push(ConfigError {
                 setting: "GOR_LOG",
-                value: self.logging.log.clone(),
+                value: g.logging.log.clone(),
                 expected: format!("a tracing filter such as `info` or `gor_agent=debug` ({e})"),
             });
         }
@@ -511,9 +639,11 @@ impl Cli {
             Some(max_body),
             Some(mirror),
             Some(filters),
+            Some(middleware),
+            Some(input_file),
         ) = (
             ports, interfaces, ring, max_conns, conn_buf, total_buf, idle, hole, interval, json,
-            max_head, max_body, mirror, filters,
+            max_head, max_body, mirror, filters, middleware, input_file,
         )
         else {
             unreachable!("validation reported no error but a value is missing")
@@ -553,11 +683,97 @@ impl Cli {
             },
             mirror,
             filters,
+            middleware,
+            input_file,
             log: LogConfig {
-                filter: self.logging.log.clone(),
+                filter: g.logging.log.clone(),
                 json,
             },
         })
+    }
+}
+
+impl InputFileArgs {
+    fn validate(&self, c: &mut Check) -> Option<FileInputConfig> {
+        let (pattern, speed_suffix) = match self.input_file.as_deref().map(str::trim) {
+            None | Some("") => {
+                c.errors.push(ConfigError {
+                    setting: "GOR_INPUT_FILE",
+                    value: String::new(),
+                    expected: "a file or pattern of saved traffic; it is required".into(),
+                });
+                return None;
+            }
+            // GoReplay's `requests.gor|200%`.
+            Some(v) => match v.rsplit_once('|') {
+                Some((p, speed)) => (p.trim(), Some(speed.trim())),
+                None => (v, None),
+            },
+        };
+        let speed_text = speed_suffix.unwrap_or(&self.speed);
+        let speed = c.field("GOR_SPEED", speed_text, parse_speed(speed_text));
+        let max_wait = match self.max_wait.trim() {
+            "" => Some(None),
+            v => c.field("GOR_INPUT_FILE_MAX_WAIT", v, parse_duration(v).map(Some)),
+        };
+        let readable = c.field(
+            "GOR_INPUT_FILE",
+            pattern,
+            crate::gorfile::GorReader::open(pattern)
+                .map(|_| ())
+                .map_err(|e| format!("readable saved-traffic files ({e})")),
+        );
+        readable?;
+        Some(FileInputConfig {
+            pattern: pattern.to_string(),
+            speed: speed?,
+            looping: self.looping,
+            max_wait: max_wait?,
+        })
+    }
+}
+
+impl MiddlewareArgs {
+    fn validate(&self, c: &mut Check) -> Option<Option<crate::middleware::MiddlewareConfig>> {
+        let queue = c.field(
+            "GOR_MIDDLEWARE_QUEUE",
+            &self.middleware_queue,
+            parse_count(&self.middleware_queue),
+        );
+        let command = match self.middleware.as_deref().map(str::trim) {
+            None | Some("") => return queue.map(|_| None),
+            Some(v) => c.field(
+                "GOR_MIDDLEWARE",
+                v,
+                crate::middleware::parse_command(v).and_then(|(program, args)| {
+                    crate::middleware::check_program(&program).map(|()| (program, args))
+                }),
+            ),
+        };
+        let (program, args) = command?;
+        Some(Some(crate::middleware::MiddlewareConfig {
+            program,
+            args,
+            queue: queue?,
+            ..crate::middleware::MiddlewareConfig::default()
+        }))
+    }
+}
+
+/// `200%` (twice as fast as recorded), `50%`, or `2x`.
+pub fn parse_speed(s: &str) -> Result<f64, String> {
+    const EXPECTED: &str = "a speed such as `100%` (as recorded), `200%` (twice as fast) or `2x`";
+    let s = s.trim();
+    let factor = if let Some(p) = s.strip_suffix('%') {
+        p.trim().parse::<f64>().ok().map(|p| p / 100.0)
+    } else if let Some(x) = s.strip_suffix('x') {
+        x.trim().parse::<f64>().ok()
+    } else {
+        None
+    };
+    match factor {
+        Some(f) if f.is_finite() && f > 0.0 => Ok(f),
+        _ => Err(EXPECTED.into()),
     }
 }
 
@@ -906,5 +1122,53 @@ mod tests {
         assert!(parse_ports("0").is_err());
         assert!(parse_ports("65536").is_err());
         assert!(parse_ports("").is_err());
+    }
+
+    #[test]
+    fn replay_command() {
+        let dir = std::env::temp_dir().join(format!("gor-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("t.gor");
+        std::fs::write(&file, b"").unwrap();
+        let path = file.to_str().unwrap();
+        let c = cli(&["replay", "--input-file", path, "--speed", "200%", "--loop"])
+            .validate()
+            .unwrap();
+        let input = c.input_file.unwrap();
+        assert_eq!((input.speed, input.looping), (2.0, true));
+        assert!(c.capture.ports.is_empty(), "no ports needed to replay");
+        // GoReplay's `FILE|SPEED` form.
+        let piped = format!("{path}|50%");
+        let c = cli(&["replay", "--input-file", &piped]).validate().unwrap();
+        assert_eq!(c.input_file.unwrap().speed, 0.5);
+        let errs = cli(&[
+            "replay",
+            "--input-file",
+            "/nonexistent/*.gor",
+            "--speed",
+            "fast",
+            "--max-wait",
+            "x",
+        ])
+        .validate()
+        .unwrap_err();
+        let names: Vec<_> = errs.iter().map(|e| e.setting).collect();
+        assert_eq!(
+            names,
+            ["GOR_SPEED", "GOR_INPUT_FILE_MAX_WAIT", "GOR_INPUT_FILE"]
+        );
+        let errs = cli(&["replay"]).validate().unwrap_err();
+        assert_eq!(errs[0].setting, "GOR_INPUT_FILE");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn speeds() {
+        assert_eq!(parse_speed("200%"), Ok(2.0));
+        assert_eq!(parse_speed("2x"), Ok(2.0));
+        assert_eq!(parse_speed(" 25 %"), Ok(0.25));
+        for bad in ["0%", "-1x", "fast", "", "NaNx", "200"] {
+            assert!(parse_speed(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -2,6 +2,8 @@
 //! Records from the `log` crate, among them the eBPF programs' own records forwarded by
 //! aya-log, go through the same subscriber.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogConfig;
@@ -10,7 +12,9 @@ pub fn init(cfg: &LogConfig) {
     let filter = EnvFilter::try_new(&cfg.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in journald or log files.
+        .with_ansi(std::io::stderr().is_terminal());
     let res = if cfg.json {
         builder.json().try_init()
     } else {

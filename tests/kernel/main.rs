@@ -12,5 +12,6 @@ mod http;
 mod mirror;
 mod mirror_tls;
 mod netns;
+mod replay;
 mod saved;
 mod streams;

@@ -6,34 +6,9 @@ use std::{io::Read, os::unix::fs::PermissionsExt};
 
 use gor_tests::{
     agent::{temp_dir, Agent},
+    gorformat::records,
     traffic::{listen, Client, Server},
 };
-
-const SEPARATOR: &[u8] = "\n🐵🙈🙉\n".as_bytes();
-
-/// (type, id, payload) of every record, split by GoReplay's rules.
-fn records(bytes: &[u8]) -> Vec<(u8, String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let nl = rest.iter().position(|&b| b == b'\n').expect("a meta line");
-        let meta = String::from_utf8_lossy(&rest[..nl]).to_string();
-        let fields: Vec<&str> = meta.split(' ').collect();
-        assert_eq!(fields.len(), 4, "meta line {meta:?}");
-        let body = &rest[nl + 1..];
-        let end = body
-            .windows(SEPARATOR.len())
-            .position(|w| w == SEPARATOR)
-            .expect("a separator");
-        out.push((
-            fields[0].parse().expect("type"),
-            fields[1].to_string(),
-            body[..end].to_vec(),
-        ));
-        rest = &body[end + SEPARATOR.len()..];
-    }
-    out
-}
 
 #[test]
 fn live_capture_is_saved_in_goreplay_format() {
@@ -83,7 +58,11 @@ fn live_capture_is_saved_in_goreplay_format() {
         .read_to_end(&mut plain)
         .expect("gunzip");
     let recs = records(&plain);
-    let requests: Vec<&Vec<u8>> = recs.iter().filter(|r| r.0 == 1).map(|r| &r.2).collect();
+    let requests: Vec<&Vec<u8>> = recs
+        .iter()
+        .filter(|r| r.kind == 1)
+        .map(|r| &r.payload)
+        .collect();
     let framed: Vec<&Vec<u8>> = cap
         .messages
         .iter()
@@ -100,15 +79,15 @@ fn live_capture_is_saved_in_goreplay_format() {
         joined, client.sent,
         "and together exactly what the client sent"
     );
-    let responses: Vec<&(u8, String, Vec<u8>)> = recs.iter().filter(|r| r.0 == 2).collect();
+    let responses: Vec<_> = recs.iter().filter(|r| r.kind == 2).collect();
     assert_eq!(responses.len(), 30);
-    for (req, resp) in recs.iter().filter(|r| r.0 == 1).zip(&responses) {
-        assert_eq!(req.1, resp.1, "a request and its response share the id");
+    for (req, resp) in recs.iter().filter(|r| r.kind == 1).zip(&responses) {
+        assert_eq!(req.id, resp.id, "a request and its response share the id");
     }
     assert_eq!(
         responses
             .iter()
-            .map(|r| r.2.clone())
+            .map(|r| r.payload.clone())
             .collect::<Vec<_>>()
             .concat(),
         client.received

@@ -370,3 +370,48 @@ pub fn run_to_exit(env: &[(&str, &str)]) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// What `gor-agent replay` left behind.
+pub struct Replayed {
+    pub status: i32,
+    pub stats: Value,
+    pub stderr: String,
+    pub messages: Vec<Message>,
+}
+
+/// Runs `gor-agent replay ARGS` with `env` (plus a stats file and a messages file in a
+/// fresh directory) until it exits by itself.
+pub fn run_replay(name: &str, args: &[&str], env: &[(&str, &str)]) -> Replayed {
+    let dir = temp_dir(name);
+    let out = replay_command(&dir, args, env)
+        .output()
+        .expect("run gor-agent replay");
+    replayed(&dir, out.status.code().unwrap_or(-1), &out.stderr)
+}
+
+/// `gor-agent replay ARGS` configured like [`run_replay`], not started yet.
+pub fn replay_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(agent_bin());
+    cmd.arg("replay")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GOR_OUTPUT_MESSAGES", dir.join("messages.jsonl"))
+        .env("GOR_STATS_FILE", dir.join("stats.json"))
+        .env("GOR_LOG", "info")
+        .envs(env.iter().copied());
+    cmd
+}
+
+/// Reads what a replay run left in `dir`.
+pub fn replayed(dir: &Path, status: i32, stderr: &[u8]) -> Replayed {
+    Replayed {
+        status,
+        stats: std::fs::read(dir.join("stats.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null),
+        stderr: String::from_utf8_lossy(stderr).into_owned(),
+        messages: read_messages(&dir.join("messages.jsonl")),
+    }
+}

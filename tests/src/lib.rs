@@ -3,6 +3,7 @@
 //! and check that the host is left as it was.
 pub mod agent;
 pub mod clients;
+pub mod gorformat;
 pub mod host;
 pub mod netns;
 pub mod nginx;

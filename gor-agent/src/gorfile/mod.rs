@@ -18,7 +18,10 @@ mod tests;
 
 use bytes::Bytes;
 
-use crate::http::{HttpMessage, Kind};
+use std::net::{Ipv4Addr, SocketAddr};
+
+use crate::http::{parse_whole, HttpMessage, Kind, WholeError};
+use crate::stream::{ConnId, Direction, Flow};
 
 pub use reader::{GorReader, ReadError};
 pub use writer::{FileOutput, FileOutputConfig, FileStats};
@@ -100,6 +103,57 @@ impl Record {
             payload: msg.raw.clone(),
         }
     }
+}
+
+impl Record {
+    /// The message id as a number: ours (up to 16 significant hex digits) read back as
+    /// written; any other id (GoReplay's are 24 random hex digits) hashed, so a request
+    /// and its responses still share one.
+    pub fn message_id(&self) -> u64 {
+        let digits = self.id.trim_start_matches('0');
+        if digits.len() <= 16 {
+            if let Ok(n) = u64::from_str_radix(if digits.is_empty() { "0" } else { digits }, 16) {
+                return n;
+            }
+        }
+        fnv1a64(self.id.as_bytes())
+    }
+
+    /// The record as a message for the pipeline after framing. Files carry no connection,
+    /// so the caller says which lane (`conn`) a request is replayed on; the flow is unknown.
+    pub fn to_message(&self, conn: ConnId) -> Result<HttpMessage, WholeError> {
+        let dir = if self.kind.is_response() {
+            Direction::ServerToClient
+        } else {
+            Direction::ClientToServer
+        };
+        let head = parse_whole(dir, &self.payload)?;
+        let none = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        Ok(HttpMessage {
+            id: self.message_id(),
+            conn,
+            flow: Flow {
+                client: none,
+                server: none,
+            },
+            dir,
+            offset: 0,
+            first_ts_ns: self.timestamp_ns,
+            last_ts_ns: self.timestamp_ns,
+            raw: self.payload.clone(),
+            kind: head.kind,
+            headers: head.headers,
+            body_offset: head.body_offset,
+            latency_ns: self.kind.is_response().then_some(self.latency_ns),
+        })
+    }
+}
+
+/// FNV-1a, 64-bit: a stable hash for ids that are not ours.
+fn fnv1a64(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Our u64 message ids as GoReplay-shaped ids: 24 lowercase hex digits, zero-padded.

@@ -14,8 +14,10 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -37,6 +39,10 @@ pub struct ReadError {
 /// Records of many `.gor` files, merged by timestamp.
 pub struct GorReader {
     sources: Vec<Source>,
+    /// Bytes read from the files so far (compressed bytes for gzip files), for progress.
+    read: Arc<AtomicU64>,
+    /// The files' sizes when they were opened.
+    total: u64,
     /// The next record of each source, if any.
     pending: Vec<Option<Record>>,
     /// Min-heap of (timestamp, source index): ties go to the earlier file name, and a file's
@@ -50,12 +56,22 @@ impl GorReader {
     /// only; without them the pattern is a single path. Fails if no file matches or one
     /// cannot be opened.
     pub fn open(pattern: &str) -> io::Result<GorReader> {
+        Self::open_counting(pattern, Arc::default())
+    }
+
+    /// Like [`GorReader::open`], adding the bytes read to `read`.
+    pub fn open_counting(pattern: &str, read: Arc<AtomicU64>) -> io::Result<GorReader> {
         let paths = expand_pattern(pattern)?;
         let mut sources = Vec::with_capacity(paths.len());
+        let mut total = 0;
         for path in paths {
-            sources.push(Source::open(path)?);
+            let source = Source::open(path, read.clone())?;
+            total += source.size;
+            sources.push(source);
         }
         let mut reader = GorReader {
+            read,
+            total,
             pending: sources.iter().map(|_| None).collect(),
             sources,
             heap: BinaryHeap::new(),
@@ -78,6 +94,17 @@ impl GorReader {
         let rec = self.pending[i].take();
         self.refill(i);
         rec
+    }
+
+    /// A counter of the bytes read from the files so far (compressed bytes for gzip),
+    /// shared so that progress can be shown from another thread.
+    pub fn bytes_read(&self) -> Arc<AtomicU64> {
+        self.read.clone()
+    }
+
+    /// The total size of the files, as opened.
+    pub fn total_bytes(&self) -> u64 {
+        self.total
     }
 
     /// Damaged records skipped so far.
@@ -113,6 +140,7 @@ struct Line {
 /// One file being read.
 struct Source {
     path: PathBuf,
+    size: u64,
     input: Box<dyn BufRead + Send>,
     /// Bytes consumed from the (decompressed) stream.
     offset: u64,
@@ -123,8 +151,10 @@ struct Source {
 }
 
 impl Source {
-    fn open(path: PathBuf) -> io::Result<Source> {
-        let mut file = BufReader::with_capacity(64 * 1024, File::open(&path)?);
+    fn open(path: PathBuf, read: Arc<AtomicU64>) -> io::Result<Source> {
+        let file = File::open(&path)?;
+        let size = file.metadata()?.len();
+        let mut file = BufReader::with_capacity(64 * 1024, Counted { inner: file, read });
         // Gzip is told by its magic bytes, not the name, so renamed files still read.
         let is_gzip = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
         let input: Box<dyn BufRead + Send> = if is_gzip {
@@ -138,6 +168,7 @@ impl Source {
         };
         Ok(Source {
             path,
+            size,
             input,
             offset: 0,
             pushed: None,
@@ -298,6 +329,20 @@ impl Source {
             after_separator = !line.overflow && is_separator_line(&line.bytes);
         }
         Ok(())
+    }
+}
+
+/// A reader that adds what it reads to a shared counter.
+struct Counted<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 

@@ -503,3 +503,58 @@ fn open_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     assert!(GorReader::open(dir.path().join("*.none").to_str().expect("utf8")).is_err());
 }
+
+#[test]
+fn records_become_messages_with_their_ids_and_framing_checked() {
+    let ours = Record {
+        kind: RecordType::Request,
+        id: format_id(42),
+        timestamp_ns: 7,
+        latency_ns: 0,
+        payload: Bytes::from_static(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"),
+    };
+    assert_eq!(ours.message_id(), 42, "our ids read back as written");
+    let m = ours.to_message(9).expect("a valid request");
+    assert_eq!((m.id, m.conn, m.body_offset, m.first_ts_ns), (42, 9, 48, 7));
+    assert_eq!(m.dir, Direction::ClientToServer);
+    assert_eq!(m.header("host").map(|v| &v[..]), Some(&b"a"[..]));
+
+    // GoReplay's 24 random hex digits do not fit: hashed, the same for request and response.
+    let theirs = |kind, payload: &'static [u8]| Record {
+        kind,
+        id: "a1b2c3d4e5f6a7b8c9d0e1f2".into(),
+        timestamp_ns: 1,
+        latency_ns: 5,
+        payload: Bytes::from_static(payload),
+    };
+    let req = theirs(RecordType::Request, b"GET / HTTP/1.1\r\n\r\n");
+    let resp = theirs(RecordType::Response, b"HTTP/1.1 204 No Content\r\n\r\n");
+    assert_eq!(req.message_id(), resp.message_id());
+    let r = resp.to_message(0).expect("a valid response");
+    assert_eq!((r.dir, r.latency_ns), (Direction::ServerToClient, Some(5)));
+
+    // A body that disagrees with Content-Length, a body without framing, a bad head.
+    for bad in [
+        &b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nabc"[..],
+        b"GET / HTTP/1.1\r\n\r\nextra",
+        b"not http\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n",
+    ] {
+        let rec = Record {
+            payload: Bytes::copy_from_slice(bad),
+            ..ours.clone()
+        };
+        assert!(
+            rec.to_message(0).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    let chunked = Record {
+        payload: Bytes::from_static(
+            b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        ),
+        ..ours
+    };
+    assert!(chunked.to_message(0).is_ok());
+}

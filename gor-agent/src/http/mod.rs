@@ -226,6 +226,63 @@ impl HttpFramer {
     }
 }
 
+/// Why a whole message from outside capture (a saved file, a middleware) is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WholeError {
+    #[error("the head does not parse as HTTP/1.x")]
+    BadHead,
+    #[error("the body's length disagrees with its framing headers")]
+    BadFraming,
+}
+
+/// The parsed view of a message whose bytes arrive whole, not from a stream: a record of
+/// a saved file or a line back from a middleware. The head must parse completely; for a
+/// request, the bytes after it must be exactly the body its Content-Length declares (a
+/// request without Content-Length or chunked coding has none), since a request replayed
+/// with wrong framing would desynchronise the staging connection. Chunked bodies and
+/// responses are taken as they are.
+pub fn parse_whole(dir: Direction, raw: &Bytes) -> Result<WholeHead, WholeError> {
+    let head = match head::parse(dir, raw) {
+        head::HeadResult::Complete(h) => h,
+        _ => return Err(WholeError::BadHead),
+    };
+    let body = (raw.len() - head.len.min(raw.len())) as u64;
+    if dir == Direction::ClientToServer {
+        match head::declared(&head, raw) {
+            head::Declared::Chunked => {}
+            head::Declared::Length(n) if n == body => {}
+            head::Declared::Nothing if body == 0 => {}
+            _ => return Err(WholeError::BadFraming),
+        }
+    }
+    let headers = head
+        .headers
+        .iter()
+        .map(|(n, r)| {
+            let v = if r.end <= raw.len() {
+                raw.slice(r.clone())
+            } else {
+                Bytes::new()
+            };
+            (n.clone(), v)
+        })
+        .collect();
+    Ok(WholeHead {
+        kind: head.kind,
+        headers,
+        body_offset: head.len,
+    })
+}
+
+/// The parsed view of a whole message (see [`parse_whole`]).
+#[derive(Clone, Debug)]
+pub struct WholeHead {
+    pub kind: Kind,
+    /// As in [`HttpMessage::headers`].
+    pub headers: Vec<(String, Bytes)>,
+    pub body_offset: usize,
+}
+
 /// The flow used for connections whose `Open` was never seen.
 fn unknown_flow() -> Flow {
     let none = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));

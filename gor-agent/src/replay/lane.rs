@@ -32,6 +32,12 @@ use super::stats::{inc, sub, Counters};
 use super::tls::TlsTarget;
 use crate::stream::ConnId;
 
+/// The connection of requests that belong to none (saved traffic): they go to an idle
+/// shared lane, else a new one (up to `workers`), else the least loaded. While staging
+/// keeps up, one lane serves them all in order; concurrency grows only when requests
+/// overlap, as they did when they were recorded.
+pub const ANY_CONNECTION: ConnId = u64::MAX;
+
 /// Requests a lane may hold waiting; more are dropped (`lane_queue_full`).
 pub(crate) const LANE_QUEUE: usize = 64;
 /// A lane ends after its client connection sent nothing for this long.
@@ -112,6 +118,8 @@ pub(crate) struct TargetCtx {
     pub counters: Counters,
     pub pool: Pool,
     pub slots: Arc<Semaphore>,
+    /// The number of slots (`workers`).
+    pub slots_total: usize,
     /// Lanes waiting for a slot: running lanes then hand over as soon as they are idle.
     pub waiting: AtomicUsize,
     pub max_lanes: usize,
@@ -181,6 +189,8 @@ pub(crate) async fn run_target(
         ctx,
         lanes: HashMap::new(),
         tasks: JoinSet::new(),
+        shared: Vec::new(),
+        next_shared: ANY_CONNECTION - 1,
     };
     tokio::select! {
         _ = cancelled(&mut cancel) => {}
@@ -203,6 +213,8 @@ async fn cancelled(cancel: &mut watch::Receiver<bool>) {
 
 struct LaneEntry {
     tx: mpsc::Sender<Job>,
+    /// Jobs queued in the lane or being processed.
+    load: Arc<AtomicUsize>,
     /// Resolves (with an error) once the lane task has ended.
     done: oneshot::Receiver<()>,
 }
@@ -222,6 +234,9 @@ struct Dispatcher {
     ctx: Arc<TargetCtx>,
     lanes: HashMap<ConnId, LaneEntry>,
     tasks: JoinSet<ConnId>,
+    /// The lanes of [`ANY_CONNECTION`] requests, oldest first, under ids of their own.
+    shared: Vec<ConnId>,
+    next_shared: ConnId,
 }
 
 impl Dispatcher {
@@ -258,11 +273,14 @@ impl Dispatcher {
 
     /// Hands a job to its client connection's lane, starting the lane if needed.
     fn route(&mut self, job: Job) {
+        if job.req.conn == ANY_CONNECTION {
+            return self.route_any(job);
+        }
         let conn = job.req.conn;
         let mut prev = None;
         let job = match self.lanes.get(&conn) {
             None => job,
-            Some(lane) => match lane.tx.try_send(job) {
+            Some(lane) => match send(lane, job) {
                 Ok(()) => return,
                 Err(TrySendError::Full(job)) => {
                     inc(&self.ctx.counters.lane_queue_full);
@@ -276,6 +294,43 @@ impl Dispatcher {
             },
         };
         self.start_lane(job, prev);
+    }
+
+    /// Routes a job of no connection: see [`ANY_CONNECTION`].
+    fn route_any(&mut self, mut job: Job) {
+        let lanes = &self.lanes;
+        self.shared
+            .retain(|id| lanes.get(id).is_some_and(|l| !l.tx.is_closed()));
+        let load = |id: &ConnId| {
+            self.lanes
+                .get(id)
+                .map_or(usize::MAX, |l| l.load.load(Ordering::Relaxed))
+        };
+        let idle = self.shared.iter().copied().find(|id| load(id) == 0);
+        let workers = self.ctx.slots_total;
+        let pick = match idle {
+            Some(id) => Some(id),
+            None if self.shared.len() < workers => None,
+            None => self.shared.iter().copied().min_by_key(load),
+        };
+        match pick.and_then(|id| self.lanes.get(&id)) {
+            Some(lane) => match send(lane, job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(job) | TrySendError::Closed(job)) => {
+                    inc(&self.ctx.counters.lane_queue_full);
+                    job.ticket.finish();
+                }
+            },
+            None => {
+                let id = self.next_shared;
+                self.next_shared -= 1;
+                job.req.conn = id;
+                self.start_lane(job, None);
+                if self.lanes.contains_key(&id) {
+                    self.shared.push(id);
+                }
+            }
+        }
     }
 
     fn start_lane(&mut self, job: Job, prev: Option<oneshot::Receiver<()>>) {
@@ -295,14 +350,24 @@ impl Dispatcher {
             e.into_inner().ticket.finish();
             return;
         }
+        let load = Arc::new(AtomicUsize::new(1));
         let lane = Lane {
             ctx: self.ctx.clone(),
             conn: None,
             buf: BytesMut::new(),
+            load: load.clone(),
         };
         self.tasks.spawn(lane.run(conn, rx, prev, done_tx));
-        self.lanes.insert(conn, LaneEntry { tx, done });
+        self.lanes.insert(conn, LaneEntry { tx, load, done });
     }
+}
+
+/// Queues a job in a lane, counting it in the lane's load.
+fn send(lane: &LaneEntry, job: Job) -> Result<(), TrySendError<Job>> {
+    lane.load.fetch_add(1, Ordering::Relaxed);
+    lane.tx.try_send(job).inspect_err(|_| {
+        lane.load.fetch_sub(1, Ordering::Relaxed);
+    })
 }
 
 /// Decrements a gauge when dropped (also when the task is aborted).
@@ -338,6 +403,8 @@ struct Lane {
     conn: Option<StagingConn>,
     /// Response buffer, reused across requests.
     buf: BytesMut,
+    /// Shared with the dispatcher: jobs queued here or being processed.
+    load: Arc<AtomicUsize>,
 }
 
 impl Lane {
@@ -360,11 +427,13 @@ impl Lane {
         self.conn = ctx.pool.take();
         while let Some(job) = self.next_job(&mut rx).await {
             self.process(job).await;
+            self.load.fetch_sub(1, Ordering::Relaxed);
         }
         // Requests that slipped in before the close are still ours, in order.
         rx.close();
         while let Some(job) = rx.recv().await {
             self.process(job).await;
+            self.load.fetch_sub(1, Ordering::Relaxed);
         }
         if let Some(conn) = self.conn.take() {
             ctx.pool.put(conn);

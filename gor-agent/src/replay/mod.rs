@@ -38,6 +38,7 @@ use lane::{Backoff, Job, Request, TargetCtx, Ticket};
 use stats::{inc, Counters, HistogramSnapshot};
 
 pub use conn::PortExclusion;
+pub use lane::ANY_CONNECTION;
 pub use stats::{LatencySummary, ReplayStats, TargetStats};
 pub use target::Target;
 pub use tls::{load_ca_file, CaCert};
@@ -235,6 +236,7 @@ fn start_target(
         counters: Counters::default(),
         pool: conn::Pool::new(workers),
         slots: Arc::new(Semaphore::new(workers)),
+        slots_total: workers,
         waiting: Default::default(),
         // Lanes waiting for a slot hold queued requests, so their number is bounded too.
         max_lanes: (workers * 4).max(64),

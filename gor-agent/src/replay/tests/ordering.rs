@@ -70,3 +70,61 @@ async fn order_holds_when_lanes_share_few_workers() {
     // Connections are handed over through the pool, never more than `workers` opened.
     assert!(accepted <= 3, "{accepted} staging connections");
 }
+
+/// Waits until `n` responses from staging were counted.
+async fn answered(r: &Replayer, n: u64) {
+    tokio::time::timeout(WAIT, async {
+        while t0(&r.stats()).status_2xx < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("staging answered in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_of_no_connection_share_one_lane_while_staging_keeps_up() {
+    let mut staging = Staging::start(Mode::Ok).await;
+    let r = Replayer::start(config(vec![target(staging.port)]));
+    for i in 0..20u64 {
+        let raw = format!("GET /saved/{i} HTTP/1.1\r\nHost: prod\r\n\r\n");
+        r.submit(&msg(super::super::ANY_CONNECTION, raw.as_bytes()));
+        answered(&r, i + 1).await;
+    }
+    let got = staging.take(20).await;
+    let paths: Vec<String> = got
+        .iter()
+        .map(|g| {
+            String::from_utf8_lossy(&g.raw)
+                .split(' ')
+                .nth(1)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        (0..20).map(|i| format!("/saved/{i}")).collect::<Vec<_>>()
+    );
+    assert!(got.iter().all(|g| g.conn == 0), "one staging connection");
+    r.shutdown(Duration::from_secs(5)).await;
+    staging.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_requests_of_no_connection_spread_over_the_workers() {
+    let mut staging = Staging::start(Mode::Delay(Duration::from_millis(300))).await;
+    let mut cfg = config(vec![target(staging.port)]);
+    cfg.workers = 4;
+    let r = Replayer::start(cfg);
+    for i in 0..8u64 {
+        let raw = format!("GET /burst/{i} HTTP/1.1\r\nHost: prod\r\n\r\n");
+        r.submit(&msg(super::super::ANY_CONNECTION, raw.as_bytes()));
+    }
+    let got = staging.take(8).await;
+    let stats = r.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(t0(&stats).status_2xx, 8, "{stats:#?}");
+    let conns: std::collections::HashSet<usize> = got.iter().map(|g| g.conn).collect();
+    assert_eq!(conns.len(), 4, "as many staging connections as workers");
+    staging.stop().await;
+}

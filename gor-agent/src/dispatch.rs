@@ -1,0 +1,367 @@
+//! After framing: where every HTTP message goes, whatever its source (live capture, a pcap
+//! file, saved traffic).
+//!
+//! ```text
+//! message ──> middleware (optional, a child process) ──> filters and rewrites ──> mirroring
+//!                                                                               └─> message outputs
+//! ```
+//!
+//! The middleware comes first, as in GoReplay, so existing middleware programs see the
+//! messages they always saw. It is asynchronous: [`Dispatch::message`] hands a message to
+//! its bounded queue and returns; what the child writes back arrives later through
+//! [`Dispatch::next_returned`] and goes on with [`Dispatch::returned`]. Nothing here blocks
+//! the byte source: the middleware queue and the replayer drop and count what they cannot
+//! take.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::{
+    config::Config,
+    filters::{Filters, Verdict},
+    gorfile::Record,
+    http::{HttpMessage, Kind},
+    middleware::{Middleware, MiddlewareStats},
+    output::messages::{MessageOutput, MessagesFile},
+    replay::{PortExclusion, ReplayConfig, ReplayStats, Replayer, ANY_CONNECTION},
+    stream::{ConnId, Flow},
+};
+
+/// Messages in the middleware whose origin (connection, flow, clock) is remembered. A
+/// message the child drops is never claimed, so the oldest are forgotten beyond this; one
+/// that comes back after that is still delivered, on any idle lane.
+const ORIGINS: usize = 65_536;
+
+/// Filters, middleware, mirroring and message outputs; see the module documentation.
+pub struct Dispatch {
+    filters: Filters,
+    middleware: Option<Stage>,
+    /// Mirroring to staging, when targets are configured. `submit` never blocks.
+    replayer: Option<Replayer>,
+    outputs: Vec<Box<dyn MessageOutput>>,
+    output_errors: u64,
+}
+
+/// The middleware and what is needed to carry messages through it.
+struct Stage {
+    child: Middleware,
+    back: Back,
+}
+
+/// The way back from the middleware.
+struct Back {
+    returned: mpsc::Receiver<Record>,
+    /// Wall clock minus the messages' clock: records carry wall-clock times.
+    wall_clock_offset_ns: i128,
+    /// Original responses go to the middleware only when they are tracked, as in GoReplay;
+    /// otherwise they skip it.
+    responses: bool,
+    origins: Origins,
+    /// Lines the child returned that are not a valid HTTP message.
+    refused: u64,
+    /// Messages returned that were not (or no longer) known: delivered on their own lane.
+    unknown: u64,
+}
+
+impl Dispatch {
+    /// Builds the stages; must run inside the tokio runtime when mirroring or a
+    /// middleware is configured (they spawn tasks). `wall_clock_offset_ns` turns the
+    /// messages' timestamps into wall-clock time (0 when they are wall-clock already).
+    pub fn new(
+        cfg: &Config,
+        exclusion: Option<std::sync::Arc<dyn PortExclusion>>,
+        wall_clock_offset_ns: i128,
+    ) -> Result<Self> {
+        let mut outputs: Vec<Box<dyn MessageOutput>> = Vec::new();
+        if let Some(file) = &cfg.outputs.gor_file {
+            let o = crate::gorfile::FileOutput::new(file.clone(), wall_clock_offset_ns)
+                .with_context(|| format!("opening the output file {}", file.pattern))?;
+            outputs.push(Box::new(o));
+        }
+        if let Some(path) = &cfg.outputs.messages_file {
+            let o = MessagesFile::create(path)
+                .with_context(|| format!("creating the messages file {}", path.display()))?;
+            outputs.push(Box::new(o));
+        }
+        let middleware = cfg.middleware.clone().map(|m| {
+            let (child, returned) = Middleware::start(m);
+            Stage {
+                child,
+                back: Back {
+                    returned,
+                    wall_clock_offset_ns,
+                    responses: cfg
+                        .outputs
+                        .gor_file
+                        .as_ref()
+                        .is_some_and(|f| f.track_responses),
+                    origins: Origins::default(),
+                    refused: 0,
+                    unknown: 0,
+                },
+            }
+        });
+        let replayer = (!cfg.mirror.targets.is_empty()).then(|| {
+            let m = &cfg.mirror;
+            Replayer::start(ReplayConfig {
+                targets: m.targets.clone(),
+                rate: m.rate,
+                timeout: m.timeout,
+                workers: m.workers,
+                queue: m.queue,
+                original_host: m.original_host,
+                set_headers: m.set_headers.clone(),
+                exclusion,
+                tls_ca: m.tls_ca.clone(),
+            })
+        });
+        Ok(Dispatch {
+            filters: Filters::new(cfg.filters.clone()),
+            middleware,
+            replayer,
+            outputs,
+            output_errors: 0,
+        })
+    }
+
+    /// Takes one framed message. Never blocks.
+    pub fn message(&mut self, msg: HttpMessage) {
+        if let Some(stage) = &mut self.middleware {
+            let is_response = matches!(msg.kind, Kind::Response { .. });
+            if !is_response || stage.back.responses {
+                let rec = Record::from_message(&msg, stage.back.wall_clock_offset_ns);
+                stage.back.origins.insert(&msg);
+                stage.child.send(&rec);
+                return;
+            }
+        }
+        self.after_middleware(msg);
+    }
+
+    /// What the middleware wrote back, when there is a middleware; pending forever
+    /// otherwise (for `select!`).
+    pub async fn next_returned(&mut self) -> Option<Record> {
+        match &mut self.middleware {
+            Some(stage) => stage.back.returned.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Takes a record the middleware wrote back.
+    pub fn returned(&mut self, rec: Record) {
+        if let Some(msg) = self
+            .middleware
+            .as_mut()
+            .and_then(|s| s.back.message_of(rec))
+        {
+            self.after_middleware(msg);
+        }
+    }
+
+    /// Whatever the middleware has written back so far, without waiting (for sources
+    /// that run outside the async loop, such as pcap files).
+    pub fn poll_returned(&mut self) {
+        while let Some(rec) = self
+            .middleware
+            .as_mut()
+            .and_then(|s| s.back.returned.try_recv().ok())
+        {
+            self.returned(rec);
+        }
+    }
+
+    fn after_middleware(&mut self, msg: HttpMessage) {
+        let msg = match self.filters.apply(msg) {
+            Verdict::Keep(m) => m,
+            Verdict::Drop => return,
+        };
+        if let Some(r) = &self.replayer {
+            r.submit(&msg);
+        }
+        for o in &mut self.outputs {
+            if let Err(e) = o.message(&msg) {
+                self.output_errors += 1;
+                warn!("output error (the message is skipped for this output): {e}");
+            }
+        }
+    }
+
+    /// Periodic work: outputs flush.
+    pub fn tick(&mut self) {
+        for o in &mut self.outputs {
+            o.tick();
+        }
+    }
+
+    /// Ends the middleware (its queue is written out and it gets `grace` to answer, while
+    /// its answers go on), then the outputs, then mirroring (in-flight requests get
+    /// `grace`). Returns the final counts of mirroring and the middleware.
+    pub async fn close(&mut self, grace: Duration) -> Closed {
+        let middleware = match self.middleware.take() {
+            Some(Stage { child, mut back }) => {
+                let shutdown = child.shutdown(grace);
+                tokio::pin!(shutdown);
+                // The child's last answers must keep flowing while it finishes, or it would
+                // block writing them and be killed at the end of the grace period.
+                let stats = loop {
+                    tokio::select! {
+                        stats = &mut shutdown => break stats,
+                        Some(rec) = back.returned.recv() => {
+                            if let Some(msg) = back.message_of(rec) {
+                                self.after_middleware(msg);
+                            }
+                        }
+                    }
+                };
+                while let Some(rec) = back.returned.recv().await {
+                    if let Some(msg) = back.message_of(rec) {
+                        self.after_middleware(msg);
+                    }
+                }
+                let report = back.report(&stats);
+                Some(report)
+            }
+            None => None,
+        };
+        for o in &mut self.outputs {
+            if let Err(e) = o.finish() {
+                self.output_errors += 1;
+                warn!("finishing an output: {e}");
+            }
+        }
+        let replay = match self.replayer.take() {
+            Some(r) => Some(r.shutdown(grace).await),
+            None => None,
+        };
+        Closed { replay, middleware }
+    }
+
+    /// Mirroring's counters now, if mirroring.
+    pub fn replay_stats(&self) -> Option<ReplayStats> {
+        self.replayer.as_ref().map(Replayer::stats)
+    }
+
+    pub fn report(&self) -> serde_json::Value {
+        self.report_with(&Closed {
+            replay: self.replayer.as_ref().map(Replayer::stats),
+            middleware: self
+                .middleware
+                .as_ref()
+                .map(|s| s.back.report(&s.child.stats())),
+        })
+    }
+
+    /// The counters, with the final counts of stages that have been closed.
+    pub fn report_with(&self, closed: &Closed) -> serde_json::Value {
+        json!({
+            "replay": closed.replay.clone().map(replay_json),
+            "middleware": closed.middleware,
+            "filters": self.filters.stats(),
+            "outputs": {"errors": self.output_errors},
+        })
+    }
+}
+
+/// Final counts of the stages that run tasks.
+#[derive(Default)]
+pub struct Closed {
+    pub replay: Option<ReplayStats>,
+    pub middleware: Option<serde_json::Value>,
+}
+
+impl Back {
+    /// The message a returned record stands for, with its origin restored when known.
+    fn message_of(&mut self, rec: Record) -> Option<HttpMessage> {
+        let id = rec.message_id();
+        let origin = self.origins.get(id, rec.kind.is_response());
+        if origin.is_none() {
+            self.unknown += 1;
+        }
+        // An unknown message has no connection to keep order with: any idle lane serves.
+        let conn = origin.as_ref().map_or(ANY_CONNECTION, |o| o.conn);
+        let mut msg = match rec.to_message(conn) {
+            Ok(m) => m,
+            Err(e) => {
+                self.refused += 1;
+                warn!(id = %rec.id, "middleware returned a message that is not valid HTTP: {e}");
+                return None;
+            }
+        };
+        let ts = (i128::from(rec.timestamp_ns) - self.wall_clock_offset_ns).max(0) as u64;
+        msg.first_ts_ns = ts;
+        msg.last_ts_ns = ts;
+        if let Some(o) = origin {
+            msg.flow = o.flow;
+            msg.offset = o.offset;
+            msg.last_ts_ns = o.last_ts_ns.max(ts);
+        }
+        Some(msg)
+    }
+
+    fn report(&self, stats: &MiddlewareStats) -> serde_json::Value {
+        let mut v = serde_json::to_value(stats).unwrap_or_default();
+        v["refused"] = self.refused.into();
+        v["unknown"] = self.unknown.into();
+        v
+    }
+}
+
+/// Mirroring's counters for reports: the totals over targets at the top level (the
+/// figures an operator reads first), latency percentiles, and each target's own.
+fn replay_json(r: ReplayStats) -> serde_json::Value {
+    let mut v = serde_json::to_value(&r.total).unwrap_or_default();
+    v["submitted"] = r.submitted.into();
+    v["sampled_out"] = r.sampled_out.into();
+    v["latency_p50_us"] = r.total.latency.p50_us.into();
+    v["latency_p90_us"] = r.total.latency.p90_us.into();
+    v["latency_p99_us"] = r.total.latency.p99_us.into();
+    v["targets"] = serde_json::to_value(&r.targets).unwrap_or_default();
+    v
+}
+
+/// Where a message in the middleware came from.
+#[derive(Clone, Copy)]
+struct Origin {
+    conn: ConnId,
+    flow: Flow,
+    offset: u64,
+    last_ts_ns: u64,
+}
+
+/// Origins by (message id, is response), bounded: oldest forgotten first.
+#[derive(Default)]
+struct Origins {
+    by_id: HashMap<(u64, bool), Origin>,
+    order: VecDeque<(u64, bool)>,
+}
+
+impl Origins {
+    fn insert(&mut self, msg: &HttpMessage) {
+        let key = (msg.id, matches!(msg.kind, Kind::Response { .. }));
+        if self.order.len() >= ORIGINS {
+            if let Some(old) = self.order.pop_front() {
+                self.by_id.remove(&old);
+            }
+        }
+        let origin = Origin {
+            conn: msg.conn,
+            flow: msg.flow,
+            offset: msg.offset,
+            last_ts_ns: msg.last_ts_ns,
+        };
+        if self.by_id.insert(key, origin).is_none() {
+            self.order.push_back(key);
+        }
+    }
+
+    /// The origin of a returned message. A middleware may return a message more than
+    /// once (to duplicate it), so the entry stays until it ages out.
+    fn get(&self, id: u64, response: bool) -> Option<Origin> {
+        self.by_id.get(&(id, response)).copied()
+    }
+}
