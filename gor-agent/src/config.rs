@@ -752,10 +752,8 @@ impl MiddlewareArgs {
         };
         let (program, args) = command?;
         Some(Some(crate::middleware::MiddlewareConfig {
-            program,
-            args,
             queue: queue?,
-            ..crate::middleware::MiddlewareConfig::default()
+            ..crate::middleware::MiddlewareConfig::new(program, args)
         }))
     }
 }

@@ -9,6 +9,7 @@ mod config;
 mod deploy;
 mod filters;
 mod http;
+mod middleware;
 mod mirror;
 mod mirror_tls;
 mod netns;

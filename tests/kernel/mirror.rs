@@ -2,40 +2,14 @@
 //! and the agent's own traffic never mirrored again. "Production" and "staging" are
 //! recording servers (tests/src/staging.rs), so each side's received bytes are known.
 
-use std::{
-    io::{BufReader, Write},
-    net::TcpStream,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use gor_tests::{
     agent::Agent,
     host::HostState,
     staging::{Mode, Staging},
-    traffic::{listen, pattern, read_message},
+    traffic::{listen, pattern, Raw},
 };
-
-/// A client connection to production that sends raw requests and reads the answers.
-struct Raw {
-    s: TcpStream,
-    r: BufReader<TcpStream>,
-}
-
-impl Raw {
-    fn connect(addr: std::net::SocketAddr) -> Raw {
-        let s = TcpStream::connect(addr).expect("connect to production");
-        let r = BufReader::new(s.try_clone().expect("clone"));
-        Raw { s, r }
-    }
-
-    /// Sends one request and waits for production's answer; returns the time it took.
-    fn send(&mut self, req: &[u8]) -> Duration {
-        let t = Instant::now();
-        self.s.write_all(req).expect("send to production");
-        read_message(&mut self.r).expect("production answered");
-        t.elapsed()
-    }
-}
 
 fn mirror_env<'a>(target: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![("GOR_TARGET", target), ("GOR_STATS_INTERVAL", "1s")];

@@ -6,6 +6,7 @@ use std::{
     io::{BufRead, BufReader, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 /// Deterministic pseudo-random bytes (reordering or corruption shows in a comparison).
@@ -170,4 +171,26 @@ impl Client {
 /// Binds a listener on `ip` with a free port.
 pub fn listen(ip: &str) -> TcpListener {
     TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}: {e}"))
+}
+
+/// A client connection to production that sends raw requests and reads the answers.
+pub struct Raw {
+    s: TcpStream,
+    r: BufReader<TcpStream>,
+}
+
+impl Raw {
+    pub fn connect(addr: std::net::SocketAddr) -> Raw {
+        let s = TcpStream::connect(addr).expect("connect to production");
+        let r = BufReader::new(s.try_clone().expect("clone"));
+        Raw { s, r }
+    }
+
+    /// Sends one request and waits for production's answer; returns the time it took.
+    pub fn send(&mut self, req: &[u8]) -> Duration {
+        let t = Instant::now();
+        self.s.write_all(req).expect("send to production");
+        read_message(&mut self.r).expect("production answered");
+        t.elapsed()
+    }
 }

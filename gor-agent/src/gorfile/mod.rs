@@ -164,12 +164,52 @@ pub fn format_id(id: u64) -> String {
 /// Appends the record's bytes, exactly as GoReplay lays them out, to `out`.
 pub fn encode(rec: &Record, out: &mut Vec<u8>) {
     out.reserve(rec.payload.len() + rec.id.len() + 64 + SEPARATOR.len());
+    encode_message(rec, out);
+    out.extend_from_slice(SEPARATOR);
+}
+
+/// Appends the record as one message (meta line, then payload, no separator): what
+/// GoReplay hands to middleware (hex-encoded) and what [`parse_message`] reads back.
+pub fn encode_message(rec: &Record, out: &mut Vec<u8>) {
+    out.reserve(rec.payload.len() + rec.id.len() + 64);
+    encode_meta(rec, out);
+    out.extend_from_slice(&rec.payload);
+}
+
+/// Appends the record's meta line, with its `\n`. Separate from [`encode_message`] so
+/// the middleware can hex-encode the payload straight from the record, without a copy.
+pub(crate) fn encode_meta(rec: &Record, out: &mut Vec<u8>) {
+    use std::io::Write as _;
     out.push(rec.kind.code());
     out.push(b' ');
     out.extend_from_slice(rec.id.as_bytes());
-    out.extend_from_slice(format!(" {} {}\n", rec.timestamp_ns, rec.latency_ns).as_bytes());
-    out.extend_from_slice(&rec.payload);
-    out.extend_from_slice(SEPARATOR);
+    // Writing into a Vec cannot fail.
+    let _ = writeln!(out, " {} {}", rec.timestamp_ns, rec.latency_ns);
+}
+
+/// Reads one message as [`encode_message`] lays it out (what middleware writes back): the
+/// meta line up to the first `\n`, the rest is the payload. `None` if there is no valid
+/// meta line.
+pub fn parse_message(buf: &[u8]) -> Option<Record> {
+    let (meta, payload_at) = split_message(buf)?;
+    Some(meta.into_record(Bytes::copy_from_slice(&buf[payload_at..])))
+}
+
+/// [`parse_message`] for a buffer we own: the payload shares it instead of being copied.
+pub(crate) fn parse_message_bytes(buf: Bytes) -> Option<Record> {
+    let (meta, payload_at) = split_message(&buf)?;
+    Some(meta.into_record(buf.slice(payload_at..)))
+}
+
+/// The meta line of a message and where its payload starts.
+fn split_message(buf: &[u8]) -> Option<(Meta, usize)> {
+    // The meta line is short, so a buffer without a newline early on is not a message.
+    let nl = buf
+        .iter()
+        .take(MAX_META_LINE + 1)
+        .position(|&b| b == b'\n')?;
+    let meta = parse_meta(&buf[..=nl])?;
+    Some((meta, nl + 1))
 }
 
 /// The fields of a valid meta line.
@@ -214,6 +254,18 @@ fn parse_meta(line: &[u8]) -> Option<Meta> {
         timestamp_ns,
         latency_ns,
     })
+}
+
+impl Meta {
+    fn into_record(self, payload: Bytes) -> Record {
+        Record {
+            kind: self.kind,
+            id: self.id,
+            timestamp_ns: self.timestamp_ns,
+            latency_ns: self.latency_ns,
+            payload,
+        }
+    }
 }
 
 fn parse_digits(s: &str) -> Option<u64> {

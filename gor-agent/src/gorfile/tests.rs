@@ -558,3 +558,65 @@ fn records_become_messages_with_their_ids_and_framing_checked() {
     };
     assert!(chunked.to_message(0).is_ok());
 }
+
+#[test]
+fn message_layout_has_no_separator() {
+    let r = Record {
+        kind: RecordType::Response,
+        id: "8e4f0b2c4a5b6c7d8e9f0a1b".into(),
+        timestamp_ns: 1_632_001_232_000_500_000,
+        latency_ns: 500_000,
+        payload: Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"),
+    };
+    let mut msg = Vec::new();
+    encode_message(&r, &mut msg);
+    assert_eq!(
+        msg,
+        b"2 8e4f0b2c4a5b6c7d8e9f0a1b 1632001232000500000 500000\nHTTP/1.1 200 OK\r\n\r\n"
+    );
+    // `encode` is the message plus the separator.
+    let mut full = Vec::new();
+    encode(&r, &mut full);
+    assert_eq!(full, [&msg[..], SEPARATOR].concat());
+}
+
+#[test]
+fn message_round_trip() {
+    let all_bytes: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    let payloads: Vec<&[u8]> = vec![
+        b"",
+        b"\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        &all_bytes,
+        SEP.as_bytes(),
+        "body\n🐵🙈🙉\nmore\n1 abc 1 0\n".as_bytes(),
+    ];
+    for (i, p) in payloads.iter().enumerate() {
+        for kind in [
+            RecordType::Request,
+            RecordType::Response,
+            RecordType::ReplayedResponse,
+        ] {
+            let r = rec(kind, i as u64, 1_000 + i as u64, p);
+            let mut msg = Vec::new();
+            encode_message(&r, &mut msg);
+            assert_eq!(parse_message(&msg).as_ref(), Some(&r));
+            assert_eq!(parse_message_bytes(Bytes::from(msg)), Some(r));
+        }
+    }
+}
+
+#[test]
+fn message_parsing_rejects_bad_meta() {
+    assert_eq!(parse_message(b""), None);
+    assert_eq!(parse_message(b"GET / HTTP/1.1\r\n\r\n"), None);
+    assert_eq!(parse_message(b"1 abc 1 0"), None, "no newline after meta");
+    assert_eq!(parse_message(b"4 abc 1 0\nx"), None);
+    assert_eq!(parse_message(b"1 abc x 0\nx"), None);
+    let long = [&[b'1'; 600][..], b"\nx"].concat();
+    assert_eq!(parse_message(&long), None);
+    // Older GoReplay: no latency field; an empty payload is fine.
+    let r = parse_message(b"1 a1 5\n").expect("valid");
+    assert_eq!((r.id.as_str(), r.timestamp_ns, r.latency_ns), ("a1", 5, 0));
+    assert!(r.payload.is_empty());
+}
