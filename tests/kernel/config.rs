@@ -56,10 +56,43 @@ fn each_invalid_mirror_setting_exits_64_naming_it() {
         ("GOR_OUTPUT_FILE_SIZE_LIMIT", "huge"),
         ("GOR_HTTP_ALLOW_URL", "([unclosed"),
         ("GOR_HTTP_HEADER_LIMITER", "X-Session: 150%"),
+        ("GOR_MIDDLEWARE", "/nonexistent/middleware.py --flag"),
+        ("GOR_MIDDLEWARE", "python3 'unclosed"),
+        ("GOR_MIDDLEWARE_QUEUE", "0"),
     ];
     for (name, value) in cases {
         let (code, stderr) = run_to_exit(&[("GOR_PORTS", "80"), (name, value)]);
         assert_eq!(code, 64, "{name}={value}: {stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains(value),
+            "{name}={value} not named in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn replay_settings_that_are_invalid_exit_64_naming_them() {
+    let dir = gor_tests::agent::temp_dir("config-replay");
+    let file = dir.join("t.gor");
+    std::fs::write(&file, b"").expect("write");
+    let file = file.to_str().expect("utf-8");
+    let cases = [
+        ("GOR_INPUT_FILE", "/nonexistent/*.gor"),
+        ("GOR_SPEED", "fast"),
+        ("GOR_INPUT_FILE_MAX_WAIT", "forever"),
+        ("GOR_TARGET", "ftp://staging"),
+        ("GOR_HTTP_ALLOW_URL", "([unclosed"),
+    ];
+    for (name, value) in cases {
+        let env = [("GOR_INPUT_FILE", file), (name, value)];
+        let out = std::process::Command::new(gor_tests::agent::agent_bin())
+            .arg("replay")
+            .env_clear()
+            .envs(env)
+            .output()
+            .expect("run gor-agent replay");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{name}={value}: {stderr}");
         assert!(
             stderr.contains(name) && stderr.contains(value),
             "{name}={value} not named in:\n{stderr}"
