@@ -379,3 +379,54 @@ fn progress_bar_on_a_terminal() {
         "no plain lines: {text:?}"
     );
 }
+
+#[test]
+fn replay_goes_through_the_same_middleware_and_rate_limit_as_capture() {
+    let dir = temp_dir("replay-rate");
+    let echo = dir.join("echo.sh");
+    std::fs::write(
+        &echo,
+        "while IFS= read -r line; do printf '%s\\n' \"$line\"; done\n",
+    )
+    .expect("write the middleware");
+    // 60 requests, 25 ms apart (40/s for 1.5 s), replayed at GOR_RATE=10.
+    let t0 = 1_764_000_000_000_000_000u64;
+    let mut file = Vec::new();
+    for i in 0..60u64 {
+        let req = format!("GET /rate/{i} HTTP/1.1\r\nHost: prod.example\r\n\r\n");
+        file.extend(record(
+            1,
+            &format!("{:024x}", i + 1),
+            t0 + i * 25_000_000,
+            0,
+            req.as_bytes(),
+        ));
+    }
+    let path = dir.join("rate.gor");
+    std::fs::write(&path, &file).expect("write");
+    let staging = Staging::start(listen("127.0.0.1"));
+    let url = target(&staging);
+    let mw = format!("sh {}", echo.display());
+    let run = run_replay(
+        "replay-rate-run",
+        &["--input-file", path.to_str().expect("utf-8")],
+        &[
+            ("GOR_TARGET", url.as_str()),
+            ("GOR_RATE", "10"),
+            ("GOR_MIDDLEWARE", mw.as_str()),
+        ],
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let m = &run.stats["middleware"];
+    assert_eq!(
+        m["returned"], 60,
+        "every record went through the middleware: {m}"
+    );
+    let r = &run.stats["replay"];
+    let sent = r["status_2xx"].as_u64().unwrap_or(0);
+    let limited = r["rate_limited"].as_u64().unwrap_or(0);
+    assert_eq!(sent + limited, 60, "{r}");
+    // One burst of 1 plus 10/s over 1.5 s: about 16; staging got exactly those.
+    assert!((10..=20).contains(&sent), "{sent} sent at GOR_RATE=10: {r}");
+    assert_eq!(staging.received().len() as u64, sent);
+}
