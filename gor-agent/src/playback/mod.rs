@@ -34,6 +34,9 @@ pub use schedule::Schedule;
 /// Records read ahead of the one being waited for.
 const READ_AHEAD: usize = 1024;
 
+/// How often outputs flush.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
 /// Records released back to back (already due) before the loop looks at signals again.
 const BURST: u32 = 256;
 
@@ -94,7 +97,8 @@ pub async fn run(cfg: Config) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut progress = Progress::new(total, read, cfg.outputs.stats_interval);
     let mut progress_tick = tokio::time::interval(progress.interval());
-    let mut flush_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut flush_tick = tokio::time::interval(FLUSH_EVERY);
+    let (mut last_flush, mut last_stats) = (Instant::now(), Instant::now());
     let mut stats_tick = tokio::time::interval(cfg.outputs.stats_interval);
     stats_tick.tick().await;
     crate::notify::ready();
@@ -138,8 +142,14 @@ pub async fn run(cfg: Config) -> Result<()> {
                     _ = sigint.recv() => { info!("SIGINT: stopping"); break 'records }
                     Some(back) = dispatch.next_returned() => dispatch.returned(back),
                     _ = progress_tick.tick() => progress.show(stats.records, &dispatch),
-                    _ = flush_tick.tick() => dispatch.tick(),
-                    _ = stats_tick.tick() => publish(&dispatch, &stats, cfg.outputs.stats_file.as_deref()),
+                    _ = flush_tick.tick() => {
+                        last_flush = Instant::now();
+                        dispatch.tick();
+                    }
+                    _ = stats_tick.tick() => {
+                        last_stats = Instant::now();
+                        publish(&dispatch, &stats, cfg.outputs.stats_file.as_deref());
+                    }
                 }
             }
         } else {
@@ -152,6 +162,16 @@ pub async fn run(cfg: Config) -> Result<()> {
                 dispatch.poll_returned();
                 if progress.due() {
                     progress.show(stats.records, &dispatch);
+                }
+                // The intervals only fire while waiting; a long run of late records
+                // still flushes and publishes on time.
+                if last_flush.elapsed() >= FLUSH_EVERY {
+                    last_flush = Instant::now();
+                    dispatch.tick();
+                }
+                if last_stats.elapsed() >= cfg.outputs.stats_interval {
+                    last_stats = Instant::now();
+                    publish(&dispatch, &stats, cfg.outputs.stats_file.as_deref());
                 }
             }
         }
