@@ -143,6 +143,23 @@ impl Dispatch {
         self.after_middleware(msg);
     }
 
+    /// Waits until the middleware's queue has room, taking its answers meanwhile. For
+    /// sources that can wait (saved traffic), so a burst is not lost to a full queue;
+    /// capture never waits.
+    pub async fn room(&mut self) {
+        while self
+            .middleware
+            .as_ref()
+            .is_some_and(|s| !s.child.has_room())
+        {
+            tokio::select! {
+                Some(rec) = self.next_returned() => self.returned(rec),
+                // A child that drops messages answers nothing: look again soon.
+                _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+            }
+        }
+    }
+
     /// What the middleware wrote back, when there is a middleware; pending forever
     /// otherwise (for `select!`).
     pub async fn next_returned(&mut self) -> Option<Record> {

@@ -34,8 +34,10 @@ fn capture_to_file_to_replay_keeps_requests_order_and_scaled_gaps() {
         None,
         &[("GOR_OUTPUT_FILE", file.to_str().expect("utf-8"))],
     );
-    // Irregular gaps (they are the traffic under test, not synchronisation).
-    let gaps_ms = [0u64, 30, 10, 80, 20, 50, 5, 120, 40, 15];
+    // Irregular gaps (they are the traffic under test, not synchronisation). Each is
+    // longer than staging's answer takes, even halved: requests that overlap may be sent
+    // concurrently and arrive in either order (see the README on order).
+    let gaps_ms = [10u64, 30, 12, 80, 20, 50, 10, 120, 40, 15];
     let mut client = Client::connect(server.addr);
     let mut requests = Vec::new();
     let mut sent_at = Vec::new();
@@ -429,4 +431,55 @@ fn replay_goes_through_the_same_middleware_and_rate_limit_as_capture() {
     // One burst of 1 plus 10/s over 1.5 s: about 16; staging got exactly those.
     assert!((10..=20).contains(&sent), "{sent} sent at GOR_RATE=10: {r}");
     assert_eq!(staging.received().len() as u64, sent);
+}
+
+#[test]
+fn a_burst_from_a_file_waits_for_a_slow_middleware_instead_of_dropping() {
+    let dir = temp_dir("replay-mw-burst");
+    let echo = dir.join("echo.py");
+    std::fs::write(
+        &echo,
+        "import sys\nfor line in sys.stdin:\n    sys.stdout.write(line)\n    sys.stdout.flush()\n",
+    )
+    .expect("write the middleware");
+    // 5,000 requests recorded at the same instant: all due at once.
+    let t0 = 1_764_000_000_000_000_000u64;
+    let mut file = Vec::new();
+    for i in 0..5000u64 {
+        let req = format!("GET /burst/{i} HTTP/1.1\r\nHost: prod.example\r\n\r\n");
+        file.extend(record(1, &format!("{:024x}", i + 1), t0, 0, req.as_bytes()));
+    }
+    let path = dir.join("burst.gor");
+    std::fs::write(&path, &file).expect("write");
+    let out = dir.join("out.gor");
+    let mw = format!("python3 {}", echo.display());
+    let run = run_replay(
+        "replay-mw-burst-run",
+        &["--input-file", path.to_str().expect("utf-8")],
+        &[
+            ("GOR_MIDDLEWARE", mw.as_str()),
+            ("GOR_MIDDLEWARE_QUEUE", "10"),
+            ("GOR_OUTPUT_FILE", out.to_str().expect("utf-8")),
+        ],
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let m = &run.stats["middleware"];
+    assert_eq!(m["dropped_queue_full"], 0, "{m}");
+    assert_eq!(m["returned"], 5000, "{m}");
+    let saved = records(&std::fs::read(&out).expect("read"));
+    let paths: Vec<String> = saved
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(&r.payload)
+                .split(' ')
+                .nth(1)
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        (0..5000).map(|i| format!("/burst/{i}")).collect::<Vec<_>>(),
+        "every record, in order, through the middleware"
+    );
 }

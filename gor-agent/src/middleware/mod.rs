@@ -204,6 +204,13 @@ impl Middleware {
         permit.send(line);
     }
 
+    /// Whether a message would find room in the queue now. Sources that can wait (saved
+    /// traffic) ask before sending instead of losing messages to a full queue.
+    pub fn has_room(&self) -> bool {
+        let bytes = self.shared.counters.queued_bytes.load(Ordering::Relaxed);
+        self.tx.capacity() > 0 && bytes < self.shared.max_queue_bytes
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> MiddlewareStats {
         self.shared.snapshot()

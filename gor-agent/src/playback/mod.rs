@@ -182,7 +182,15 @@ pub async fn run(cfg: Config) -> Result<()> {
             stats.requests += 1;
         }
         match rec.to_message(ANY_CONNECTION) {
-            Ok(msg) => dispatch.message(msg),
+            Ok(msg) => {
+                // A file can wait for a slow middleware; capture cannot (it drops).
+                tokio::select! {
+                    _ = dispatch.room() => {}
+                    _ = sigterm.recv() => { info!("SIGTERM: stopping"); break }
+                    _ = sigint.recv() => { info!("SIGINT: stopping"); break }
+                }
+                dispatch.message(msg);
+            }
             Err(e) => {
                 stats.invalid += 1;
                 if stats.invalid <= 10 || stats.invalid.is_power_of_two() {
