@@ -100,6 +100,20 @@ struct Run {
 /// staging with the original Host; sends `n` requests on one keep-alive connection and
 /// waits until staging has `expect` of them, then stops the agent.
 fn run(name: &str, middleware: &str, n: usize, expect: usize, extra: &[(&str, &str)]) -> Run {
+    let (production, staging, agent) = start(name, middleware, extra);
+    let sent = requests(n);
+    let mut client = Raw::connect(production.addr);
+    for r in &sent {
+        client.send(r);
+    }
+    staging.wait_for(expect, Duration::from_secs(20));
+    let cap = agent.stop();
+    Run { sent, staging, cap }
+}
+
+/// Production and staging (recording servers), and the agent capturing production with
+/// `middleware`, mirroring to staging with the original Host.
+fn start(name: &str, middleware: &str, extra: &[(&str, &str)]) -> (Staging, Staging, Agent) {
     let production = Staging::start(listen("127.0.0.1"));
     let staging = Staging::start(listen("127.0.0.1"));
     let target = format!("http://{}", staging.addr);
@@ -110,14 +124,7 @@ fn run(name: &str, middleware: &str, n: usize, expect: usize, extra: &[(&str, &s
     ];
     env.extend_from_slice(extra);
     let agent = Agent::start_with(name, &[production.addr.port()], &["lo"], None, &env);
-    let sent = requests(n);
-    let mut client = Raw::connect(production.addr);
-    for r in &sent {
-        client.send(r);
-    }
-    staging.wait_for(expect, Duration::from_secs(20));
-    let cap = agent.stop();
-    Run { sent, staging, cap }
+    (production, staging, agent)
 }
 
 fn raws(got: &[Received]) -> Vec<Vec<u8>> {
@@ -193,20 +200,10 @@ fn sleeping_middleware_never_slows_production_or_capture() {
         "python3 {}",
         program(&dir, "sleepy.py", PY_SLEEPY).display()
     );
-    let production = Staging::start(listen("127.0.0.1"));
-    let staging = Staging::start(listen("127.0.0.1"));
-    let target = format!("http://{}", staging.addr);
-    let agent = Agent::start_with(
+    let (production, _staging, agent) = start(
         "mw-sleepy-agent",
-        &[production.addr.port()],
-        &["lo"],
-        None,
-        &[
-            ("GOR_TARGET", target.as_str()),
-            ("GOR_MIDDLEWARE", mw.as_str()),
-            ("GOR_MIDDLEWARE_QUEUE", "10"),
-            ("GOR_SHUTDOWN_GRACE", "1s"),
-        ],
+        &mw,
+        &[("GOR_MIDDLEWARE_QUEUE", "10"), ("GOR_SHUTDOWN_GRACE", "1s")],
     );
     let mut client = Raw::connect(production.addr);
     let mut worst = Duration::ZERO;
@@ -238,20 +235,7 @@ fn crashing_middleware_is_restarted() {
         "python3 {}",
         program(&dir, "crash.py", PY_CRASHER).display()
     );
-    let production = Staging::start(listen("127.0.0.1"));
-    let staging = Staging::start(listen("127.0.0.1"));
-    let target = format!("http://{}", staging.addr);
-    let agent = Agent::start_with(
-        "mw-crash-agent",
-        &[production.addr.port()],
-        &["lo"],
-        None,
-        &[
-            ("GOR_TARGET", target.as_str()),
-            ("GOR_ORIGINAL_HOST", "1"),
-            ("GOR_MIDDLEWARE", mw.as_str()),
-        ],
-    );
+    let (production, staging, agent) = start("mw-crash-agent", &mw, &[]);
     let mut client = Raw::connect(production.addr);
     let sent = requests(3);
     for (i, r) in sent.iter().enumerate() {

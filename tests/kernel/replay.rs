@@ -18,6 +18,18 @@ use gor_tests::{
     traffic::{listen, Client, Server},
 };
 
+/// Writes a GoReplay file of GET requests for `paths`, `gap_ms` apart, ids 1, 2, ...
+fn write_gets(path: &Path, paths: impl IntoIterator<Item = String>, gap_ms: u64) {
+    let t0 = 1_764_000_000_000_000_000u64;
+    let mut file = Vec::new();
+    for (i, p) in paths.into_iter().enumerate() {
+        let req = format!("GET {p} HTTP/1.1\r\nHost: prod.example\r\n\r\n");
+        let ts = t0 + i as u64 * gap_ms * 1_000_000;
+        file.extend(record(1, &format!("{:024x}", i + 1), ts, 0, req.as_bytes()));
+    }
+    std::fs::write(path, file).expect("write the file");
+}
+
 fn target(staging: &Staging) -> String {
     format!("http://{}", staging.addr)
 }
@@ -253,21 +265,8 @@ fn files_written_by_goreplay_replay_in_timestamp_order_and_damage_is_skipped() {
 #[test]
 fn looping_replay_with_filters_reports_progress_until_stopped() {
     let dir = temp_dir("replay-loop");
-    let t0 = 1_764_000_000_000_000_000u64;
-    let ms = 1_000_000u64;
-    let mut file = Vec::new();
-    for (i, path) in ["/a", "/admin/users", "/b"].iter().enumerate() {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: prod.example\r\n\r\n");
-        file.extend(record(
-            1,
-            &format!("{:024x}", i + 1),
-            t0 + i as u64 * 100 * ms,
-            0,
-            req.as_bytes(),
-        ));
-    }
     let path = dir.join("loop.gor");
-    std::fs::write(&path, &file).expect("write");
+    write_gets(&path, ["/a", "/admin/users", "/b"].map(String::from), 100);
     let staging = Staging::start(listen("127.0.0.1"));
     let url = target(&staging);
     let run_dir = temp_dir("replay-loop-run");
@@ -341,20 +340,8 @@ fn looping_replay_with_filters_reports_progress_until_stopped() {
 #[test]
 fn progress_bar_on_a_terminal() {
     let dir = temp_dir("replay-tty");
-    let t0 = 1_764_000_000_000_000_000u64;
-    let mut file = Vec::new();
-    for i in 0..20u64 {
-        let req = format!("GET /tty/{i} HTTP/1.1\r\nHost: prod.example\r\n\r\n");
-        file.extend(record(
-            1,
-            &format!("{:024x}", i + 1),
-            t0 + i * 50_000_000,
-            0,
-            req.as_bytes(),
-        ));
-    }
     let path = dir.join("tty.gor");
-    std::fs::write(&path, &file).expect("write");
+    write_gets(&path, (0..20).map(|i| format!("/tty/{i}")), 50);
     let staging = Staging::start(listen("127.0.0.1"));
     // `script` gives the agent a pseudo-terminal as stderr, as an operator's shell would.
     let cmd = format!(
@@ -392,20 +379,8 @@ fn replay_goes_through_the_same_middleware_and_rate_limit_as_capture() {
     )
     .expect("write the middleware");
     // 60 requests, 25 ms apart (40/s for 1.5 s), replayed at GOR_RATE=10.
-    let t0 = 1_764_000_000_000_000_000u64;
-    let mut file = Vec::new();
-    for i in 0..60u64 {
-        let req = format!("GET /rate/{i} HTTP/1.1\r\nHost: prod.example\r\n\r\n");
-        file.extend(record(
-            1,
-            &format!("{:024x}", i + 1),
-            t0 + i * 25_000_000,
-            0,
-            req.as_bytes(),
-        ));
-    }
     let path = dir.join("rate.gor");
-    std::fs::write(&path, &file).expect("write");
+    write_gets(&path, (0..60).map(|i| format!("/rate/{i}")), 25);
     let staging = Staging::start(listen("127.0.0.1"));
     let url = target(&staging);
     let mw = format!("sh {}", echo.display());
@@ -443,14 +418,8 @@ fn a_burst_from_a_file_waits_for_a_slow_middleware_instead_of_dropping() {
     )
     .expect("write the middleware");
     // 5,000 requests recorded at the same instant: all due at once.
-    let t0 = 1_764_000_000_000_000_000u64;
-    let mut file = Vec::new();
-    for i in 0..5000u64 {
-        let req = format!("GET /burst/{i} HTTP/1.1\r\nHost: prod.example\r\n\r\n");
-        file.extend(record(1, &format!("{:024x}", i + 1), t0, 0, req.as_bytes()));
-    }
     let path = dir.join("burst.gor");
-    std::fs::write(&path, &file).expect("write");
+    write_gets(&path, (0..5000).map(|i| format!("/burst/{i}")), 0);
     let out = dir.join("out.gor");
     let mw = format!("python3 {}", echo.display());
     let run = run_replay(

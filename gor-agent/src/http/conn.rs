@@ -750,19 +750,7 @@ impl Conn {
         last_ts: u64,
         conn: ConnId,
     ) -> HttpMessage {
-        let headers = b
-            .head
-            .headers
-            .iter()
-            .map(|(n, r)| {
-                let v = if r.end <= raw.len() {
-                    raw.slice(r.clone())
-                } else {
-                    Bytes::new()
-                };
-                (n.clone(), v)
-            })
-            .collect();
+        let headers = b.head.header_values(&raw);
         HttpMessage {
             id: b.id,
             conn,

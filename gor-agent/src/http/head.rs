@@ -195,6 +195,22 @@ impl Head {
         }
     }
 
+    /// The headers with their values as slices of `raw` (the bytes the head was parsed
+    /// from, or a message that starts with them).
+    pub(crate) fn header_values(&self, raw: &bytes::Bytes) -> Vec<(String, bytes::Bytes)> {
+        self.headers
+            .iter()
+            .map(|(n, r)| {
+                let v = if r.end <= raw.len() {
+                    raw.slice(r.clone())
+                } else {
+                    bytes::Bytes::new()
+                };
+                (n.clone(), v)
+            })
+            .collect()
+    }
+
     pub(crate) fn has(&self, name: &str) -> bool {
         self.headers
             .iter()

@@ -255,21 +255,9 @@ pub fn parse_whole(dir: Direction, raw: &Bytes) -> Result<WholeHead, WholeError>
             _ => return Err(WholeError::BadFraming),
         }
     }
-    let headers = head
-        .headers
-        .iter()
-        .map(|(n, r)| {
-            let v = if r.end <= raw.len() {
-                raw.slice(r.clone())
-            } else {
-                Bytes::new()
-            };
-            (n.clone(), v)
-        })
-        .collect();
     Ok(WholeHead {
+        headers: head.header_values(raw),
         kind: head.kind,
-        headers,
         body_offset: head.len,
     })
 }
