@@ -25,6 +25,13 @@ pub struct Cli {
     #[command(flatten)]
     pub capture: CaptureArgs,
     #[command(flatten)]
+    pub shared: SharedArgs,
+}
+
+/// What happens to messages after they are framed, the same for capture and `replay`.
+#[derive(Debug, Args)]
+pub struct SharedArgs {
+    #[command(flatten)]
     pub outputs: OutputArgs,
     #[command(flatten)]
     pub replay: ReplayArgs,
@@ -51,15 +58,7 @@ pub struct FileReplayCli {
     #[command(flatten)]
     pub input: InputFileArgs,
     #[command(flatten)]
-    pub outputs: OutputArgs,
-    #[command(flatten)]
-    pub replay: ReplayArgs,
-    #[command(flatten)]
-    pub filters: FilterArgs,
-    #[command(flatten)]
-    pub middleware: MiddlewareArgs,
-    #[command(flatten)]
-    pub logging: LogArgs,
+    pub shared: SharedArgs,
 }
 
 /// Reading saved traffic.
@@ -459,6 +458,16 @@ struct Check {
 }
 
 impl Check {
+    /// Parses `value` with `parse`, recording the error under `setting`.
+    fn parse<T>(
+        &mut self,
+        setting: &'static str,
+        value: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        self.field(setting, value, parse(value))
+    }
+
     fn field<T>(
         &mut self,
         setting: &'static str,
@@ -483,214 +492,153 @@ impl Cli {
     /// Validates every setting of the command given; all errors at once.
     pub fn validate(&self) -> Result<Config, Vec<ConfigError>> {
         match &self.command {
-            None => validate(Groups {
-                capture: &self.capture,
-                outputs: &self.outputs,
-                replay: &self.replay,
-                filters: &self.filters,
-                middleware: &self.middleware,
-                logging: &self.logging,
-                input: None,
-            }),
+            None => validate(&self.capture, &self.shared, None),
             // Capture settings do not apply to replaying a file; their defaults are used.
-            Some(Command::Replay(r)) => validate(Groups {
-                capture: &self.capture,
-                outputs: &r.outputs,
-                replay: &r.replay,
-                filters: &r.filters,
-                middleware: &r.middleware,
-                logging: &r.logging,
-                input: Some(&r.input),
-            }),
+            Some(Command::Replay(r)) => validate(&self.capture, &r.shared, Some(&r.input)),
         }
     }
 }
 
-/// The argument groups one command validates.
-struct Groups<'a> {
-    capture: &'a CaptureArgs,
-    outputs: &'a OutputArgs,
-    replay: &'a ReplayArgs,
-    filters: &'a FilterArgs,
-    middleware: &'a MiddlewareArgs,
-    logging: &'a LogArgs,
-    /// Set for `replay`: traffic comes from files, not capture.
-    input: Option<&'a InputFileArgs>,
-}
-
-fn validate(g: Groups<'_>) -> Result<Config, Vec<ConfigError>> {
-    {
-        let mut c = Check::default();
-        let a = g.capture;
-        let ports = match &a.ports {
-            None if g.input.is_some() => Some(Vec::new()),
-            None => c.field(
-                "GOR_PORTS",
-                "",
-                Err::<Vec<u16>, _>(
-                    "a comma-separated list of TCP ports (1-65535); it is required".into(),
-                ),
+/// Validates one command's settings; `input` is set for `replay` (traffic from files,
+/// not capture).
+fn validate(
+    a: &CaptureArgs,
+    g: &SharedArgs,
+    input: Option<&InputFileArgs>,
+) -> Result<Config, Vec<ConfigError>> {
+    let mut c = Check::default();
+    let ports = match &a.ports {
+        None if input.is_some() => Some(Vec::new()),
+        None => c.field(
+            "GOR_PORTS",
+            "",
+            Err::<Vec<u16>, _>(
+                "a comma-separated list of TCP ports (1-65535); it is required".into(),
             ),
-            Some(p) => c.field("GOR_PORTS", p, parse_ports(p)),
-        };
-        let interfaces = match &a.interfaces {
-            None => Some(Vec::new()),
-            Some(v) => c.field("GOR_INTERFACES", v, parse_interfaces(v)),
-        };
-        let ring = c.field(
-            "GOR_RING_BUFFER",
-            &a.ring_buffer,
-            parse_ring_size(&a.ring_buffer),
-        );
-        let max_conns = c.field(
-            "GOR_MAX_CONNECTIONS",
-            &a.max_connections,
-            parse_count(&a.max_connections),
-        );
-        let conn_buf = c.field(
-            "GOR_CONN_BUFFER",
-            &a.conn_buffer,
-            parse_size(&a.conn_buffer),
-        );
-        let total_buf = c.field(
-            "GOR_TOTAL_BUFFER",
-            &a.total_buffer,
-            parse_size(&a.total_buffer),
-        );
-        let idle = c.field(
-            "GOR_IDLE_TIMEOUT",
-            &a.idle_timeout,
-            parse_duration(&a.idle_timeout),
-        );
-        let hole = c.field(
-            "GOR_HOLE_TIMEOUT",
-            &a.hole_timeout,
-            parse_duration(&a.hole_timeout),
-        );
-        let max_head = c.field(
-            "GOR_HTTP_MAX_HEAD",
-            &a.http_max_head,
-            parse_size(&a.http_max_head),
-        );
-        let max_body = c.field(
-            "GOR_HTTP_MAX_BODY",
-            &a.http_max_body,
-            parse_size(&a.http_max_body),
-        );
-        if let Some(p) = &a.input_pcap {
-            if !p.is_file() {
-                c.errors.push(ConfigError {
-                    setting: "GOR_INPUT_PCAP",
-                    value: p.display().to_string(),
-                    expected: "a readable pcap or pcapng file".into(),
-                });
-            }
-        }
-        let mirror = g.replay.validate(&mut c);
-        let filters = g.filters.validate(&mut c);
-        let middleware = g.middleware.validate(&mut c);
-        let input_file = match g.input {
-            None => Some(None),
-            Some(i) => i.validate(&mut c).map(Some),
-        };
-        let o = g.outputs;
-        let file_limit = c.field(
-            "GOR_OUTPUT_FILE_SIZE_LIMIT",
-            &o.output_file_size_limit,
-            parse_size(&o.output_file_size_limit),
-        );
-        let interval = c.field(
-            "GOR_STATS_INTERVAL",
-            &o.stats_interval,
-            parse_duration(&o.stats_interval),
-        );
-        let json = c.field(
-            "GOR_LOG_FORMAT",
-            &g.logging.log_format,
-            match g.logging.log_format.as_str() {
-                "plain" => Ok(false),
-                "json" => Ok(true),
-                _ => Err("`plain` or `json`".to_string()),
-            },
-        );
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&g.logging.log) {
+        ),
+        Some(p) => c.parse("GOR_PORTS", p, parse_ports),
+    };
+    let interfaces = match &a.interfaces {
+        None => Some(Vec::new()),
+        Some(v) => c.parse("GOR_INTERFACES", v, parse_interfaces),
+    };
+    let ring = c.parse("GOR_RING_BUFFER", &a.ring_buffer, parse_ring_size);
+    let max_conns = c.parse("GOR_MAX_CONNECTIONS", &a.max_connections, parse_count);
+    let conn_buf = c.parse("GOR_CONN_BUFFER", &a.conn_buffer, parse_size);
+    let total_buf = c.parse("GOR_TOTAL_BUFFER", &a.total_buffer, parse_size);
+    let idle = c.parse("GOR_IDLE_TIMEOUT", &a.idle_timeout, parse_duration);
+    let hole = c.parse("GOR_HOLE_TIMEOUT", &a.hole_timeout, parse_duration);
+    let max_head = c.parse("GOR_HTTP_MAX_HEAD", &a.http_max_head, parse_size);
+    let max_body = c.parse("GOR_HTTP_MAX_BODY", &a.http_max_body, parse_size);
+    if let Some(p) = &a.input_pcap {
+        if !p.is_file() {
             c.errors.push(ConfigError {
-                setting: "GOR_LOG",
-                value: g.logging.log.clone(),
-                expected: format!("a tracing filter such as `info` or `gor_agent=debug` ({e})"),
+                setting: "GOR_INPUT_PCAP",
+                value: p.display().to_string(),
+                expected: "a readable pcap or pcapng file".into(),
             });
         }
-        if !c.errors.is_empty() {
-            return Err(c.errors);
-        }
-        // Every field parsed, so every Option is Some.
-        let (
-            Some(ports),
-            Some(interfaces),
-            Some(ring_bytes),
-            Some(max_connections),
-            Some(max_conn_buffer),
-            Some(max_total_buffer),
-            Some(idle),
-            Some(hole),
-            Some(stats_interval),
-            Some(json),
-            Some(max_head),
-            Some(max_body),
-            Some(mirror),
-            Some(filters),
-            Some(middleware),
-            Some(input_file),
-        ) = (
-            ports, interfaces, ring, max_conns, conn_buf, total_buf, idle, hole, interval, json,
-            max_head, max_body, mirror, filters, middleware, input_file,
-        )
-        else {
-            unreachable!("validation reported no error but a value is missing")
-        };
-        Ok(Config {
-            capture: CaptureConfig {
-                ports,
-                interfaces,
-                ring_bytes,
-                reassembly: reassembly::Limits {
-                    max_conn_buffer,
-                    max_total_buffer,
-                    max_connections,
-                    idle_timeout_ns: idle.as_nanos() as u64,
-                    hole_timeout_ns: hole.as_nanos() as u64,
-                },
-                input_pcap: a.input_pcap.clone(),
-                http: crate::http::Limits {
-                    max_head,
-                    max_body: max_body as u64,
-                },
-            },
-            outputs: OutputConfig {
-                stdout: o.output_stdout,
-                streams_dir: o.output_streams.clone(),
-                messages_file: o.output_messages.clone(),
-                gor_file: o
-                    .output_file
-                    .clone()
-                    .map(|pattern| crate::gorfile::FileOutputConfig {
-                        pattern,
-                        max_size: file_limit.map(|n| n as u64),
-                        track_responses: o.track_responses,
-                    }),
-                stats_file: o.stats_file.clone(),
-                stats_interval,
-            },
-            mirror,
-            filters,
-            middleware,
-            input_file,
-            log: LogConfig {
-                filter: g.logging.log.clone(),
-                json,
-            },
-        })
     }
+    let mirror = g.replay.validate(&mut c);
+    let filters = g.filters.validate(&mut c);
+    let middleware = g.middleware.validate(&mut c);
+    let input_file = match input {
+        None => Some(None),
+        Some(i) => i.validate(&mut c).map(Some),
+    };
+    let o = &g.outputs;
+    let file_limit = c.parse(
+        "GOR_OUTPUT_FILE_SIZE_LIMIT",
+        &o.output_file_size_limit,
+        parse_size,
+    );
+    let interval = c.parse("GOR_STATS_INTERVAL", &o.stats_interval, parse_duration);
+    let json = c.field(
+        "GOR_LOG_FORMAT",
+        &g.logging.log_format,
+        match g.logging.log_format.as_str() {
+            "plain" => Ok(false),
+            "json" => Ok(true),
+            _ => Err("`plain` or `json`".to_string()),
+        },
+    );
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&g.logging.log) {
+        c.errors.push(ConfigError {
+            setting: "GOR_LOG",
+            value: g.logging.log.clone(),
+            expected: format!("a tracing filter such as `info` or `gor_agent=debug` ({e})"),
+        });
+    }
+    if !c.errors.is_empty() {
+        return Err(c.errors);
+    }
+    // Every field parsed, so every Option is Some.
+    let (
+        Some(ports),
+        Some(interfaces),
+        Some(ring_bytes),
+        Some(max_connections),
+        Some(max_conn_buffer),
+        Some(max_total_buffer),
+        Some(idle),
+        Some(hole),
+        Some(stats_interval),
+        Some(json),
+        Some(max_head),
+        Some(max_body),
+        Some(mirror),
+        Some(filters),
+        Some(middleware),
+        Some(input_file),
+    ) = (
+        ports, interfaces, ring, max_conns, conn_buf, total_buf, idle, hole, interval, json,
+        max_head, max_body, mirror, filters, middleware, input_file,
+    )
+    else {
+        unreachable!("validation reported no error but a value is missing")
+    };
+    Ok(Config {
+        capture: CaptureConfig {
+            ports,
+            interfaces,
+            ring_bytes,
+            reassembly: reassembly::Limits {
+                max_conn_buffer,
+                max_total_buffer,
+                max_connections,
+                idle_timeout_ns: idle.as_nanos() as u64,
+                hole_timeout_ns: hole.as_nanos() as u64,
+            },
+            input_pcap: a.input_pcap.clone(),
+            http: crate::http::Limits {
+                max_head,
+                max_body: max_body as u64,
+            },
+        },
+        outputs: OutputConfig {
+            stdout: o.output_stdout,
+            streams_dir: o.output_streams.clone(),
+            messages_file: o.output_messages.clone(),
+            gor_file: o
+                .output_file
+                .clone()
+                .map(|pattern| crate::gorfile::FileOutputConfig {
+                    pattern,
+                    max_size: file_limit.map(|n| n as u64),
+                    track_responses: o.track_responses,
+                }),
+            stats_file: o.stats_file.clone(),
+            stats_interval,
+        },
+        mirror,
+        filters,
+        middleware,
+        input_file,
+        log: LogConfig {
+            filter: g.logging.log.clone(),
+            json,
+        },
+    })
 }
 
 impl InputFileArgs {
@@ -711,7 +659,7 @@ impl InputFileArgs {
             },
         };
         let speed_text = speed_suffix.unwrap_or(&self.speed);
-        let speed = c.field("GOR_SPEED", speed_text, parse_speed(speed_text));
+        let speed = c.parse("GOR_SPEED", speed_text, parse_speed);
         let max_wait = match self.max_wait.trim() {
             "" => Some(None),
             v => c.field("GOR_INPUT_FILE_MAX_WAIT", v, parse_duration(v).map(Some)),
@@ -735,11 +683,7 @@ impl InputFileArgs {
 
 impl MiddlewareArgs {
     fn validate(&self, c: &mut Check) -> Option<Option<crate::middleware::MiddlewareConfig>> {
-        let queue = c.field(
-            "GOR_MIDDLEWARE_QUEUE",
-            &self.middleware_queue,
-            parse_count(&self.middleware_queue),
-        );
+        let queue = c.parse("GOR_MIDDLEWARE_QUEUE", &self.middleware_queue, parse_count);
         let command = match self.middleware.as_deref().map(str::trim) {
             None | Some("") => return queue.map(|_| None),
             Some(v) => c.field(
@@ -779,15 +723,15 @@ impl ReplayArgs {
     fn validate(&self, c: &mut Check) -> Option<MirrorConfig> {
         let targets = match self.target.as_deref().map(str::trim) {
             None | Some("") => Some(Vec::new()),
-            Some(v) => c.field("GOR_TARGET", v, parse_targets(v)),
+            Some(v) => c.parse("GOR_TARGET", v, parse_targets),
         };
-        let rate = c.field("GOR_RATE", &self.rate, parse_rate(&self.rate));
-        let timeout = c.field("GOR_TIMEOUT", &self.timeout, parse_duration(&self.timeout));
-        let workers = c.field("GOR_WORKERS", &self.workers, parse_count(&self.workers));
-        let queue = c.field("GOR_QUEUE", &self.queue, parse_count(&self.queue));
+        let rate = c.parse("GOR_RATE", &self.rate, parse_rate);
+        let timeout = c.parse("GOR_TIMEOUT", &self.timeout, parse_duration);
+        let workers = c.parse("GOR_WORKERS", &self.workers, parse_count);
+        let queue = c.parse("GOR_QUEUE", &self.queue, parse_count);
         let set_headers = match &self.set_header {
             None => Some(Vec::new()),
-            Some(v) => c.field("GOR_SET_HEADER", v, parse_set_headers(v)),
+            Some(v) => c.parse("GOR_SET_HEADER", v, parse_set_headers),
         };
         let tls_ca = match &self.tls_ca {
             None => Some(Vec::new()),
@@ -797,11 +741,7 @@ impl ReplayArgs {
                 crate::replay::load_ca_file(p),
             ),
         };
-        let grace = c.field(
-            "GOR_SHUTDOWN_GRACE",
-            &self.shutdown_grace,
-            parse_duration(&self.shutdown_grace),
-        );
+        let grace = c.parse("GOR_SHUTDOWN_GRACE", &self.shutdown_grace, parse_duration);
         Some(MirrorConfig {
             targets: targets?,
             rate: rate?,
