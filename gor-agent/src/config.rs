@@ -408,6 +408,8 @@ pub struct OutputConfig {
     pub messages_file: Option<PathBuf>,
     /// GoReplay-format traffic file.
     pub gor_file: Option<crate::gorfile::FileOutputConfig>,
+    /// Original responses go to the saved-traffic file and to the middleware.
+    pub track_responses: bool,
     pub stats_file: Option<PathBuf>,
     pub stats_interval: Duration,
 }
@@ -627,6 +629,7 @@ fn validate(
                     max_size: file_limit.map(|n| n as u64),
                     track_responses: o.track_responses,
                 }),
+            track_responses: o.track_responses,
             stats_file: o.stats_file.clone(),
             stats_interval,
         },

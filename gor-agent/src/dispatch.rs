@@ -95,11 +95,7 @@ impl Dispatch {
                 back: Back {
                     returned,
                     wall_clock_offset_ns,
-                    responses: cfg
-                        .outputs
-                        .gor_file
-                        .as_ref()
-                        .is_some_and(|f| f.track_responses),
+                    responses: cfg.outputs.track_responses,
                     origins: Origins::default(),
                     refused: 0,
                     unknown: 0,

@@ -150,9 +150,21 @@ fn python_echo_middleware_passes_everything_through() {
 fn shell_echo_middleware_passes_everything_through() {
     let dir = temp_dir("mw-sh-echo");
     let mw = program(&dir, "echo.sh", SH_ECHO);
-    let r = run("mw-sh-echo-agent", mw.to_str().expect("utf-8"), 60, 60, &[]);
+    // With the original responses tracked (and no file output) they go through it too.
+    let r = run(
+        "mw-sh-echo-agent",
+        mw.to_str().expect("utf-8"),
+        60,
+        60,
+        &[("GOR_TRACK_RESPONSES", "1")],
+    );
     assert_eq!(raws(&r.staging.received()), r.sent);
-    assert_eq!(r.cap.stats["middleware"]["returned"], 60);
+    assert_eq!(r.cap.stats["middleware"]["returned"], 120);
+    let responses = r.cap.messages.iter().filter(|m| !m.is_request).count();
+    assert_eq!(
+        responses, 60,
+        "the responses came back and went on to the outputs"
+    );
 }
 
 #[test]
