@@ -166,7 +166,8 @@ impl Pipeline {
         v["http"] = json!(self.framer.stats());
         v["open_connections"] = self.reassembler.connections().into();
         v["buffered_bytes"] = self.reassembler.buffered_bytes().into();
-        v["outputs"]["stream_errors"] = self.output_errors.into();
+        // One count for every output, stream and message alike.
+        v["outputs"]["errors"] = (self.output_errors + self.dispatch.output_errors()).into();
         v
     }
 }

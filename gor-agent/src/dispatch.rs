@@ -64,7 +64,7 @@ struct Back {
     origins: Origins,
     /// Lines the child returned that are not a valid HTTP message.
     refused: u64,
-    /// Messages returned that were not (or no longer) known: delivered on their own lane.
+    /// Messages returned that were not (or no longer) known: mirrored on any idle lane.
     unknown: u64,
 }
 
@@ -259,9 +259,14 @@ impl Dispatch {
         self.replayer.as_ref().map(Replayer::stats)
     }
 
+    /// Messages an output failed to take.
+    pub fn output_errors(&self) -> u64 {
+        self.output_errors
+    }
+
     pub fn report(&self) -> serde_json::Value {
         self.report_with(&Closed {
-            replay: self.replayer.as_ref().map(Replayer::stats),
+            replay: self.replay_stats(),
             middleware: self
                 .middleware
                 .as_ref()
