@@ -13,7 +13,7 @@ use aya::maps::{MapData, RingBuf};
 use serde_json::json;
 use tokio::{
     io::unix::AsyncFd,
-    signal::unix::{signal, SignalKind},
+    signal::unix::{signal, Signal, SignalKind},
 };
 use tracing::{debug, info, warn};
 
@@ -250,8 +250,7 @@ async fn run_live(cfg: Config) -> Result<()> {
     let exclusions: std::sync::Arc<dyn PortExclusion> =
         std::sync::Arc::new(capture.take_exclusions()?);
     let mut pipeline = Pipeline::new(&cfg, Some(exclusions))?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut stop = StopSignals::new()?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut stats_tick = tokio::time::interval(cfg.outputs.stats_interval);
     stats_tick.tick().await;
@@ -259,8 +258,7 @@ async fn run_live(cfg: Config) -> Result<()> {
 
     loop {
         tokio::select! {
-            _ = sigterm.recv() => { info!("SIGTERM: stopping"); break }
-            _ = sigint.recv() => { info!("SIGINT: stopping"); break }
+            _ = stop.recv() => break,
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
                 let n = pipeline.drain(guard.get_inner_mut(), DRAIN_BATCH);
@@ -294,6 +292,29 @@ async fn run_live(cfg: Config) -> Result<()> {
     info!(counters = %report, "final counters");
     write_stats(cfg.outputs.stats_file.as_deref(), &report);
     Ok(())
+}
+
+/// SIGTERM and SIGINT, the two ways an operator (or systemd) stops the agent.
+pub(crate) struct StopSignals {
+    term: Signal,
+    int: Signal,
+}
+
+impl StopSignals {
+    pub(crate) fn new() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves at the next of them, logged.
+    pub(crate) async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => info!("SIGTERM: stopping"),
+            _ = self.int.recv() => info!("SIGINT: stopping"),
+        }
+    }
 }
 
 fn kernel_json(capture: &TcCapture) -> serde_json::Value {

@@ -12,17 +12,18 @@
 mod progress;
 mod schedule;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::agent::StopSignals;
 use crate::config::{Config, FileInputConfig};
 use crate::dispatch::Dispatch;
 use crate::gorfile::{GorReader, Record};
@@ -36,6 +37,10 @@ const READ_AHEAD: usize = 1024;
 
 /// How often outputs flush.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the loop looks for due [`Chores`] while it waits: as often as the bar is
+/// redrawn.
+const CHORES_EVERY: Duration = progress::BAR_REFRESH;
 
 /// Records released back to back (already due) before the loop looks at signals again.
 const BURST: u32 = 256;
@@ -93,14 +98,9 @@ pub async fn run(cfg: Config) -> Result<()> {
 
     // Record timestamps are wall-clock already.
     let mut dispatch = Dispatch::new(&cfg, None, 0)?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut progress = Progress::new(total, read, cfg.outputs.stats_interval);
-    let mut progress_tick = tokio::time::interval(progress.interval());
-    let mut flush_tick = tokio::time::interval(FLUSH_EVERY);
-    let (mut last_flush, mut last_stats) = (Instant::now(), Instant::now());
-    let mut stats_tick = tokio::time::interval(cfg.outputs.stats_interval);
-    stats_tick.tick().await;
+    let mut stop = StopSignals::new()?;
+    let mut chores = Chores::new(Progress::new(total, read, cfg.outputs.stats_interval), &cfg);
+    let mut chores_tick = tokio::time::interval(CHORES_EVERY);
     crate::notify::ready();
 
     let mut schedule = Schedule::new(input.speed, input.max_wait);
@@ -110,8 +110,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     'records: loop {
         let item = tokio::select! {
             item = rx.recv() => item,
-            _ = sigterm.recv() => { info!("SIGTERM: stopping"); break }
-            _ = sigint.recv() => { info!("SIGINT: stopping"); break }
+            _ = stop.recv() => break,
         };
         let rec = match item {
             None => break,
@@ -121,7 +120,7 @@ pub async fn run(cfg: Config) -> Result<()> {
                 stats.passes += 1;
                 if input.looping {
                     schedule.new_pass();
-                    progress.new_pass();
+                    chores.progress.new_pass();
                 }
                 continue;
             }
@@ -138,41 +137,20 @@ pub async fn run(cfg: Config) -> Result<()> {
             loop {
                 tokio::select! {
                     _ = &mut sleep => break,
-                    _ = sigterm.recv() => { info!("SIGTERM: stopping"); break 'records }
-                    _ = sigint.recv() => { info!("SIGINT: stopping"); break 'records }
+                    _ = stop.recv() => break 'records,
                     Some(back) = dispatch.next_returned() => dispatch.returned(back),
-                    _ = progress_tick.tick() => progress.show(stats.records, &dispatch),
-                    _ = flush_tick.tick() => {
-                        last_flush = Instant::now();
-                        dispatch.tick();
-                    }
-                    _ = stats_tick.tick() => {
-                        last_stats = Instant::now();
-                        publish(&dispatch, &stats, cfg.outputs.stats_file.as_deref());
-                    }
+                    _ = chores_tick.tick() => chores.run(&mut dispatch, &stats),
                 }
             }
         } else {
-            // Late (a burst in the recording, or a high speed): no timer, but let the
-            // other branches run now and then.
+            // Late (a burst in the recording, or a high speed): no timer, but the rest
+            // gets its turn now and then.
             burst += 1;
             if burst >= BURST {
                 burst = 0;
                 tokio::task::yield_now().await;
                 dispatch.poll_returned();
-                if progress.due() {
-                    progress.show(stats.records, &dispatch);
-                }
-                // The intervals only fire while waiting; a long run of late records
-                // still flushes and publishes on time.
-                if last_flush.elapsed() >= FLUSH_EVERY {
-                    last_flush = Instant::now();
-                    dispatch.tick();
-                }
-                if last_stats.elapsed() >= cfg.outputs.stats_interval {
-                    last_stats = Instant::now();
-                    publish(&dispatch, &stats, cfg.outputs.stats_file.as_deref());
-                }
+                chores.run(&mut dispatch, &stats);
             }
         }
         stats.records += 1;
@@ -186,8 +164,7 @@ pub async fn run(cfg: Config) -> Result<()> {
                 // A file can wait for a slow middleware; capture cannot (it drops).
                 tokio::select! {
                     _ = dispatch.room() => {}
-                    _ = sigterm.recv() => { info!("SIGTERM: stopping"); break }
-                    _ = sigint.recv() => { info!("SIGINT: stopping"); break }
+                    _ = stop.recv() => break,
                 }
                 dispatch.message(msg);
             }
@@ -209,7 +186,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     if reading.join().is_err() {
         warn!("the reader thread panicked");
     }
-    progress.finish(stats.records, &dispatch);
+    chores.progress.finish(stats.records, &dispatch);
     let closed = dispatch.close(cfg.mirror.shutdown_grace).await;
     let mut report = dispatch.report_with(&closed);
     report["input"] = json!(stats);
@@ -249,9 +226,42 @@ fn read_files(
     }
 }
 
-fn publish(dispatch: &Dispatch, stats: &InputStats, file: Option<&std::path::Path>) {
-    let mut report = dispatch.report();
-    report["input"] = json!(stats);
-    info!(counters = %report, "counters");
-    crate::agent::write_stats(file, &report);
+/// Periodic work, done whether the loop waits for a record or releases late ones back to
+/// back: progress, flushing the outputs, publishing the counters.
+struct Chores {
+    progress: Progress,
+    last_flush: Instant,
+    last_stats: Instant,
+    stats_every: Duration,
+    stats_file: Option<PathBuf>,
+}
+
+impl Chores {
+    fn new(progress: Progress, cfg: &Config) -> Chores {
+        Chores {
+            progress,
+            last_flush: Instant::now(),
+            last_stats: Instant::now(),
+            stats_every: cfg.outputs.stats_interval,
+            stats_file: cfg.outputs.stats_file.clone(),
+        }
+    }
+
+    /// Does what is due.
+    fn run(&mut self, dispatch: &mut Dispatch, stats: &InputStats) {
+        if self.progress.due() {
+            self.progress.show(stats.records, dispatch);
+        }
+        if self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.last_flush = Instant::now();
+            dispatch.tick();
+        }
+        if self.last_stats.elapsed() >= self.stats_every {
+            self.last_stats = Instant::now();
+            let mut report = dispatch.report();
+            report["input"] = json!(stats);
+            info!(counters = %report, "counters");
+            crate::agent::write_stats(self.stats_file.as_deref(), &report);
+        }
+    }
 }

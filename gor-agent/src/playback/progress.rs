@@ -13,7 +13,7 @@ use tracing::info;
 use crate::dispatch::Dispatch;
 
 const BAR_WIDTH: usize = 30;
-const BAR_REFRESH: Duration = Duration::from_millis(250);
+pub(super) const BAR_REFRESH: Duration = Duration::from_millis(250);
 
 pub struct Progress {
     total: u64,
@@ -44,10 +44,6 @@ impl Progress {
             last_records: 0,
             drawn: false,
         }
-    }
-
-    pub fn interval(&self) -> Duration {
-        self.interval
     }
 
     /// Whether it is time to show progress again.
