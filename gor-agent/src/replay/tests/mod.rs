@@ -218,17 +218,7 @@ async fn serve(
     tx: mpsc::UnboundedSender<Got>,
 ) {
     let mut buf = BytesMut::new();
-    loop {
-        let len = loop {
-            if let Some(n) = request_len(&buf) {
-                break n;
-            }
-            match s.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        };
-        let raw = buf.split_to(len).to_vec();
+    while let Some(raw) = next_request(&mut s, &mut buf).await {
         let close = is_close(&raw);
         let _ = tx.send(Got {
             conn,
@@ -250,6 +240,23 @@ async fn serve(
         };
         if s.write_all(resp).await.is_err() || close {
             return;
+        }
+    }
+}
+
+/// The next whole request on `s` (what was read past it stays in `buf`); `None` at the
+/// end of the stream or on an error.
+pub(super) async fn next_request<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut BytesMut,
+) -> Option<Vec<u8>> {
+    loop {
+        if let Some(n) = request_len(buf) {
+            return Some(buf.split_to(n).to_vec());
+        }
+        match s.read_buf(buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
         }
     }
 }

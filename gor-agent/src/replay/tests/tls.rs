@@ -125,17 +125,7 @@ async fn serve_tls(
         )
     };
     let mut buf = BytesMut::new();
-    loop {
-        let len = loop {
-            if let Some(n) = request_len(&buf) {
-                break n;
-            }
-            match s.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        };
-        let raw = buf.split_to(len).to_vec();
+    while let Some(raw) = next_request(&mut s, &mut buf).await {
         let _ = tx.send(TlsGot {
             conn,
             raw,
