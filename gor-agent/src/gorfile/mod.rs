@@ -188,28 +188,16 @@ pub(crate) fn encode_meta(rec: &Record, out: &mut Vec<u8>) {
 }
 
 /// Reads one message as [`encode_message`] lays it out (what middleware writes back): the
-/// meta line up to the first `\n`, the rest is the payload. `None` if there is no valid
-/// meta line.
-pub fn parse_message(buf: &[u8]) -> Option<Record> {
-    let (meta, payload_at) = split_message(buf)?;
-    Some(meta.into_record(Bytes::copy_from_slice(&buf[payload_at..])))
-}
-
-/// [`parse_message`] for a buffer we own: the payload shares it instead of being copied.
-pub(crate) fn parse_message_bytes(buf: Bytes) -> Option<Record> {
-    let (meta, payload_at) = split_message(&buf)?;
-    Some(meta.into_record(buf.slice(payload_at..)))
-}
-
-/// The meta line of a message and where its payload starts.
-fn split_message(buf: &[u8]) -> Option<(Meta, usize)> {
+/// meta line up to the first `\n`, the rest is the payload (sharing `buf`). `None` if
+/// there is no valid meta line.
+pub fn parse_message(buf: Bytes) -> Option<Record> {
     // The meta line is short, so a buffer without a newline early on is not a message.
     let nl = buf
         .iter()
         .take(MAX_META_LINE + 1)
         .position(|&b| b == b'\n')?;
     let meta = parse_meta(&buf[..=nl])?;
-    Some((meta, nl + 1))
+    Some(meta.into_record(buf.slice(nl + 1..)))
 }
 
 /// The fields of a valid meta line.

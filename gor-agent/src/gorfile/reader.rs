@@ -356,13 +356,7 @@ enum Step {
 /// that belongs to the separator.
 fn finish(meta: super::Meta, mut body: Vec<u8>) -> Record {
     body.pop();
-    Record {
-        kind: meta.kind,
-        id: meta.id,
-        timestamp_ns: meta.timestamp_ns,
-        latency_ns: meta.latency_ns,
-        payload: Bytes::from(body),
-    }
+    meta.into_record(Bytes::from(body))
 }
 
 /// The start of a bad line, for messages.

@@ -600,23 +600,29 @@ fn message_round_trip() {
             let r = rec(kind, i as u64, 1_000 + i as u64, p);
             let mut msg = Vec::new();
             encode_message(&r, &mut msg);
-            assert_eq!(parse_message(&msg).as_ref(), Some(&r));
-            assert_eq!(parse_message_bytes(Bytes::from(msg)), Some(r));
+            assert_eq!(parse_message(Bytes::from(msg)), Some(r));
         }
     }
 }
 
 #[test]
 fn message_parsing_rejects_bad_meta() {
-    assert_eq!(parse_message(b""), None);
-    assert_eq!(parse_message(b"GET / HTTP/1.1\r\n\r\n"), None);
-    assert_eq!(parse_message(b"1 abc 1 0"), None, "no newline after meta");
-    assert_eq!(parse_message(b"4 abc 1 0\nx"), None);
-    assert_eq!(parse_message(b"1 abc x 0\nx"), None);
+    assert_eq!(parse_message(Bytes::from_static(b"")), None);
+    assert_eq!(
+        parse_message(Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n")),
+        None
+    );
+    assert_eq!(
+        parse_message(Bytes::from_static(b"1 abc 1 0")),
+        None,
+        "no newline after meta"
+    );
+    assert_eq!(parse_message(Bytes::from_static(b"4 abc 1 0\nx")), None);
+    assert_eq!(parse_message(Bytes::from_static(b"1 abc x 0\nx")), None);
     let long = [&[b'1'; 600][..], b"\nx"].concat();
-    assert_eq!(parse_message(&long), None);
+    assert_eq!(parse_message(Bytes::from(long)), None);
     // Older GoReplay: no latency field; an empty payload is fine.
-    let r = parse_message(b"1 a1 5\n").expect("valid");
+    let r = parse_message(Bytes::from_static(b"1 a1 5\n")).expect("valid");
     assert_eq!((r.id.as_str(), r.timestamp_ns, r.latency_ns), ("a1", 5, 0));
     assert!(r.payload.is_empty());
 }

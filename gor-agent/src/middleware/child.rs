@@ -22,7 +22,7 @@ use tokio::time::{sleep_until, timeout_at, Instant};
 
 use super::lines::{Line, LineSplitter};
 use super::{hex, inc, MiddlewareConfig, Shared};
-use crate::gorfile::{parse_message_bytes, Record};
+use crate::gorfile::{parse_message, Record};
 
 /// First delay before restarting a child that died; doubled after each death.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -452,7 +452,7 @@ fn decode_line(shared: &Shared, line: &[u8]) -> Option<Record> {
         shared.invalid(why, line);
         return None;
     }
-    let rec = parse_message_bytes(Bytes::from(msg));
+    let rec = parse_message(Bytes::from(msg));
     if rec.is_none() {
         shared.invalid("no valid meta line", line);
     }
