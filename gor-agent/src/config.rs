@@ -70,7 +70,8 @@ pub struct InputFileArgs {
     #[arg(long, env = "GOR_INPUT_FILE", value_name = "PATTERN")]
     pub input_file: Option<String>,
     /// Replay speed relative to the recording: `100%` keeps the original pacing, `200%`
-    /// halves every gap, `50%` doubles it.
+    /// halves every gap, `50%` doubles it. `max`: no pacing, as fast as staging takes
+    /// the requests (the replay waits for staging instead of dropping).
     #[arg(long, env = "GOR_SPEED", default_value = "100%")]
     pub speed: String,
     /// Start again from the first record after the last one, until stopped.
@@ -705,10 +706,14 @@ impl MiddlewareArgs {
     }
 }
 
-/// `200%` (twice as fast as recorded), `50%`, or `2x`.
+/// `200%` (twice as fast as recorded), `50%`, `2x`, or `max` (infinite: no pacing).
 pub fn parse_speed(s: &str) -> Result<f64, String> {
-    const EXPECTED: &str = "a speed such as `100%` (as recorded), `200%` (twice as fast) or `2x`";
+    const EXPECTED: &str =
+        "a speed such as `100%` (as recorded), `200%` (twice as fast), `2x` or `max`";
     let s = s.trim();
+    if s.eq_ignore_ascii_case("max") {
+        return Ok(f64::INFINITY);
+    }
     let factor = if let Some(p) = s.strip_suffix('%') {
         p.trim().parse::<f64>().ok().map(|p| p / 100.0)
     } else if let Some(x) = s.strip_suffix('x') {
@@ -1108,6 +1113,7 @@ mod tests {
         assert_eq!(parse_speed("200%"), Ok(2.0));
         assert_eq!(parse_speed("2x"), Ok(2.0));
         assert_eq!(parse_speed(" 25 %"), Ok(0.25));
+        assert_eq!(parse_speed("max"), Ok(f64::INFINITY));
         for bad in ["0%", "-1x", "fast", "", "NaNx", "200"] {
             assert!(parse_speed(bad).is_err(), "{bad}");
         }

@@ -139,18 +139,20 @@ impl Dispatch {
         self.after_middleware(msg);
     }
 
-    /// Waits until the middleware's queue has room, taking its answers meanwhile. For
-    /// sources that can wait (saved traffic), so a burst is not lost to a full queue;
-    /// capture never waits.
-    pub async fn room(&mut self) {
+    /// Waits until the middleware's queue has room (and, with `staging`, the replayer's),
+    /// taking the middleware's answers meanwhile. For sources that can wait (saved
+    /// traffic), so a burst is not lost to a full queue; capture never waits.
+    pub async fn room(&mut self, staging: bool) {
         while self
             .middleware
             .as_ref()
             .is_some_and(|s| !s.child.has_room())
+            || (staging && self.replayer.as_ref().is_some_and(|r| !r.has_room()))
         {
             tokio::select! {
                 Some(rec) = self.next_returned() => self.returned(rec),
-                // A child that drops messages answers nothing: look again soon.
+                // A child that drops messages answers nothing, and staging's answers
+                // come to other tasks: look again soon.
                 _ = tokio::time::sleep(Duration::from_millis(1)) => {}
             }
         }

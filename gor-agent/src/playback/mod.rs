@@ -104,6 +104,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     crate::notify::ready();
 
     let mut schedule = Schedule::new(input.speed, input.max_wait);
+    let unpaced = input.speed.is_infinite();
     let mut stats = InputStats::default();
     let start = Instant::now();
     let mut burst = 0;
@@ -161,9 +162,11 @@ pub async fn run(cfg: Config) -> Result<()> {
         }
         match rec.to_message(ANY_CONNECTION) {
             Ok(msg) => {
-                // A file can wait for a slow middleware; capture cannot (it drops).
+                // A file can wait for a slow middleware, and at `max` speed for staging;
+                // capture cannot (it drops). At a set speed, requests staging cannot
+                // take in time are dropped, to keep the recorded pace.
                 tokio::select! {
-                    _ = dispatch.room() => {}
+                    _ = dispatch.room(unpaced) => {}
                     _ = stop.recv() => break,
                 }
                 dispatch.message(msg);
