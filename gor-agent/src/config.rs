@@ -362,6 +362,10 @@ pub struct LogArgs {
     /// Log format: `plain` or `json`.
     #[arg(long, env = "GOR_LOG_FORMAT", default_value = "plain")]
     pub log_format: String,
+    /// Where to serve Prometheus metrics (`GET /metrics`), e.g. `127.0.0.1:9091` or
+    /// `[::1]:9091`; port 0 picks a free port (logged). Empty: no metrics endpoint.
+    #[arg(long, env = "GOR_METRICS_ADDR", default_value = "127.0.0.1:9091")]
+    pub metrics_addr: String,
 }
 
 /// Validated configuration.
@@ -434,6 +438,8 @@ pub struct MirrorConfig {
 pub struct LogConfig {
     pub filter: String,
     pub json: bool,
+    /// The metrics endpoint's address, if any.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// One invalid setting.
@@ -556,6 +562,11 @@ fn validate(
         parse_size,
     );
     let interval = c.parse("GOR_STATS_INTERVAL", &o.stats_interval, parse_duration);
+    let metrics_addr = c.parse(
+        "GOR_METRICS_ADDR",
+        &g.logging.metrics_addr,
+        parse_metrics_addr,
+    );
     let json = c.field(
         "GOR_LOG_FORMAT",
         &g.logging.log_format,
@@ -593,9 +604,25 @@ fn validate(
         Some(filters),
         Some(middleware),
         Some(input_file),
+        Some(metrics_addr),
     ) = (
-        ports, interfaces, ring, max_conns, conn_buf, total_buf, idle, hole, interval, json,
-        max_head, max_body, mirror, filters, middleware, input_file,
+        ports,
+        interfaces,
+        ring,
+        max_conns,
+        conn_buf,
+        total_buf,
+        idle,
+        hole,
+        interval,
+        json,
+        max_head,
+        max_body,
+        mirror,
+        filters,
+        middleware,
+        input_file,
+        metrics_addr,
     )
     else {
         unreachable!("validation reported no error but a value is missing")
@@ -641,6 +668,7 @@ fn validate(
         log: LogConfig {
             filter: g.logging.log.clone(),
             json,
+            metrics_addr,
         },
     })
 }
@@ -703,6 +731,18 @@ impl MiddlewareArgs {
             queue: queue?,
             ..crate::middleware::MiddlewareConfig::new(program, args)
         }))
+    }
+}
+
+/// `host:port` (an IP address: the endpoint must not depend on DNS), or empty for none.
+fn parse_metrics_addr(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    match s.trim() {
+        "" => Ok(None),
+        v => v.parse().map(Some).map_err(|_| {
+            "an IP address and port such as `127.0.0.1:9091` or `[::1]:9091`, or empty for \
+             no metrics"
+                .to_string()
+        }),
     }
 }
 

@@ -147,6 +147,17 @@ impl Replayer {
         self.targets.iter().all(TargetHandle::has_room)
     }
 
+    /// Each target's staging response times, labelled with the target.
+    pub fn latency_histograms(&self) -> Vec<crate::metrics::Series> {
+        self.targets
+            .iter()
+            .map(|t| crate::metrics::Series {
+                labels: vec![("target", t.ctx.name.clone())],
+                histogram: t.ctx.counters.latency.snapshot(),
+            })
+            .collect()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> ReplayStats {
         let ctxs: Vec<&TargetCtx> = self.targets.iter().map(|t| &*t.ctx).collect();
