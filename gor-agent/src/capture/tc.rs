@@ -235,8 +235,27 @@ fn attach_options(tcx: bool) -> TcAttachOptions {
     }
 }
 
+/// The kernel object embedded in this binary, as `gor-agent check` reports it.
+pub struct EmbeddedObject {
+    pub bytes: usize,
+    /// Has CO-RE relocations: loading it needs the kernel's BTF (`/sys/kernel/btf/vmlinux`).
+    pub needs_kernel_btf: bool,
+}
+
+/// The embedded kernel object; `Ok(None)` when this binary was built without it.
+pub fn embedded_object() -> Result<Option<EmbeddedObject>> {
+    if EBPF_OBJECT.is_empty() {
+        return Ok(None);
+    }
+    let obj = aya_obj::Object::parse(EBPF_OBJECT).context("parsing the embedded eBPF object")?;
+    Ok(Some(EmbeddedObject {
+        bytes: EBPF_OBJECT.len(),
+        needs_kernel_btf: obj.has_btf_relocations(),
+    }))
+}
+
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
-fn raise_memlock() {
+pub(crate) fn raise_memlock() {
     let rlim = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
