@@ -3,7 +3,7 @@
 //! dropped, and with staging up and down. One line per requirement; exit 0 only when no
 //! line is `FAIL`.
 
-use std::{net::TcpListener, process::Command};
+use std::net::TcpListener;
 
 use gor_tests::{
     agent::{run_check, Agent, Checked},
@@ -23,19 +23,24 @@ fn assert_no_fail(c: &Checked) {
     }
 }
 
+/// `gor-agent check` on `lo`, mirroring to `target`.
+fn check_lo_with_target(target: &str) -> Checked {
+    run_check(
+        &[],
+        &[
+            ("GOR_PORTS", "80"),
+            ("GOR_INTERFACES", "lo"),
+            ("GOR_TARGET", target),
+        ],
+    )
+}
+
 #[test]
 fn passes_as_root_on_lo_with_staging_listening_and_attaches_nothing() {
     let host = HostState::snapshot();
     let staging = TcpListener::bind("127.0.0.1:0").expect("bind a staging socket");
     let target = format!("http://127.0.0.1:{}", staging.local_addr().unwrap().port());
-    let c = run_check(
-        &[],
-        &[
-            ("GOR_PORTS", "80"),
-            ("GOR_INTERFACES", "lo"),
-            ("GOR_TARGET", &target),
-        ],
-    );
+    let c = check_lo_with_target(&target);
     assert_eq!(c.code, 0, "{c}");
     assert_no_fail(&c);
     for needle in [
@@ -106,14 +111,7 @@ fn staging_with_nothing_listening_fails_the_target_line() {
         .unwrap()
         .port();
     let target = format!("http://127.0.0.1:{port}/base");
-    let c = run_check(
-        &[],
-        &[
-            ("GOR_PORTS", "80"),
-            ("GOR_INTERFACES", "lo"),
-            ("GOR_TARGET", &target),
-        ],
-    );
+    let c = check_lo_with_target(&target);
     assert_eq!(c.code, 1, "{c}");
     let line = c.line(&format!("target {target}"));
     assert!(line.starts_with("FAIL  "), "{c}");
@@ -125,16 +123,8 @@ fn staging_with_nothing_listening_fails_the_target_line() {
 }
 
 fn tc(ns: &str, args: &[&str]) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "tc"])
-        .args(args)
-        .output()
-        .expect("run tc");
-    assert!(
-        out.status.success(),
-        "tc {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let cmd = [&["netns", "exec", ns, "tc"], args].concat();
+    gor_tests::host::run("ip", &cmd);
 }
 
 #[test]
@@ -221,18 +211,20 @@ fn other_programs_on_the_hooks_are_named_and_gors_own_are_told_apart() {
     agent.stop();
 }
 
+/// `gor-agent check` on `lo` as root without `caps` (setpriv's names: `bpf`, `perfmon`):
+/// root keeps only what its bounding set allows across exec.
+fn check_lo_without(caps: &[&str]) -> Checked {
+    let drop: Vec<String> = caps.iter().map(|c| format!("-{c}")).collect();
+    let bounding = format!("--bounding-set={}", drop.join(","));
+    run_check(
+        &["setpriv", &bounding, "--"],
+        &[("GOR_PORTS", "80"), ("GOR_INTERFACES", "lo")],
+    )
+}
+
 #[test]
 fn dropped_capabilities_fail_naming_the_missing_ones() {
-    // Root keeps only what its bounding set allows across exec.
-    let env = [("GOR_PORTS", "80"), ("GOR_INTERFACES", "lo")];
-    let c = run_check(
-        &[
-            "setpriv",
-            "--bounding-set=-bpf,-net_admin,-perfmon,-sys_admin",
-            "--",
-        ],
-        &env,
-    );
+    let c = check_lo_without(&["bpf", "net_admin", "perfmon", "sys_admin"]);
     assert_eq!(c.code, 1, "{c}");
     let caps = c.line("capabilities:");
     assert!(
@@ -248,19 +240,13 @@ fn dropped_capabilities_fail_naming_the_missing_ones() {
     assert!(c.line("BPF ring buffer:").contains("CAP_BPF"), "{c}");
 
     // CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, never for CAP_NET_ADMIN.
-    let c = run_check(
-        &["setpriv", "--bounding-set=-bpf,-net_admin,-perfmon", "--"],
-        &env,
-    );
-    let caps = c.line("capabilities:");
+    let c = check_lo_without(&["bpf", "net_admin", "perfmon"]);
     assert!(
-        caps.starts_with("FAIL  capabilities: missing CAP_NET_ADMIN (effective: CAP_SYS_ADMIN)"),
+        c.line("capabilities:")
+            .starts_with("FAIL  capabilities: missing CAP_NET_ADMIN (effective: CAP_SYS_ADMIN)"),
         "{c}"
     );
-    let c = run_check(
-        &["setpriv", "--bounding-set=-perfmon,-sys_admin", "--"],
-        &env,
-    );
+    let c = check_lo_without(&["perfmon", "sys_admin"]);
     assert!(
         c.line("capabilities:")
             .starts_with("FAIL  capabilities: missing CAP_PERFMON "),

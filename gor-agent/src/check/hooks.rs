@@ -358,6 +358,13 @@ mod tests {
         }
     }
 
+    /// The line for eth0's ingress with these tcx programs, or (`tcx` false: before
+    /// kernel 6.6) these filters on a clsact qdisc.
+    fn eth0_ingress(tcx: bool, progs: Vec<Prog>, filters: Vec<Filter>) -> Line {
+        let qdisc = (!filters.is_empty()).then_some("clsact");
+        hook_line("eth0", Hook::Ingress, tcx, &seen(progs, qdisc, filters))
+    }
+
     #[test]
     fn an_empty_hook_is_ok() {
         let line = hook_line("lo", Hook::Ingress, true, &seen(vec![], None, vec![]));
@@ -382,30 +389,20 @@ mod tests {
             line.text
         );
         // Before tcx, as a cls_bpf filter named by aya after the program.
-        let line = hook_line(
-            "eth0",
-            Hook::Ingress,
+        let line = eth0_ingress(
             false,
-            &seen(
-                vec![],
-                Some("clsact"),
-                vec![filter("bpf", 49151, Some("gor_ingress"))],
-            ),
+            vec![],
+            vec![filter("bpf", 49151, Some("gor_ingress"))],
         );
         assert_eq!(line.status, Status::Ok, "{}", line.text);
     }
 
     #[test]
     fn other_programs_warn_and_say_gor_still_sees_every_packet() {
-        let line = hook_line(
-            "eth0",
-            Hook::Ingress,
+        let line = eth0_ingress(
             true,
-            &seen(
-                vec![prog(7, "cil_from_netdev")],
-                Some("clsact"),
-                vec![filter("u32", 49152, None), filter("bpf", 1, None)],
-            ),
+            vec![prog(7, "cil_from_netdev")],
+            vec![filter("u32", 49152, None), filter("bpf", 1, None)],
         );
         assert_eq!(line.status, Status::Warn);
         assert!(
@@ -417,16 +414,7 @@ mod tests {
             line.text
         );
         assert!(line.fix.is_none());
-        let legacy = hook_line(
-            "eth0",
-            Hook::Ingress,
-            false,
-            &seen(
-                vec![],
-                Some("clsact"),
-                vec![filter("bpf", 49152, Some("x.o:[tc]"))],
-            ),
-        );
+        let legacy = eth0_ingress(false, vec![], vec![filter("bpf", 49152, Some("x.o:[tc]"))]);
         assert_eq!(legacy.status, Status::Warn);
         assert!(legacy
             .text
@@ -437,15 +425,10 @@ mod tests {
     #[test]
     fn a_program_running_before_gors_is_named() {
         // tcx: order is run order.
-        let line = hook_line(
-            "eth0",
-            Hook::Ingress,
+        let line = eth0_ingress(
             true,
-            &seen(
-                vec![prog(7, "first"), prog(41, "gor_ingress"), prog(9, "after")],
-                None,
-                vec![],
-            ),
+            vec![prog(7, "first"), prog(41, "gor_ingress"), prog(9, "after")],
+            vec![],
         );
         assert_eq!(line.status, Status::Warn);
         assert!(
@@ -456,19 +439,14 @@ mod tests {
         );
         assert!(!line.text.contains("\"after\" (id 9) run"), "{}", line.text);
         // Before tcx: a lower priority number runs first.
-        let line = hook_line(
-            "eth0",
-            Hook::Ingress,
+        let line = eth0_ingress(
             false,
-            &seen(
-                vec![],
-                Some("clsact"),
-                vec![
-                    filter("u32", 100, None),
-                    filter("bpf", 49151, Some("gor_ingress")),
-                    filter("u32", 49152, None),
-                ],
-            ),
+            vec![],
+            vec![
+                filter("u32", 100, None),
+                filter("bpf", 49151, Some("gor_ingress")),
+                filter("u32", 49152, None),
+            ],
         );
         assert!(
             line.text
