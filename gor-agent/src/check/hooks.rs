@@ -7,8 +7,10 @@
 //! is a `warn`: gor still sees every packet and the other program still runs, but the
 //! operator should know they share the hook. It names the programs (a gor-agent that is
 //! already running shows up as gor's own, not as another program), and says when one
-//! runs *before* gor's, where its verdict can hide packets from gor. The one `FAIL` is a
-//! hook gor cannot use: before 6.6, an `ingress` qdisc where gor needs `clsact`.
+//! runs *before* gor's, where its verdict can hide packets from gor. A hook's one `FAIL`
+//! is a hook gor cannot use: before 6.6, an `ingress` qdisc where gor needs `clsact`.
+//! An interface fails when it does not exist, or when it is named in GOR_INTERFACES but
+//! carries no Ethernet frames (tun, WireGuard), which gor cannot decode.
 
 use std::{ffi::CString, fmt, io};
 
