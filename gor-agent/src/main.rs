@@ -1,4 +1,5 @@
-//! `gor-agent`: parse and check the configuration, set up logs, run the pipeline.
+//! `gor-agent`: parse and check the configuration, set up logs, run the pipeline (or,
+//! for `gor-agent check`, report on the host).
 use clap::Parser;
 use gor_agent::config::{Cli, EXIT_USAGE};
 
@@ -17,6 +18,9 @@ fn main() {
             std::process::exit(EXIT_USAGE);
         }
     };
+    if cli.is_check() {
+        std::process::exit(gor_agent::check::run(&cfg));
+    }
     gor_agent::logging::init(&cfg.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

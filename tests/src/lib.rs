@@ -1,6 +1,6 @@
 //! Helpers for gor's kernel tests: start the real agent binary and wait for its readiness
 //! signal, stop it and read what it captured, make network namespaces and clean them up,
-//! and check that the host is left as it was.
+//! check that the host is left as it was, and put another tool's program on a tcx hook.
 pub mod agent;
 pub mod clients;
 pub mod gorformat;
@@ -8,5 +8,6 @@ pub mod host;
 pub mod netns;
 pub mod nginx;
 pub mod staging;
+pub mod tcx;
 pub mod tls_staging;
 pub mod traffic;
