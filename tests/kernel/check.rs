@@ -122,6 +122,27 @@ fn staging_with_nothing_listening_fails_the_target_line() {
     assert_eq!(c.stdout.matches("FAIL").count(), 1, "{c}");
 }
 
+#[test]
+fn a_taken_metrics_address_fails_its_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let c = run_check(
+        &[],
+        &[
+            ("GOR_PORTS", "80"),
+            ("GOR_INTERFACES", "lo"),
+            ("GOR_METRICS_ADDR", &addr),
+        ],
+    );
+    assert_eq!(c.code, 1, "{c}");
+    let line = c.line(&format!("metrics: cannot listen on {addr}"));
+    assert!(
+        line.starts_with("FAIL  ") && line.contains("GOR_METRICS_ADDR"),
+        "{c}"
+    );
+    assert_eq!(c.stdout.matches("FAIL").count(), 1, "{c}");
+}
+
 fn tc(ns: &str, args: &[&str]) {
     let cmd = [&["netns", "exec", ns, "tc"], args].concat();
     gor_tests::host::run("ip", &cmd);

@@ -432,6 +432,7 @@ pub fn run_check(wrapper: &[&str], env: &[(&str, &str)]) -> Checked {
         .arg("check")
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GOR_METRICS_ADDR", "127.0.0.1:0")
         .envs(env.iter().copied())
         .output()
         .expect("run gor-agent check");

@@ -127,6 +127,12 @@ pub fn run(cfg: &Config) -> i32 {
     for target in &cfg.mirror.targets {
         emit(targets::check(target));
     }
+    emit(metrics_line(
+        cfg.log.metrics_addr,
+        cfg.log
+            .metrics_addr
+            .map(|a| std::net::TcpListener::bind(a).map(drop)),
+    ));
     if failed {
         EXIT_FAILED
     } else {
@@ -134,9 +140,35 @@ pub fn run(cfg: &Config) -> i32 {
     }
 }
 
+/// Whether the metrics endpoint's address can be bound (`bound`: the result of trying).
+fn metrics_line(addr: Option<std::net::SocketAddr>, bound: Option<std::io::Result<()>>) -> Line {
+    match (addr, bound) {
+        (Some(a), Some(Ok(()))) => Line::ok(format!(
+            "metrics: {a} is free for the metrics endpoint (GOR_METRICS_ADDR)"
+        )),
+        (Some(a), Some(Err(e))) => Line::fail(
+            format!("metrics: cannot listen on {a}: {e}; the agent would not start"),
+            "stop what listens there (another gor-agent?), or set GOR_METRICS_ADDR to a free \
+             address, or to an empty value for no metrics",
+        ),
+        _ => Line::ok("metrics: off (GOR_METRICS_ADDR is empty)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_address_lines() {
+        let a: std::net::SocketAddr = "127.0.0.1:9091".parse().unwrap();
+        assert_eq!(metrics_line(None, None).status, Status::Ok);
+        assert_eq!(metrics_line(Some(a), Some(Ok(()))).status, Status::Ok);
+        let taken = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let line = metrics_line(Some(a), Some(Err(taken)));
+        assert_eq!(line.status, Status::Fail);
+        assert!(line.to_string().contains("GOR_METRICS_ADDR"), "{line}");
+    }
 
     #[test]
     fn lines_are_aligned_and_a_fix_follows_the_text() {
