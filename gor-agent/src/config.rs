@@ -380,6 +380,10 @@ pub struct LogArgs {
     /// `[::1]:9091`; port 0 picks a free port (logged). Empty: no metrics endpoint.
     #[arg(long, env = "GOR_METRICS_ADDR", default_value = "127.0.0.1:9091")]
     pub metrics_addr: String,
+    /// Threads that run the agent's work (draining, framing, mirroring): at most this
+    /// many cores. One keeps the agent off all but one of production's cores.
+    #[arg(long, env = "GOR_THREADS", default_value = "1")]
+    pub threads: String,
 }
 
 /// Validated configuration.
@@ -454,6 +458,8 @@ pub struct LogConfig {
     pub json: bool,
     /// The metrics endpoint's address, if any.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Worker threads of the runtime.
+    pub threads: usize,
 }
 
 /// One invalid setting.
@@ -594,6 +600,12 @@ fn validate(a: &CaptureArgs, g: &SharedArgs, mode: Mode) -> Result<Config, Vec<C
         &g.logging.metrics_addr,
         parse_metrics_addr,
     );
+    let threads = c.parse("GOR_THREADS", &g.logging.threads, |v| {
+        match v.trim().parse() {
+            Ok(n @ 1..=256) => Ok(n),
+            _ => Err("a number of threads from 1 to 256".to_string()),
+        }
+    });
     let json = c.field(
         "GOR_LOG_FORMAT",
         &g.logging.log_format,
@@ -632,6 +644,7 @@ fn validate(a: &CaptureArgs, g: &SharedArgs, mode: Mode) -> Result<Config, Vec<C
         Some(middleware),
         Some(input_file),
         Some(metrics_addr),
+        Some(threads),
     ) = (
         ports,
         interfaces,
@@ -650,6 +663,7 @@ fn validate(a: &CaptureArgs, g: &SharedArgs, mode: Mode) -> Result<Config, Vec<C
         middleware,
         input_file,
         metrics_addr,
+        threads,
     )
     else {
         unreachable!("validation reported no error but a value is missing")
@@ -696,6 +710,7 @@ fn validate(a: &CaptureArgs, g: &SharedArgs, mode: Mode) -> Result<Config, Vec<C
             filter: g.logging.log.clone(),
             json,
             metrics_addr,
+            threads,
         },
     })
 }

@@ -23,6 +23,7 @@ fn main() {
     }
     gor_agent::logging::init(&cfg.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.log.threads)
         .enable_all()
         .build()
     {

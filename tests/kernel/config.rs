@@ -59,6 +59,10 @@ fn each_invalid_mirror_setting_exits_64_naming_it() {
         ("GOR_MIDDLEWARE", "/nonexistent/middleware.py --flag"),
         ("GOR_MIDDLEWARE", "python3 'unclosed"),
         ("GOR_MIDDLEWARE_QUEUE", "0"),
+        ("GOR_METRICS_ADDR", "localhost:9091"),
+        ("GOR_METRICS_ADDR", "127.0.0.1"),
+        ("GOR_THREADS", "0"),
+        ("GOR_LOG_FORMAT", "xml"),
     ];
     for (name, value) in cases {
         let (code, stderr) = run_to_exit(&[("GOR_PORTS", "80"), (name, value)]);
