@@ -8,5 +8,6 @@ pub mod host;
 pub mod netns;
 pub mod nginx;
 pub mod staging;
+pub mod tcpdump;
 pub mod tls_staging;
 pub mod traffic;
