@@ -2,6 +2,7 @@
 //! signal, stop it and read what it captured, make network namespaces and clean them up,
 //! and check that the host is left as it was.
 pub mod agent;
+pub mod bench;
 pub mod clients;
 pub mod gorformat;
 pub mod host;
