@@ -22,6 +22,7 @@ use crate::{
     config::Config,
     dispatch::{Closed, Dispatch},
     http::{HttpFramer, HttpMessage},
+    metrics::Reporter,
     output::{stdout::StdoutStreams, streams_dir::StreamsDir, StreamOutput},
     reassembly::Reassembler,
     replay::PortExclusion,
@@ -182,16 +183,17 @@ pub async fn run(cfg: Config) -> Result<()> {
             let mut pipeline = Pipeline::new(&cfg, None)?;
             // Reading the file is blocking work; the replayer's tasks run meanwhile.
             let grace = cfg.mirror.shutdown_grace;
-            let stats_file = cfg.outputs.stats_file.clone();
+            // A file is read in seconds: no metrics endpoint, the summary at the end.
+            let mut offline = cfg.clone();
+            offline.log.metrics_addr = None;
+            let mut reporter = Reporter::start(&offline).await?;
             let (mut pipeline, stats) = tokio::task::spawn_blocking(move || {
                 let stats = run_pcap(&cfg.capture, &path, &mut pipeline);
                 (pipeline, stats)
             })
             .await?;
             let closed = pipeline.close(grace).await;
-            let report = pipeline.report_with(json!({"pcap": stats}), &closed);
-            info!(counters = %report, "final counters");
-            write_stats(stats_file.as_deref(), &report);
+            reporter.finish(&pipeline.report_with(json!({"pcap": stats}), &closed));
             Ok(())
         }
         None => run_live(cfg).await,
@@ -229,6 +231,8 @@ fn run_pcap(
 
 /// Runs live capture until SIGINT or SIGTERM.
 async fn run_live(cfg: Config) -> Result<()> {
+    // Before anything is attached: a metrics address that is taken fails the start.
+    let mut reporter = Reporter::start(&cfg).await?;
     let mut capture = TcCapture::start(
         &cfg.capture.ports,
         &cfg.capture.interfaces,
@@ -250,6 +254,7 @@ async fn run_live(cfg: Config) -> Result<()> {
     let exclusions: std::sync::Arc<dyn PortExclusion> =
         std::sync::Arc::new(capture.take_exclusions()?);
     let mut pipeline = Pipeline::new(&cfg, Some(exclusions))?;
+    pipeline.dispatch.measure_capture_latency();
     let mut stop = StopSignals::new()?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut stats_tick = tokio::time::interval(cfg.outputs.stats_interval);
@@ -274,8 +279,13 @@ async fn run_live(cfg: Config) -> Result<()> {
                 guard.clear_ready();
             }
             Some(rec) = pipeline.dispatch.next_returned() => pipeline.dispatch.returned(rec),
-            _ = tick.tick() => pipeline.tick(monotonic_ns()),
-            _ = stats_tick.tick() => publish(&pipeline, &capture, cfg.outputs.stats_file.as_deref()),
+            _ = tick.tick() => {
+                pipeline.tick(monotonic_ns());
+                if reporter.wants_metrics() {
+                    reporter.publish(pipeline.report(kernel_json(&capture)), pipeline.dispatch.histograms());
+                }
+            }
+            _ = stats_tick.tick() => reporter.log(&pipeline.report(kernel_json(&capture))),
         }
     }
 
@@ -288,9 +298,7 @@ async fn run_live(cfg: Config) -> Result<()> {
     }
     pipeline.finish(monotonic_ns());
     let closed = pipeline.close(cfg.mirror.shutdown_grace).await;
-    let report = pipeline.report_with(kernel_json(&capture), &closed);
-    info!(counters = %report, "final counters");
-    write_stats(cfg.outputs.stats_file.as_deref(), &report);
+    reporter.finish(&pipeline.report_with(kernel_json(&capture), &closed));
     Ok(())
 }
 
@@ -322,27 +330,6 @@ fn kernel_json(capture: &TcCapture) -> serde_json::Value {
         Ok(k) => k.to_json(),
         Err(e) => json!({"error": e.to_string()}),
     }
-}
-
-pub(crate) fn write_stats(file: Option<&Path>, report: &serde_json::Value) {
-    if let Some(path) = file {
-        if let Err(e) = write_atomically(path, report.to_string().as_bytes()) {
-            warn!("writing the stats file {}: {e}", path.display());
-        }
-    }
-}
-
-/// Logs the counters and writes them to the stats file.
-fn publish(pipeline: &Pipeline, capture: &TcCapture, file: Option<&Path>) {
-    let report = pipeline.report(kernel_json(capture));
-    info!(counters = %report, "counters");
-    write_stats(file, &report);
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// CLOCK_REALTIME in nanoseconds (wall clock, for saved traffic).

@@ -70,7 +70,8 @@ pub struct InputFileArgs {
     #[arg(long, env = "GOR_INPUT_FILE", value_name = "PATTERN")]
     pub input_file: Option<String>,
     /// Replay speed relative to the recording: `100%` keeps the original pacing, `200%`
-    /// halves every gap, `50%` doubles it.
+    /// halves every gap, `50%` doubles it. `max`: no pacing, as fast as staging takes
+    /// the requests (the replay waits for staging instead of dropping).
     #[arg(long, env = "GOR_SPEED", default_value = "100%")]
     pub speed: String,
     /// Start again from the first record after the last one, until stopped.
@@ -361,6 +362,10 @@ pub struct LogArgs {
     /// Log format: `plain` or `json`.
     #[arg(long, env = "GOR_LOG_FORMAT", default_value = "plain")]
     pub log_format: String,
+    /// Where to serve Prometheus metrics (`GET /metrics`), e.g. `127.0.0.1:9091` or
+    /// `[::1]:9091`; port 0 picks a free port (logged). Empty: no metrics endpoint.
+    #[arg(long, env = "GOR_METRICS_ADDR", default_value = "127.0.0.1:9091")]
+    pub metrics_addr: String,
 }
 
 /// Validated configuration.
@@ -433,6 +438,8 @@ pub struct MirrorConfig {
 pub struct LogConfig {
     pub filter: String,
     pub json: bool,
+    /// The metrics endpoint's address, if any.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// One invalid setting.
@@ -555,6 +562,11 @@ fn validate(
         parse_size,
     );
     let interval = c.parse("GOR_STATS_INTERVAL", &o.stats_interval, parse_duration);
+    let metrics_addr = c.parse(
+        "GOR_METRICS_ADDR",
+        &g.logging.metrics_addr,
+        parse_metrics_addr,
+    );
     let json = c.field(
         "GOR_LOG_FORMAT",
         &g.logging.log_format,
@@ -592,9 +604,25 @@ fn validate(
         Some(filters),
         Some(middleware),
         Some(input_file),
+        Some(metrics_addr),
     ) = (
-        ports, interfaces, ring, max_conns, conn_buf, total_buf, idle, hole, interval, json,
-        max_head, max_body, mirror, filters, middleware, input_file,
+        ports,
+        interfaces,
+        ring,
+        max_conns,
+        conn_buf,
+        total_buf,
+        idle,
+        hole,
+        interval,
+        json,
+        max_head,
+        max_body,
+        mirror,
+        filters,
+        middleware,
+        input_file,
+        metrics_addr,
     )
     else {
         unreachable!("validation reported no error but a value is missing")
@@ -640,6 +668,7 @@ fn validate(
         log: LogConfig {
             filter: g.logging.log.clone(),
             json,
+            metrics_addr,
         },
     })
 }
@@ -705,10 +734,26 @@ impl MiddlewareArgs {
     }
 }
 
-/// `200%` (twice as fast as recorded), `50%`, or `2x`.
+/// `host:port` (an IP address: the endpoint must not depend on DNS), or empty for none.
+fn parse_metrics_addr(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    match s.trim() {
+        "" => Ok(None),
+        v => v.parse().map(Some).map_err(|_| {
+            "an IP address and port such as `127.0.0.1:9091` or `[::1]:9091`, or empty for \
+             no metrics"
+                .to_string()
+        }),
+    }
+}
+
+/// `200%` (twice as fast as recorded), `50%`, `2x`, or `max` (infinite: no pacing).
 pub fn parse_speed(s: &str) -> Result<f64, String> {
-    const EXPECTED: &str = "a speed such as `100%` (as recorded), `200%` (twice as fast) or `2x`";
+    const EXPECTED: &str =
+        "a speed such as `100%` (as recorded), `200%` (twice as fast), `2x` or `max`";
     let s = s.trim();
+    if s.eq_ignore_ascii_case("max") {
+        return Ok(f64::INFINITY);
+    }
     let factor = if let Some(p) = s.strip_suffix('%') {
         p.trim().parse::<f64>().ok().map(|p| p / 100.0)
     } else if let Some(x) = s.strip_suffix('x') {
@@ -1108,6 +1153,7 @@ mod tests {
         assert_eq!(parse_speed("200%"), Ok(2.0));
         assert_eq!(parse_speed("2x"), Ok(2.0));
         assert_eq!(parse_speed(" 25 %"), Ok(0.25));
+        assert_eq!(parse_speed("max"), Ok(f64::INFINITY));
         for bad in ["0%", "-1x", "fast", "", "NaNx", "200"] {
             assert!(parse_speed(bad).is_err(), "{bad}");
         }

@@ -26,6 +26,7 @@ use crate::{
     filters::{Filters, Verdict},
     gorfile::Record,
     http::{HttpMessage, Kind},
+    metrics::{histogram::Histogram, Histograms},
     middleware::{Middleware, MiddlewareStats},
     output::messages::{MessageOutput, MessagesFile},
     replay::{PortExclusion, ReplayConfig, ReplayStats, Replayer, ANY_CONNECTION},
@@ -45,6 +46,9 @@ pub struct Dispatch {
     replayer: Option<Replayer>,
     outputs: Vec<Box<dyn MessageOutput>>,
     output_errors: u64,
+    /// Capture to dispatch, for live capture (whose timestamps are this host's
+    /// monotonic clock).
+    capture_latency: Option<Histogram>,
 }
 
 /// The middleware and what is needed to carry messages through it.
@@ -122,11 +126,22 @@ impl Dispatch {
             replayer,
             outputs,
             output_errors: 0,
+            capture_latency: None,
         })
+    }
+
+    /// Measures, from here on, how long messages took from capture to this stage: their
+    /// timestamps must be `CLOCK_MONOTONIC` (live capture).
+    pub fn measure_capture_latency(&mut self) {
+        self.capture_latency = Some(Histogram::default());
     }
 
     /// Takes one framed message. Never blocks.
     pub fn message(&mut self, msg: HttpMessage) {
+        if let Some(h) = &self.capture_latency {
+            let now = crate::agent::monotonic_ns();
+            h.record(Duration::from_nanos(now.saturating_sub(msg.last_ts_ns)));
+        }
         if let Some(stage) = &mut self.middleware {
             let is_response = matches!(msg.kind, Kind::Response { .. });
             if !is_response || stage.back.responses {
@@ -139,18 +154,20 @@ impl Dispatch {
         self.after_middleware(msg);
     }
 
-    /// Waits until the middleware's queue has room, taking its answers meanwhile. For
-    /// sources that can wait (saved traffic), so a burst is not lost to a full queue;
-    /// capture never waits.
-    pub async fn room(&mut self) {
+    /// Waits until the middleware's queue has room (and, with `staging`, the replayer's),
+    /// taking the middleware's answers meanwhile. For sources that can wait (saved
+    /// traffic), so a burst is not lost to a full queue; capture never waits.
+    pub async fn room(&mut self, staging: bool) {
         while self
             .middleware
             .as_ref()
             .is_some_and(|s| !s.child.has_room())
+            || (staging && self.replayer.as_ref().is_some_and(|r| !r.has_room()))
         {
             tokio::select! {
                 Some(rec) = self.next_returned() => self.returned(rec),
-                // A child that drops messages answers nothing: look again soon.
+                // A child that drops messages answers nothing, and staging's answers
+                // come to other tasks: look again soon.
                 _ = tokio::time::sleep(Duration::from_millis(1)) => {}
             }
         }
@@ -259,6 +276,18 @@ impl Dispatch {
         self.replayer.as_ref().map(Replayer::stats)
     }
 
+    /// The latency histograms, for the metrics endpoint.
+    pub fn histograms(&self) -> Histograms {
+        Histograms {
+            capture_to_dispatch: self.capture_latency.as_ref().map(Histogram::snapshot),
+            staging_response: self
+                .replayer
+                .as_ref()
+                .map(Replayer::latency_histograms)
+                .unwrap_or_default(),
+        }
+    }
+
     /// Messages an output failed to take.
     pub fn output_errors(&self) -> u64 {
         self.output_errors
@@ -276,11 +305,17 @@ impl Dispatch {
 
     /// The counters, with the final counts of stages that have been closed.
     pub fn report_with(&self, closed: &Closed) -> serde_json::Value {
+        let mut outputs = json!({"errors": self.output_errors});
+        for o in &self.outputs {
+            if let Some((name, stats)) = o.stats() {
+                outputs[name] = stats;
+            }
+        }
         json!({
             "replay": closed.replay.clone().map(replay_json),
             "middleware": closed.middleware,
             "filters": self.filters.stats(),
-            "outputs": {"errors": self.output_errors},
+            "outputs": outputs,
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod filters;
 pub mod gorfile;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod middleware;
 pub mod notify;
 pub mod output;

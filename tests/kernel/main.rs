@@ -13,6 +13,7 @@ mod middleware;
 mod mirror;
 mod mirror_tls;
 mod netns;
+mod observability;
 mod replay;
 mod saved;
 mod streams;

@@ -452,3 +452,59 @@ fn a_burst_from_a_file_waits_for_a_slow_middleware_instead_of_dropping() {
         "every record, in order, through the middleware"
     );
 }
+
+#[test]
+fn max_speed_replays_an_hour_as_fast_as_staging_takes_it_and_drops_nothing() {
+    let dir = temp_dir("replay-max");
+    let n = 20_000;
+    let paths = || (0..n).map(|i| format!("/max/{i}"));
+    // An hour of traffic: paced, this would take an hour.
+    let hour = dir.join("hour.gor");
+    write_gets(&hour, paths(), 180);
+    let staging = Staging::start(listen("127.0.0.1"));
+    let url = target(&staging);
+    // A short queue and two staging connections: far less than the file at once.
+    let env = [
+        ("GOR_TARGET", url.as_str()),
+        ("GOR_ORIGINAL_HOST", "1"),
+        ("GOR_QUEUE", "50"),
+        ("GOR_WORKERS", "2"),
+    ];
+    let file = hour.to_str().expect("utf-8");
+    let run = run_replay(
+        "replay-max-run",
+        &["--input-file", file, "--speed", "max"],
+        &env,
+    );
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let r = &run.stats["replay"];
+    assert_eq!(
+        (r["queue_full"].as_u64(), r["lane_queue_full"].as_u64()),
+        (Some(0), Some(0)),
+        "{r}"
+    );
+    let got = staging.wait_for(n, Duration::from_secs(30));
+    let mut raws: Vec<Vec<u8>> = got.iter().map(|r| r.raw.clone()).collect();
+    let mut sent: Vec<Vec<u8>> = paths()
+        .map(|p| format!("GET {p} HTTP/1.1\r\nHost: prod.example\r\n\r\n").into_bytes())
+        .collect();
+    raws.sort();
+    sent.sort();
+    assert!(
+        raws == sent,
+        "staging got {} requests, not the {n} of the file",
+        raws.len()
+    );
+
+    // The same settings at a set speed, with the file's requests all due at once: the
+    // replay keeps the pace and drops what staging cannot take in time.
+    let burst = dir.join("burst.gor");
+    write_gets(&burst, paths(), 0);
+    let file = burst.to_str().expect("utf-8");
+    let run = run_replay("replay-burst-run", &["--input-file", file], &env);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let r = &run.stats["replay"];
+    let dropped =
+        r["queue_full"].as_u64().unwrap_or(0) + r["lane_queue_full"].as_u64().unwrap_or(0);
+    assert!(dropped > 0, "paced replay of a burst should drop: {r}");
+}

@@ -208,6 +208,8 @@ impl Agent {
             .env("GOR_INTERFACES", interfaces.join(","))
             .env("GOR_STATS_FILE", dir.join("stats.json"))
             .env("GOR_LOG", "info")
+            // Any free port: tests may run an agent and a replay at once.
+            .env("GOR_METRICS_ADDR", "127.0.0.1:0")
             .env("NOTIFY_SOCKET", &notify_path)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -250,6 +252,22 @@ impl Agent {
     /// The most resident memory the agent has had so far, in KiB (VmHWM).
     pub fn peak_rss_kib(&self) -> u64 {
         status_kib(self.pid(), "VmHWM")
+    }
+
+    /// What the agent logged so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+
+    /// The address of the agent's metrics endpoint, from its log (it binds, logs the
+    /// address, then reports ready).
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        let log = self.stderr();
+        log.lines()
+            .find_map(|l| l.split("metrics on http://").nth(1))
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no metrics address in the agent's log:\n{log}"))
     }
 
     /// The counters the agent last wrote to its stats file.
@@ -395,6 +413,7 @@ pub fn by_client(conns: &[Conn]) -> HashMap<String, &Conn> {
 pub fn run_to_exit(env: &[(&str, &str)]) -> (i32, String) {
     let out = Command::new(agent_bin())
         .env_clear()
+        .env("GOR_METRICS_ADDR", "127.0.0.1:0")
         .envs(env.iter().copied())
         .output()
         .expect("run the agent");
@@ -432,6 +451,7 @@ pub fn replay_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Comman
         .env("GOR_OUTPUT_MESSAGES", dir.join("messages.jsonl"))
         .env("GOR_STATS_FILE", dir.join("stats.json"))
         .env("GOR_LOG", "info")
+        .env("GOR_METRICS_ADDR", "127.0.0.1:0")
         .envs(env.iter().copied());
     cmd
 }

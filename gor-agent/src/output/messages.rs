@@ -22,6 +22,10 @@ pub trait MessageOutput: Send {
     fn finish(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// The output's own counters, under a name for the report (`outputs.<name>`).
+    fn stats(&self) -> Option<(&'static str, serde_json::Value)> {
+        None
+    }
 }
 
 pub struct MessagesFile {

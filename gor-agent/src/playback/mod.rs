@@ -12,7 +12,6 @@
 mod progress;
 mod schedule;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +26,7 @@ use crate::agent::StopSignals;
 use crate::config::{Config, FileInputConfig};
 use crate::dispatch::Dispatch;
 use crate::gorfile::{GorReader, Record};
+use crate::metrics::Reporter;
 use crate::replay::ANY_CONNECTION;
 
 pub use progress::Progress;
@@ -99,11 +99,14 @@ pub async fn run(cfg: Config) -> Result<()> {
     // Record timestamps are wall-clock already.
     let mut dispatch = Dispatch::new(&cfg, None, 0)?;
     let mut stop = StopSignals::new()?;
-    let mut chores = Chores::new(Progress::new(total, read, cfg.outputs.stats_interval), &cfg);
+    let reporter = Reporter::start(&cfg).await?;
+    let progress = Progress::new(total, read, cfg.outputs.stats_interval);
+    let mut chores = Chores::new(progress, reporter, &cfg);
     let mut chores_tick = tokio::time::interval(CHORES_EVERY);
     crate::notify::ready();
 
     let mut schedule = Schedule::new(input.speed, input.max_wait);
+    let unpaced = input.speed.is_infinite();
     let mut stats = InputStats::default();
     let start = Instant::now();
     let mut burst = 0;
@@ -161,9 +164,11 @@ pub async fn run(cfg: Config) -> Result<()> {
         }
         match rec.to_message(ANY_CONNECTION) {
             Ok(msg) => {
-                // A file can wait for a slow middleware; capture cannot (it drops).
+                // A file can wait for a slow middleware, and at `max` speed for staging;
+                // capture cannot (it drops). At a set speed, requests staging cannot
+                // take in time are dropped, to keep the recorded pace.
                 tokio::select! {
-                    _ = dispatch.room() => {}
+                    _ = dispatch.room(unpaced) => {}
                     _ = stop.recv() => break,
                 }
                 dispatch.message(msg);
@@ -190,8 +195,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     let closed = dispatch.close(cfg.mirror.shutdown_grace).await;
     let mut report = dispatch.report_with(&closed);
     report["input"] = json!(stats);
-    info!(counters = %report, "final counters");
-    crate::agent::write_stats(cfg.outputs.stats_file.as_deref(), &report);
+    chores.reporter.finish(&report);
     Ok(())
 }
 
@@ -230,20 +234,20 @@ fn read_files(
 /// back: progress, flushing the outputs, publishing the counters.
 struct Chores {
     progress: Progress,
+    reporter: Reporter,
     last_flush: Instant,
     last_stats: Instant,
     stats_every: Duration,
-    stats_file: Option<PathBuf>,
 }
 
 impl Chores {
-    fn new(progress: Progress, cfg: &Config) -> Chores {
+    fn new(progress: Progress, reporter: Reporter, cfg: &Config) -> Chores {
         Chores {
             progress,
+            reporter,
             last_flush: Instant::now(),
             last_stats: Instant::now(),
             stats_every: cfg.outputs.stats_interval,
-            stats_file: cfg.outputs.stats_file.clone(),
         }
     }
 
@@ -252,16 +256,21 @@ impl Chores {
         if self.progress.due() {
             self.progress.show(stats.records, dispatch);
         }
-        if self.last_flush.elapsed() >= FLUSH_EVERY {
+        let flush = self.last_flush.elapsed() >= FLUSH_EVERY;
+        let log = self.last_stats.elapsed() >= self.stats_every;
+        if !flush && !log {
+            return;
+        }
+        let mut report = dispatch.report();
+        report["input"] = json!(stats);
+        if flush {
             self.last_flush = Instant::now();
             dispatch.tick();
+            self.reporter.publish(report.clone(), dispatch.histograms());
         }
-        if self.last_stats.elapsed() >= self.stats_every {
+        if log {
             self.last_stats = Instant::now();
-            let mut report = dispatch.report();
-            report["input"] = json!(stats);
-            info!(counters = %report, "counters");
-            crate::agent::write_stats(self.stats_file.as_deref(), &report);
+            self.reporter.log(&report);
         }
     }
 }

@@ -15,14 +15,11 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// `speed` 2.0 halves every gap; `max_wait` caps any one gap (after scaling).
+    /// `speed` 2.0 halves every gap, infinity removes them; `max_wait` caps any one gap
+    /// (after scaling).
     pub fn new(speed: f64, max_wait: Option<Duration>) -> Schedule {
         Schedule {
-            speed: if speed.is_finite() && speed > 0.0 {
-                speed
-            } else {
-                1.0
-            },
+            speed: if speed > 0.0 { speed } else { 1.0 },
             max_wait,
             prev_ts: None,
             at: Duration::ZERO,
@@ -74,6 +71,14 @@ mod tests {
         for (ts, f, s) in [(0, 0, 0), (100, 50, 200), (300, 150, 600)] {
             assert_eq!(fast.due(ts * MS), Duration::from_millis(f));
             assert_eq!(slow.due(ts * MS), Duration::from_millis(s));
+        }
+    }
+
+    #[test]
+    fn max_speed_has_no_gaps() {
+        let mut s = Schedule::new(f64::INFINITY, None);
+        for ts in [0, 100, 3_600_000] {
+            assert_eq!(s.due(ts * MS), Duration::ZERO);
         }
     }
 

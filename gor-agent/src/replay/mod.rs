@@ -141,6 +141,23 @@ impl Replayer {
         }
     }
 
+    /// Whether every target can take another request now without dropping it: a source
+    /// that can wait (saved traffic replayed as fast as staging goes) waits for this.
+    pub fn has_room(&self) -> bool {
+        self.targets.iter().all(TargetHandle::has_room)
+    }
+
+    /// Each target's staging response times, labelled with the target.
+    pub fn latency_histograms(&self) -> Vec<crate::metrics::Series> {
+        self.targets
+            .iter()
+            .map(|t| crate::metrics::Series {
+                labels: vec![("target", t.ctx.name.clone())],
+                histogram: t.ctx.counters.latency.snapshot(),
+            })
+            .collect()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> ReplayStats {
         let ctxs: Vec<&TargetCtx> = self.targets.iter().map(|t| &*t.ctx).collect();
@@ -190,6 +207,17 @@ impl Replayer {
 }
 
 impl TargetHandle {
+    /// Room in the queue, in the lanes and in the byte budget. Requests of no connection
+    /// go to the least loaded lane, so fewer pending than all lanes can hold leaves one
+    /// with room; half the byte budget leaves room for any request up to the body limit.
+    fn has_room(&self) -> bool {
+        let c = &self.ctx.counters;
+        let lanes = (self.ctx.slots_total * lane::LANE_QUEUE) as u64;
+        c.pending.load(Ordering::Relaxed) < lanes
+            && self.tx.capacity() > 0
+            && c.pending_bytes.load(Ordering::Relaxed) < self.ctx.max_pending_bytes / 2
+    }
+
     fn offer(&self, req: &Request) {
         let c = &self.ctx.counters;
         if !self.limiter.allow() {

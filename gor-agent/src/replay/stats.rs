@@ -6,9 +6,10 @@
 //! counters, which is fine for monitoring.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use serde::Serialize;
+
+pub use crate::metrics::histogram::{Histogram, HistogramSnapshot, LatencySummary};
 
 /// Live counters of one target.
 #[derive(Default)]
@@ -177,17 +178,6 @@ impl TargetStats {
     }
 }
 
-/// Latency (request written -> response complete) percentiles, in microseconds. The
-/// values are bucket upper bounds, so they overstate by at most ~6%.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct LatencySummary {
-    pub count: u64,
-    pub p50_us: u64,
-    pub p90_us: u64,
-    pub p99_us: u64,
-    pub max_us: u64,
-}
-
 /// Everything the replayer counted, per target and in total.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ReplayStats {
@@ -199,146 +189,4 @@ pub struct ReplayStats {
     pub sampled_out: u64,
     pub total: TargetStats,
     pub targets: Vec<TargetStats>,
-}
-
-/// Sub-buckets per power of two: 16 gives a relative error under 1/16.
-const SUB_BITS: u32 = 4;
-const SUB: u64 = 1 << SUB_BITS;
-/// Values are clamped to 60 s (in microseconds); the buckets below 16 us are exact.
-const MAX_US: u64 = 60_000_000;
-const BUCKETS: usize = bucket_of(MAX_US) + 1;
-
-/// Log-linear bucket of a value in microseconds (HDR-histogram style).
-const fn bucket_of(us: u64) -> usize {
-    let v = if us > MAX_US { MAX_US } else { us };
-    if v < SUB {
-        return v as usize;
-    }
-    let exp = 63 - v.leading_zeros(); // >= SUB_BITS
-    let shift = exp - SUB_BITS;
-    (shift as u64 * SUB + (v >> shift)) as usize
-}
-
-/// Largest value that falls into bucket `b`.
-fn bucket_upper(b: usize) -> u64 {
-    let b = b as u64;
-    if b < SUB {
-        return b;
-    }
-    let shift = b / SUB - 1;
-    let mantissa = b - shift * SUB; // in SUB..2*SUB
-    ((mantissa + 1) << shift) - 1
-}
-
-/// A fixed-size, lock-free latency histogram.
-pub(crate) struct Histogram {
-    buckets: Box<[AtomicU64]>,
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-}
-
-impl Histogram {
-    pub fn record(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        inc(&self.buckets[bucket_of(us)]);
-    }
-
-    pub fn snapshot(&self) -> HistogramSnapshot {
-        HistogramSnapshot(self.buckets.iter().map(get).collect())
-    }
-}
-
-/// Bucket counts copied out of a [`Histogram`]; snapshots of several targets add up.
-#[derive(Clone, Debug)]
-pub(crate) struct HistogramSnapshot(Vec<u64>);
-
-impl HistogramSnapshot {
-    pub fn empty() -> Self {
-        HistogramSnapshot(vec![0; BUCKETS])
-    }
-
-    pub fn merge(&mut self, o: &HistogramSnapshot) {
-        for (a, b) in self.0.iter_mut().zip(&o.0) {
-            *a += b;
-        }
-    }
-
-    pub fn summary(&self) -> LatencySummary {
-        let count: u64 = self.0.iter().sum();
-        let max_us = self
-            .0
-            .iter()
-            .rposition(|&c| c > 0)
-            .map(bucket_upper)
-            .unwrap_or(0);
-        LatencySummary {
-            count,
-            p50_us: self.quantile(count, 50),
-            p90_us: self.quantile(count, 90),
-            p99_us: self.quantile(count, 99),
-            max_us,
-        }
-    }
-
-    /// Upper bound of the bucket holding the `pct`-th percentile sample.
-    fn quantile(&self, count: u64, pct: u64) -> u64 {
-        if count == 0 {
-            return 0;
-        }
-        // Rank of the sample, 1-based, rounded up: p50 of 1..=100 is the 50th sample.
-        let rank = (count * pct).div_ceil(100).max(1);
-        let mut seen = 0;
-        for (b, &c) in self.0.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return bucket_upper(b);
-            }
-        }
-        bucket_upper(BUCKETS - 1)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_are_monotonic_and_bound_their_values() {
-        let mut last = 0;
-        for v in (0..100_000u64).chain([1 << 20, MAX_US - 1, MAX_US]) {
-            let b = bucket_of(v);
-            assert!(b >= last || v == 1 << 20, "v={v}");
-            last = b;
-            assert!(bucket_upper(b) >= v, "v={v} b={b}");
-            assert!(bucket_upper(b) as f64 <= v as f64 * 1.07 + 1.0, "v={v}");
-            if b > 0 {
-                assert!(bucket_upper(b - 1) < v, "v={v}");
-            }
-        }
-        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
-    }
-
-    #[test]
-    fn percentiles() {
-        let h = Histogram::default();
-        for us in 1..=1000u64 {
-            h.record(Duration::from_micros(us));
-        }
-        let s = h.snapshot().summary();
-        assert_eq!(s.count, 1000);
-        assert!((500..=535).contains(&s.p50_us), "{s:?}");
-        assert!((900..=960).contains(&s.p90_us), "{s:?}");
-        assert!((990..=1060).contains(&s.p99_us), "{s:?}");
-        assert!(s.max_us >= 1000);
-        assert_eq!(
-            HistogramSnapshot::empty().summary(),
-            LatencySummary::default()
-        );
-    }
 }

@@ -1,0 +1,382 @@
+//! Every Prometheus series the agent exports: its name, type, help text, labels, and
+//! where its value lives in the report (a JSON pointer). One table, so a new counter in
+//! the report is one line here, and the README's list can be checked against it.
+//!
+//! Names follow Prometheus conventions: `gor_` prefix, the unit in the name (`_bytes`,
+//! `_seconds`), and counters get `_total` from the encoder. Series whose value is not in
+//! the report (a stage that is not configured: no target, no middleware, no file) are
+//! left out rather than exported as zero.
+
+use prometheus_client::{
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{counter::ConstCounter, gauge::ConstGauge, MetricType},
+};
+use serde_json::Value;
+
+use super::{histogram::HistogramSnapshot, Histograms};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Type {
+    Counter,
+    Gauge,
+}
+
+/// Where the samples of a family come from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Scope {
+    /// The report itself.
+    Report,
+    /// Each element of `/replay/targets`, labelled `target="<url>"`.
+    PerTarget,
+}
+
+/// One series of a family: its constant labels and the pointer to its value.
+pub struct Sample {
+    pub labels: &'static [(&'static str, &'static str)],
+    pub path: &'static str,
+}
+
+pub struct Family {
+    /// Without `_total` (the encoder adds it to counters).
+    pub name: &'static str,
+    pub help: &'static str,
+    pub ty: Type,
+    pub scope: Scope,
+    pub samples: &'static [Sample],
+}
+
+use Scope::{PerTarget, Report};
+use Type::{Counter, Gauge};
+
+macro_rules! family {
+    ($name:literal, $ty:expr, $scope:expr, $help:literal, [$(($labels:expr, $path:literal)),+ $(,)?]) => {
+        Family {
+            name: $name,
+            help: $help,
+            ty: $ty,
+            scope: $scope,
+            samples: &[$(Sample { labels: $labels, path: $path }),+],
+        }
+    };
+    ($name:literal, $ty:expr, $scope:expr, $help:literal, $path:literal) => {
+        family!($name, $ty, $scope, $help, [(&[], $path)])
+    };
+}
+
+/// The exported families, in the order of the pipeline.
+pub static FAMILIES: &[Family] = &[
+    // Kernel (TC programs, per-CPU counters summed).
+    family!("gor_kernel_packets", Counter, Report, "Packets on the captured ports seen by the TC programs.", "/kernel/packets_matched"),
+    family!("gor_kernel_copied_bytes", Counter, Report, "Payload bytes copied into the ring buffer.", "/kernel/bytes_copied"),
+    family!("gor_kernel_chunks", Counter, Report, "Records written to the ring buffer.", "/kernel/chunks_emitted"),
+    family!("gor_kernel_ringbuf_drops", Counter, Report, "Records lost because the ring buffer was full.", "/kernel/ringbuf_drops"),
+    family!("gor_kernel_ringbuf_dropped_bytes", Counter, Report, "Payload bytes of the records lost to a full ring buffer.", "/kernel/ringbuf_dropped_bytes"),
+    family!("gor_kernel_truncated_packets", Counter, Report, "Packets with more payload than a record chain holds.", "/kernel/truncated_packets"),
+    family!("gor_kernel_truncated_bytes", Counter, Report, "Payload bytes beyond that limit, not copied.", "/kernel/truncated_bytes"),
+    family!("gor_kernel_skipped_packets", Counter, Report, "Packets not captured, by reason.", [
+        (&[("reason", "fragment")], "/kernel/fragments"),
+        (&[("reason", "malformed")], "/kernel/malformed"),
+        (&[("reason", "load_error")], "/kernel/load_errors"),
+        (&[("reason", "own_staging_connection")], "/kernel/excluded"),
+    ]),
+    // Ring buffer to userspace.
+    family!("gor_ring_records", Counter, Report, "Records read from the ring buffer.", "/records/received"),
+    family!("gor_ring_decode_errors", Counter, Report, "Ring-buffer records that could not be decoded (skipped).", "/records/decode_errors"),
+    // Reassembly.
+    family!("gor_connections_open", Gauge, Report, "TCP connections being reassembled.", "/open_connections"),
+    family!("gor_reassembly_buffered_bytes", Gauge, Report, "Out-of-order bytes held while waiting for a hole to fill.", "/buffered_bytes"),
+    family!("gor_connections", Counter, Report, "TCP connections, by what happened to them.", [
+        (&[("event", "opened")], "/reassembly/connections_opened"),
+        (&[("event", "opened_midstream")], "/reassembly/connections_midstream"),
+        (&[("event", "closed")], "/reassembly/connections_closed"),
+        (&[("event", "idle_expired")], "/reassembly/connections_idle"),
+        (&[("event", "evicted")], "/reassembly/connections_evicted"),
+    ]),
+    family!("gor_reassembly_segments", Counter, Report, "TCP segments reassembled.", "/reassembly/segments"),
+    family!("gor_reassembly_bytes", Counter, Report, "Bytes delivered in order.", "/reassembly/bytes"),
+    family!("gor_reassembly_duplicate_bytes", Counter, Report, "Bytes seen more than once (retransmissions), delivered once.", "/reassembly/duplicate_bytes"),
+    family!("gor_reassembly_gaps", Counter, Report, "Holes in a stream that were never filled.", "/reassembly/gaps"),
+    family!("gor_reassembly_gap_bytes", Counter, Report, "Bytes missing in those holes.", "/reassembly/gap_bytes"),
+    family!("gor_reassembly_buffer_overflows", Counter, Report, "Holes given up because a buffer limit was reached.", "/reassembly/buffer_overflows"),
+    // HTTP framing.
+    family!("gor_http_messages", Counter, Report, "HTTP messages framed.", [
+        (&[("kind", "request")], "/http/requests"),
+        (&[("kind", "response")], "/http/responses"),
+    ]),
+    family!("gor_http_incomplete_messages", Counter, Report, "Messages damaged by a gap, cut by the end of the stream, or with unusable framing.", [
+        (&[("kind", "request")], "/http/incomplete_requests"),
+        (&[("kind", "response")], "/http/incomplete_responses"),
+    ]),
+    family!("gor_http_oversize_messages", Counter, Report, "Messages over the head or body limits (not framed).", "/http/oversize_messages"),
+    family!("gor_http_not_http_bytes", Counter, Report, "Bytes skipped because they were not HTTP/1.x (TLS, garbage, remains after a gap).", "/http/not_http_bytes"),
+    family!("gor_http_unanswered_requests", Counter, Report, "Requests never answered on their connection.", "/http/unanswered_requests"),
+    family!("gor_http_tunneled_bytes", Counter, Report, "Bytes of upgraded or tunnelled connections, not parsed.", "/http/tunneled_bytes"),
+    // Saved traffic being replayed.
+    family!("gor_input_records", Counter, Report, "Records read from saved traffic.", "/input/records"),
+    family!("gor_input_skipped_records", Counter, Report, "Records of saved traffic skipped, by reason.", [
+        (&[("reason", "damaged")], "/input/damaged"),
+        (&[("reason", "invalid_http")], "/input/invalid"),
+    ]),
+    // Middleware.
+    family!("gor_middleware_messages", Counter, Report, "Messages through the middleware, by stage.", [
+        (&[("stage", "offered")], "/middleware/offered"),
+        (&[("stage", "sent")], "/middleware/sent"),
+        (&[("stage", "returned")], "/middleware/returned"),
+    ]),
+    family!("gor_middleware_dropped", Counter, Report, "Messages the middleware stage lost, by reason (what the program itself did not return is not counted here).", [
+        (&[("reason", "queue_full")], "/middleware/dropped_queue_full"),
+        (&[("reason", "restart")], "/middleware/lost_in_restart"),
+        (&[("reason", "shutdown")], "/middleware/dropped_at_shutdown"),
+        (&[("reason", "invalid_line")], "/middleware/invalid_lines"),
+        (&[("reason", "refused")], "/middleware/refused"),
+    ]),
+    family!("gor_middleware_queued_messages", Gauge, Report, "Messages waiting for the middleware.", "/middleware/queued"),
+    family!("gor_middleware_restarts", Counter, Report, "Times the middleware program was restarted.", "/middleware/restarts"),
+    // Filters and rewrites.
+    family!("gor_filter_passed", Counter, Report, "Requests kept by the filters.", "/filters/passed"),
+    family!("gor_filter_dropped", Counter, Report, "Requests dropped by a filter, by rule.", [
+        (&[("rule", "allow_url")], "/filters/dropped_by_rule/allow_url"),
+        (&[("rule", "disallow_url")], "/filters/dropped_by_rule/disallow_url"),
+        (&[("rule", "allow_method")], "/filters/dropped_by_rule/allow_method"),
+        (&[("rule", "allow_header")], "/filters/dropped_by_rule/allow_header"),
+        (&[("rule", "disallow_header")], "/filters/dropped_by_rule/disallow_header"),
+        (&[("rule", "header_limiter")], "/filters/dropped_by_rule/header_limiter"),
+        (&[("rule", "param_limiter")], "/filters/dropped_by_rule/param_limiter"),
+    ]),
+    family!("gor_filter_rewritten", Counter, Report, "Requests changed by a rewrite.", "/filters/rewritten"),
+    family!("gor_filter_rewrite_errors", Counter, Report, "Requests kept unrewritten because the rewrite broke their head.", "/filters/rewrite_errors"),
+    // Mirroring to staging, per target.
+    family!("gor_mirror_sampled_out", Counter, Report, "Requests left out by a percentage GOR_RATE (one draw for all targets).", "/replay/sampled_out"),
+    family!("gor_mirror_accepted", Counter, PerTarget, "Requests queued for the target.", "/accepted"),
+    family!("gor_mirror_rate_limited", Counter, PerTarget, "Requests over the target's GOR_RATE, dropped.", "/rate_limited"),
+    family!("gor_mirror_dropped", Counter, PerTarget, "Requests for the target dropped, by reason.", [
+        (&[("reason", "queue_full")], "/queue_full"),
+        (&[("reason", "lane_queue_full")], "/lane_queue_full"),
+        (&[("reason", "lanes_full")], "/lanes_full"),
+        (&[("reason", "backoff")], "/dropped_backoff"),
+        (&[("reason", "shutdown")], "/aborted_at_shutdown"),
+    ]),
+    family!("gor_mirror_queued_requests", Gauge, PerTarget, "Requests queued or in flight to the target.", "/pending"),
+    family!("gor_mirror_queued_bytes", Gauge, PerTarget, "Bytes of those requests (bounded by the byte budget).", "/pending_bytes"),
+    family!("gor_mirror_sent", Counter, PerTarget, "Requests written to the target (retries included).", "/sent"),
+    family!("gor_mirror_retries", Counter, PerTarget, "Requests sent again because a kept-alive connection had closed.", "/retries"),
+    family!("gor_mirror_responses", Counter, PerTarget, "Responses from the target, by status class.", [
+        (&[("class", "1xx")], "/status_1xx"),
+        (&[("class", "2xx")], "/status_2xx"),
+        (&[("class", "3xx")], "/status_3xx"),
+        (&[("class", "4xx")], "/status_4xx"),
+        (&[("class", "5xx")], "/status_5xx"),
+    ]),
+    family!("gor_mirror_errors", Counter, PerTarget, "Requests to the target that failed, by kind.", [
+        (&[("kind", "connect")], "/connect_errors"),
+        (&[("kind", "timeout")], "/timeouts"),
+        (&[("kind", "reset")], "/resets"),
+        (&[("kind", "bad_response")], "/bad_responses"),
+        (&[("kind", "bad_request")], "/bad_requests"),
+    ]),
+    family!("gor_mirror_connections", Gauge, PerTarget, "Connections to the target, by state.", [
+        (&[("state", "active")], "/lanes"),
+        (&[("state", "idle")], "/idle_connections"),
+    ]),
+    // Outputs.
+    family!("gor_output_errors", Counter, Report, "Events or messages an output failed to take.", "/outputs/errors"),
+    family!("gor_file_records", Counter, Report, "Records written to GOR_OUTPUT_FILE.", "/outputs/file/records_written"),
+    family!("gor_file_written_bytes", Counter, Report, "Bytes written to GOR_OUTPUT_FILE (before compression).", "/outputs/file/bytes_written"),
+    family!("gor_file_dropped_records", Counter, Report, "Records lost to write errors.", "/outputs/file/records_dropped"),
+    family!("gor_file_write_errors", Counter, Report, "Failed writes, opens and gzip finishes.", "/outputs/file/write_errors"),
+];
+
+/// Upper bounds of the latency histograms' buckets, in seconds: 50 us to 10 s.
+pub const LATENCY_BOUNDS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
+const CAPTURE_TO_DISPATCH: (&str, &str) = (
+    "gor_capture_to_dispatch_seconds",
+    "From the kernel seeing a message's last byte to the message leaving framing (live capture).",
+);
+const STAGING_RESPONSE: (&str, &str) = (
+    "gor_mirror_response_seconds",
+    "From a request written to the target to its response read.",
+);
+
+/// Writes every family with at least one value in `report`, then the histograms.
+pub fn encode(
+    report: &Value,
+    histograms: &Histograms,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    let targets: Vec<(String, &Value)> = report
+        .pointer("/replay/targets")
+        .and_then(Value::as_array)
+        .map(|ts| {
+            ts.iter()
+                .map(|t| (t["target"].as_str().unwrap_or("").to_string(), t))
+                .collect()
+        })
+        .unwrap_or_default();
+    for f in FAMILIES {
+        let bases: Vec<(Option<&str>, &Value)> = match f.scope {
+            Report => vec![(None, report)],
+            PerTarget => targets
+                .iter()
+                .map(|(n, v)| (Some(n.as_str()), *v))
+                .collect(),
+        };
+        let values: Vec<(Vec<(&str, &str)>, u64)> = bases
+            .iter()
+            .flat_map(|(target, base)| {
+                f.samples.iter().filter_map(move |s| {
+                    let v = base.pointer(s.path)?.as_u64()?;
+                    let mut labels: Vec<(&str, &str)> =
+                        target.map(|t| ("target", t)).into_iter().collect();
+                    labels.extend(s.labels.iter().copied());
+                    Some((labels, v))
+                })
+            })
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let ty = match f.ty {
+            Counter => MetricType::Counter,
+            Gauge => MetricType::Gauge,
+        };
+        let mut family = encoder.encode_descriptor(f.name, f.help, None, ty)?;
+        for (labels, v) in values {
+            let series = family.encode_family(&labels)?;
+            match f.ty {
+                Counter => ConstCounter::new(v).encode(series)?,
+                Gauge => ConstGauge::new(v as i64).encode(series)?,
+            }
+        }
+    }
+    if let Some(h) = &histograms.capture_to_dispatch {
+        let (name, help) = CAPTURE_TO_DISPATCH;
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+        histogram(&mut family, &[], h)?;
+    }
+    if !histograms.staging_response.is_empty() {
+        let (name, help) = STAGING_RESPONSE;
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+        for s in &histograms.staging_response {
+            let labels: Vec<(&str, &str)> =
+                s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            histogram(&mut family, &labels, &s.histogram)?;
+        }
+    }
+    Ok(())
+}
+
+fn histogram(
+    family: &mut prometheus_client::encoding::MetricEncoder,
+    labels: &[(&str, &str)],
+    h: &HistogramSnapshot,
+) -> Result<(), std::fmt::Error> {
+    let (sum, count, buckets) = h.buckets(LATENCY_BOUNDS);
+    let mut series = family.encode_family(&labels)?;
+    series.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::super::{histogram::Histogram, Metrics, Series};
+    use super::*;
+
+    fn render(report: Value, histograms: Histograms) -> String {
+        let m = Metrics::default();
+        m.publish(report, histograms);
+        m.render()
+    }
+
+    #[test]
+    fn report_values_become_named_series_with_help() {
+        let report = json!({
+            "kernel": {"packets_matched": 10, "ringbuf_drops": 0, "fragments": 1},
+            "http": {"requests": 4, "responses": 3},
+            "open_connections": 2,
+            "middleware": null,
+            "replay": {"sampled_out": 0, "targets": [
+                {"target": "http://127.0.0.1:8080", "status_2xx": 3, "status_5xx": 1,
+                 "queue_full": 5, "pending": 7, "timeouts": 2},
+            ]},
+        });
+        let h = Histogram::default();
+        h.record(Duration::from_micros(300));
+        h.record(Duration::from_millis(20));
+        let out = render(
+            report,
+            Histograms {
+                capture_to_dispatch: Some(h.snapshot()),
+                staging_response: vec![Series {
+                    labels: vec![("target", "http://127.0.0.1:8080".into())],
+                    histogram: h.snapshot(),
+                }],
+            },
+        );
+        for line in [
+            "# HELP gor_kernel_packets_total Packets on the captured ports seen by the TC programs.",
+            "# TYPE gor_kernel_packets_total counter",
+            "gor_kernel_packets_total 10",
+            "gor_kernel_ringbuf_drops_total 0",
+            "gor_kernel_skipped_packets_total{reason=\"fragment\"} 1",
+            "gor_http_messages_total{kind=\"request\"} 4",
+            "# TYPE gor_connections_open gauge",
+            "gor_connections_open 2",
+            "gor_mirror_responses_total{target=\"http://127.0.0.1:8080\",class=\"2xx\"} 3",
+            "gor_mirror_responses_total{target=\"http://127.0.0.1:8080\",class=\"5xx\"} 1",
+            "gor_mirror_dropped_total{target=\"http://127.0.0.1:8080\",reason=\"queue_full\"} 5",
+            "gor_mirror_errors_total{target=\"http://127.0.0.1:8080\",kind=\"timeout\"} 2",
+            "gor_mirror_queued_requests{target=\"http://127.0.0.1:8080\"} 7",
+            "# TYPE gor_capture_to_dispatch_seconds histogram",
+            "gor_capture_to_dispatch_seconds_bucket{le=\"0.0005\"} 1",
+            "gor_capture_to_dispatch_seconds_bucket{le=\"0.025\"} 2",
+            "gor_capture_to_dispatch_seconds_bucket{le=\"+Inf\"} 2",
+            "gor_capture_to_dispatch_seconds_count 2",
+            "gor_mirror_response_seconds_count{target=\"http://127.0.0.1:8080\"} 2",
+            "# TYPE process_resident_memory_bytes gauge",
+            "gor_build_info{version=\"0.1.0\"} 1",
+        ] {
+            assert!(out.lines().any(|l| l == line), "missing {line:?} in:\n{out}");
+        }
+        // Stages that are not configured are left out, not shown as zero.
+        assert!(!out.contains("gor_middleware"), "{out}");
+        assert!(!out.contains("gor_file_"), "{out}");
+        assert!(!out.contains("gor_input_"), "{out}");
+    }
+
+    #[test]
+    fn every_family_is_well_named_and_documented() {
+        let mut names = std::collections::HashSet::new();
+        for f in FAMILIES {
+            assert!(f.name.starts_with("gor_"), "{}", f.name);
+            assert!(
+                f.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{}",
+                f.name
+            );
+            assert!(
+                !f.name.ends_with("_total"),
+                "{}: the encoder adds _total",
+                f.name
+            );
+            assert!(f.help.ends_with('.') && f.help.len() > 10, "{}", f.name);
+            assert!(names.insert(f.name), "{} twice", f.name);
+            for s in f.samples {
+                assert!(s.path.starts_with('/'), "{}: {}", f.name, s.path);
+            }
+        }
+    }
+
+    #[test]
+    fn before_the_first_report_only_the_process_is_shown() {
+        let out = Metrics::default().render();
+        assert!(out.contains("process_cpu_seconds_total"), "{out}");
+        assert!(!out.contains("gor_kernel"), "{out}");
+    }
+}

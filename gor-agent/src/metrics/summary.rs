@@ -1,0 +1,156 @@
+//! The one-line summary logged every `GOR_STATS_INTERVAL` and at exit: what came in, what
+//! reached staging, and everything lost on the way, by where it was lost. Built from the
+//! same report as the stats file and the metrics, so the three never disagree.
+
+use serde_json::Value;
+
+fn get(v: &Value, path: &str) -> u64 {
+    v.pointer(path).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn sum(v: &Value, paths: &[&str]) -> u64 {
+    paths.iter().map(|p| get(v, p)).sum()
+}
+
+/// Drops of each stage, as pointers into the report.
+const KERNEL_LOST: &[&str] = &["/kernel/ringbuf_drops", "/kernel/truncated_packets"];
+const MIRROR_LOST: &[&str] = &[
+    "/replay/queue_full",
+    "/replay/lane_queue_full",
+    "/replay/lanes_full",
+    "/replay/dropped_backoff",
+    "/replay/aborted_at_shutdown",
+];
+const MIRROR_ERRORS: &[&str] = &[
+    "/replay/connect_errors",
+    "/replay/timeouts",
+    "/replay/resets",
+    "/replay/bad_responses",
+    "/replay/bad_requests",
+];
+const MIDDLEWARE_LOST: &[&str] = &[
+    "/middleware/dropped_queue_full",
+    "/middleware/lost_in_restart",
+    "/middleware/dropped_at_shutdown",
+];
+const FILE_LOST: &[&str] = &["/outputs/file/records_dropped"];
+
+/// The summary of `now`; rates are over the `secs` since `before` (the previous report),
+/// or since the start when there is none.
+pub fn line(now: &Value, before: Option<&Value>, secs: f64, rss_bytes: Option<u64>) -> String {
+    let replaying = now.get("input").is_some_and(|i| !i.is_null());
+    let requests = if replaying {
+        "/input/requests"
+    } else {
+        "/http/requests"
+    };
+    let rate = |path: &str| {
+        let prev = before.map_or(0, |b| get(b, path));
+        get(now, path).saturating_sub(prev) as f64 / secs.max(1e-3)
+    };
+    let mut parts = vec![format!(
+        "requests {} ({:.0}/s)",
+        get(now, requests),
+        rate(requests)
+    )];
+    if !replaying {
+        parts.push(format!("connections {}", get(now, "/open_connections")));
+    }
+    if now["replay"].is_object() {
+        let classes: Vec<String> = ["2xx", "3xx", "4xx", "5xx"]
+            .iter()
+            .filter_map(|c| {
+                let n = get(now, &format!("/replay/status_{c}"));
+                (n > 0).then(|| format!("{c} {n}"))
+            })
+            .collect();
+        let mut mirrored = format!(
+            "mirrored {} ({:.0}/s",
+            get(now, "/replay/sent"),
+            rate("/replay/sent")
+        );
+        for c in classes {
+            mirrored += &format!(", {c}");
+        }
+        let errors = sum(now, MIRROR_ERRORS);
+        if errors > 0 {
+            mirrored += &format!(", errors {errors}");
+        }
+        let p99 = get(now, "/replay/latency/p99_us");
+        if p99 > 0 {
+            mirrored += &format!(", p99 {:.1} ms", p99 as f64 / 1000.0);
+        }
+        parts.push(mirrored + ")");
+        parts.push(format!("rate-limited {}", get(now, "/replay/rate_limited")));
+    }
+    let filtered: u64 = now
+        .pointer("/filters/dropped_by_rule")
+        .and_then(Value::as_object)
+        .map_or(0, |o| o.values().filter_map(Value::as_u64).sum());
+    if filtered > 0 {
+        parts.push(format!("filtered {filtered}"));
+    }
+    // Every loss, by where it happened; "lost 0" when there is none, so a reader sees
+    // that it was counted.
+    let losses = [
+        ("kernel", sum(now, KERNEL_LOST)),
+        ("gaps", get(now, "/reassembly/gaps")),
+        ("incomplete", get(now, "/http/incomplete_requests")),
+        (
+            "damaged input",
+            sum(now, &["/input/damaged", "/input/invalid"]),
+        ),
+        ("middleware", sum(now, MIDDLEWARE_LOST)),
+        ("mirror queue", sum(now, MIRROR_LOST)),
+        ("file", sum(now, FILE_LOST)),
+    ];
+    let total: u64 = losses.iter().map(|(_, n)| n).sum();
+    let detail: Vec<String> = losses
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(what, n)| format!("{what} {n}"))
+        .collect();
+    parts.push(if detail.is_empty() {
+        "lost 0".to_string()
+    } else {
+        format!("lost {total} ({})", detail.join(", "))
+    });
+    if let Some(rss) = rss_bytes {
+        parts.push(format!("rss {} MiB", rss / (1024 * 1024)));
+    }
+    parts.join(" · ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn live_capture_with_mirroring() {
+        let before = json!({"http": {"requests": 1000}, "replay": {"sent": 900}});
+        let now = json!({
+            "kernel": {"ringbuf_drops": 2, "truncated_packets": 0},
+            "http": {"requests": 3000, "incomplete_requests": 1},
+            "open_connections": 12,
+            "reassembly": {"gaps": 0},
+            "filters": {"dropped_by_rule": {"allow_url": 5, "disallow_url": 1}},
+            "middleware": null,
+            "replay": {"sent": 2900, "status_2xx": 2890, "status_5xx": 10, "timeouts": 3,
+                       "rate_limited": 7, "queue_full": 4, "latency": {"p99_us": 4321}},
+            "outputs": {"errors": 0},
+        });
+        assert_eq!(
+            line(&now, Some(&before), 10.0, Some(21 * 1024 * 1024 + 5)),
+            "requests 3000 (200/s) · connections 12 · mirrored 2900 (200/s, 2xx 2890, 5xx 10, \
+             errors 3, p99 4.3 ms) · rate-limited 7 · filtered 6 · lost 7 (kernel 2, \
+             incomplete 1, mirror queue 4) · rss 21 MiB"
+        );
+    }
+
+    #[test]
+    fn replay_without_mirroring_and_nothing_lost() {
+        let now = json!({"input": {"requests": 50, "damaged": 0}, "replay": null, "filters": {}});
+        assert_eq!(line(&now, None, 5.0, None), "requests 50 (10/s) · lost 0");
+    }
+}
