@@ -443,12 +443,18 @@ pub fn run_replay(name: &str, args: &[&str], env: &[(&str, &str)]) -> Replayed {
 
 /// `gor-agent replay ARGS` configured like [`run_replay`], not started yet.
 pub fn replay_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = replay_command_bare(dir, args, env);
+    cmd.env("GOR_OUTPUT_MESSAGES", dir.join("messages.jsonl"));
+    cmd
+}
+
+/// `gor-agent replay ARGS` with only the stats file (no messages file), for benchmarks.
+pub fn replay_command_bare(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(agent_bin());
     cmd.arg("replay")
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GOR_OUTPUT_MESSAGES", dir.join("messages.jsonl"))
         .env("GOR_STATS_FILE", dir.join("stats.json"))
         .env("GOR_LOG", "info")
         .env("GOR_METRICS_ADDR", "127.0.0.1:0")
