@@ -8,22 +8,13 @@ use std::{collections::HashMap, path::Path, time::Duration};
 use super::{
     load::paced,
     markdown::{Section, Table, Target},
-    percentile, Outcome, Plan,
+    mirror_to_recorder, percentile, Outcome, Plan,
 };
-use crate::{agent::Agent, nginx::Nginx, staging::Staging, traffic::listen};
 
 const RATE: u32 = 1_000;
 
 pub fn run(plan: &Plan, dir: &Path) -> Outcome {
-    let prod = Nginx::start(dir.join("production"));
-    let staging = Staging::start(listen("127.0.0.1"));
-    let target = format!("http://{}", staging.addr);
-    let agent = Agent::start_bare(
-        "bench-latency",
-        &[prod.addr.port()],
-        &["lo"],
-        &[("GOR_TARGET", &target)],
-    );
+    let (prod, staging, agent) = mirror_to_recorder(dir, "bench-latency", &[]);
     let sent = paced(prod.addr, RATE, plan.latency, |c, i| {
         format!("/index.html?lat={c}-{i}")
     });

@@ -8,16 +8,23 @@
 //! `probe` reads the machine and processes (CPU time, versions).
 
 pub mod completeness;
+pub mod framing;
 pub mod latency;
 pub mod load;
 pub mod markdown;
 pub mod overhead;
 pub mod probe;
 pub mod rate_limit;
+pub mod replay;
 
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use markdown::{Section, Target};
+
+use crate::{agent::Agent, nginx::Nginx, staging::Staging, traffic::listen};
 
 /// How long each part runs.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +38,8 @@ pub struct Plan {
     pub step: Duration,
     /// Paced rates of the completeness steps before wrk flat out.
     pub paced_rates: &'static [u32],
+    /// GET requests in the replayed file.
+    pub replay_requests: usize,
     pub latency: Duration,
     pub rate_limit: Duration,
 }
@@ -42,6 +51,7 @@ impl Plan {
         wrk_secs: 5,
         step: Duration::from_secs(5),
         paced_rates: &[1_000, 5_000, 10_000],
+        replay_requests: 100_000,
         latency: Duration::from_secs(10),
         rate_limit: Duration::from_secs(30),
     };
@@ -53,6 +63,7 @@ impl Plan {
         wrk_secs: 2,
         step: Duration::from_secs(2),
         paced_rates: &[1_000, 5_000],
+        replay_requests: 10_000,
         latency: Duration::from_secs(3),
         rate_limit: Duration::from_secs(5),
     };
@@ -62,6 +73,18 @@ impl Plan {
 pub struct Outcome {
     pub section: Section,
     pub targets: Vec<Target>,
+}
+
+/// Production (nginx) and a recording staging, with the agent capturing production's port
+/// on `lo` and mirroring to staging (`env` adds settings, e.g. `GOR_RATE`).
+pub fn mirror_to_recorder(dir: &Path, name: &str, env: &[(&str, &str)]) -> (Nginx, Staging, Agent) {
+    let prod = Nginx::start(dir.join("production"));
+    let staging = Staging::start(listen("127.0.0.1"));
+    let target = format!("http://{}", staging.addr);
+    let mut all = vec![("GOR_TARGET", target.as_str())];
+    all.extend_from_slice(env);
+    let agent = Agent::start_bare(name, &[prod.addr.port()], &["lo"], &all);
+    (prod, staging, agent)
 }
 
 /// wrk's connections wherever it runs flat out.

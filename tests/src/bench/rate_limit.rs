@@ -8,24 +8,15 @@ use super::{
     counter,
     load::paced,
     markdown::{Section, Table},
-    median, ratio, settle, Outcome, Plan,
+    median, mirror_to_recorder, ratio, settle, Outcome, Plan,
 };
-use crate::{agent::Agent, nginx::Nginx, staging::Staging, traffic::listen};
 
 const LIMIT: u32 = 100;
 const OFFERED: u32 = 300;
 
 pub fn run(plan: &Plan, dir: &Path) -> Outcome {
-    let prod = Nginx::start(dir.join("production"));
-    let staging = Staging::start(listen("127.0.0.1"));
-    let target = format!("http://{}", staging.addr);
     let limit = LIMIT.to_string();
-    let agent = Agent::start_bare(
-        "bench-rate",
-        &[prod.addr.port()],
-        &["lo"],
-        &[("GOR_TARGET", &target), ("GOR_RATE", &limit)],
-    );
+    let (prod, staging, agent) = mirror_to_recorder(dir, "bench-rate", &[("GOR_RATE", &limit)]);
     let sent = paced(prod.addr, OFFERED, plan.rate_limit, |_, _| {
         "/index.html?rate".to_string()
     });

@@ -2,28 +2,38 @@
 //! every figure against a baseline measured in the same run, written to BENCHMARKS.md.
 //! See `gor_tests::bench` for the experiments.
 //!
-//! `gor-bench [--quick] [--out FILE]`: `--quick` shortens every duration (development
-//! only; the file says so); FILE defaults to BENCHMARKS.md at the workspace root.
+//! `gor-bench [--quick] [--out FILE] [--criterion DIR]`: `--quick` shortens every
+//! duration (development only; the file says so); FILE defaults to BENCHMARKS.md at the
+//! workspace root; DIR is where the criterion framing benchmark just wrote its estimates
+//! (`target/criterion`), to summarise them too.
 
 use std::{path::PathBuf, time::Instant};
 
 use anyhow::{bail, Context, Result};
 use gor_tests::{
     agent::temp_dir,
-    bench::{completeness, latency, markdown, overhead, probe, rate_limit, Plan},
+    bench::{completeness, framing, latency, markdown, overhead, probe, rate_limit, replay, Plan},
 };
+
+const USAGE: &str = "gor-bench [--quick] [--out FILE] [--criterion DIR]";
 
 fn main() -> Result<()> {
     let mut quick = false;
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let root = std::fs::canonicalize(&root).unwrap_or(root);
     let mut out = root.join("BENCHMARKS.md");
+    let mut criterion = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--out" => out = args.next().context("--out needs a file")?.into(),
-            _ => bail!("unknown argument {a:?}; usage: gor-bench [--quick] [--out FILE]"),
+            "--criterion" => {
+                criterion = Some(PathBuf::from(
+                    args.next().context("--criterion needs a directory")?,
+                ))
+            }
+            _ => bail!("unknown argument {a:?}; usage: {USAGE}"),
         }
     }
     // SAFETY: geteuid has no preconditions.
@@ -42,8 +52,15 @@ fn main() -> Result<()> {
         &dir.join("completeness"),
         overhead.max_rps,
     )?);
+    outcomes.push(replay::run(&plan, &dir.join("replay"))?);
     outcomes.push(latency::run(&plan, &dir.join("latency")));
     outcomes.push(rate_limit::run(&plan, &dir.join("rate")));
+    if let Some(c) = &criterion {
+        outcomes.push(
+            framing::summary(c, quick)
+                .with_context(|| format!("no criterion estimates under {}", c.display()))?,
+        );
+    }
 
     let wall = started.elapsed().as_secs();
     let report = markdown::Report {
