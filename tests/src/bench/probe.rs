@@ -105,8 +105,19 @@ fn first_line(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| format!("({cmd} not found)"))
 }
 
-/// (what, value) rows for the report's machine table.
-pub fn machine(repo: &Path) -> Vec<(String, String)> {
+/// The load averages over 1, 5 and 15 minutes (`/proc/loadavg`): how busy the machine
+/// was besides the benchmark.
+pub fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// (what, value) rows for the report's machine table; `load_at_start` from
+/// [`load_average`] before the run.
+pub fn machine(repo: &Path, load_at_start: &str) -> Vec<(String, String)> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -136,6 +147,11 @@ pub fn machine(repo: &Path) -> Vec<(String, String)> {
         ("tcpdump".into(), first_line("tcpdump", &["--version"])),
         ("gor commit".into(), commit(repo)),
         (
+            "load average 1 / 5 / 15 min, at start".into(),
+            load_at_start.into(),
+        ),
+        ("load average, at end".into(), load_average()),
+        (
             "gor-agent".into(),
             "release build (`target/release/gor-agent`)".into(),
         ),
@@ -154,7 +170,7 @@ fn commit(repo: &Path) -> String {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    let Some(head) = git(&["log", "-1", "--format=%h %s"]) else {
+    let Some(head) = git(&["log", "-1", "--format=%h (%cs)"]) else {
         return "(not a git checkout)".into();
     };
     let dirty =

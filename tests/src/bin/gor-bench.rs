@@ -43,6 +43,7 @@ fn main() -> Result<()> {
     let plan = if quick { Plan::QUICK } else { Plan::FULL };
     let started = Instant::now();
     let date = probe::now_utc();
+    let load_at_start = probe::load_average();
     let dir = temp_dir("bench");
 
     let overhead = overhead::run(&plan, &dir.join("overhead"))?;
@@ -72,7 +73,7 @@ fn main() -> Result<()> {
         },
         wall_time: format!("{} min {} s", wall / 60, wall % 60),
         quick,
-        machine: probe::machine(&root),
+        machine: probe::machine(&root, &load_at_start),
         targets: outcomes.iter().flat_map(|o| o.targets.clone()).collect(),
         sections: outcomes.into_iter().map(|o| o.section).collect(),
     };
