@@ -61,8 +61,9 @@ impl Table {
 pub fn render(r: &Report) -> String {
     let mut out = String::from("# Benchmarks\n\n");
     out += &format!(
-        "Written by `{}` on {}, in one run of {}. Every figure is a count, or a ratio \
-         against a baseline measured in the same run on the same machine.\n\n",
+        "Written by `{}` on {}; its experiments ran one after another for {}. Every \
+         figure is a count, or a ratio against a baseline measured in the same run on the \
+         same machine.\n\n",
         r.command, r.date, r.wall_time
     );
     if r.quick {
@@ -169,7 +170,7 @@ mod tests {
         let expected = "\
 # Benchmarks
 
-Written by `cargo xtask bench` on 2025-01-02 03:04 UTC, in one run of 4 min 5 s. Every figure is a count, or a ratio against a baseline measured in the same run on the same machine.
+Written by `cargo xtask bench` on 2025-01-02 03:04 UTC; its experiments ran one after another for 4 min 5 s. Every figure is a count, or a ratio against a baseline measured in the same run on the same machine.
 
 ## Machine
 

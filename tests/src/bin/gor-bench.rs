@@ -79,7 +79,14 @@ fn main() -> Result<()> {
     };
     let text = markdown::render(&report);
     std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
-    let _ = std::fs::remove_dir_all(&dir);
+    // This run's directories (the experiments' and each agent's: stats, logs); after a
+    // failure they stay for a look.
+    let prefix = format!("{}-", std::process::id());
+    for entry in std::fs::read_dir(dir.parent().unwrap_or(&dir))?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
     println!("{text}");
     eprintln!("gor-bench: wrote {} in {}", out.display(), report.wall_time);
     Ok(())
