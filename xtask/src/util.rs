@@ -37,7 +37,12 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// Runs the workspace's cargo (the one that runs xtask) in the workspace root.
 pub fn cargo(args: &[&str], release: bool) -> Result<()> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(root()).args(args);
+    // `cargo run` gave xtask its own CARGO_MANIFEST_DIR; ring's build script tracks that
+    // variable, so builds from here and from a shell would rebuild ring, rustls and the
+    // agent over each other (minutes each time).
+    cmd.current_dir(root())
+        .args(args)
+        .env_remove("CARGO_MANIFEST_DIR");
     if release {
         cmd.arg("--release");
     }
