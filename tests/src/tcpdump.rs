@@ -61,6 +61,11 @@ impl Tcpdump {
         }
     }
 
+    /// tcpdump's process id (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops it (SIGINT, so it flushes the file and prints its counts) and returns them.
     pub fn stop(mut self) -> DumpStats {
         // SAFETY: kill(2) on our own child.

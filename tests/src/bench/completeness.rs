@@ -50,6 +50,7 @@ struct Step {
     lane_queue_full: u64,
     agent_cpu: Cpu,
     nginx_cpu: Cpu,
+    tcpdump_cpu: Cpu,
     peak_rss_kib: u64,
     /// Of the agent's resident memory, the BPF maps mapped into it (the ring buffer).
     maps_rss_kib: u64,
@@ -80,6 +81,7 @@ pub fn run(plan: &Plan, dir: &Path, max_rps: f64) -> anyhow::Result<Vec<Outcome>
         );
         let agent_cpu = CpuMeter::start(agent.pid());
         let nginx_cpu = CpuMeter::start(prod.pid());
+        let tcpdump_cpu = CpuMeter::start(dump.pid());
         let seconds = match load {
             Load::Paced(rate) => {
                 let p = paced(prod.addr, rate, plan.step, move |_, _| path.clone());
@@ -107,6 +109,7 @@ pub fn run(plan: &Plan, dir: &Path, max_rps: f64) -> anyhow::Result<Vec<Outcome>
             Duration::from_secs(20),
         );
         let agent_cpu = agent_cpu.used();
+        let tcpdump_cpu = tcpdump_cpu.used();
         let peak_rss_kib = agent.peak_rss_kib();
         let maps_rss_kib = mapped_rss_kib(agent.pid(), "bpf-map");
         let stats = agent.stop().stats;
@@ -126,6 +129,7 @@ pub fn run(plan: &Plan, dir: &Path, max_rps: f64) -> anyhow::Result<Vec<Outcome>
             lane_queue_full: counter(&stats, &["replay", "lane_queue_full"]),
             agent_cpu,
             nginx_cpu,
+            tcpdump_cpu,
             peak_rss_kib,
             maps_rss_kib,
         };
@@ -247,6 +251,7 @@ fn cost(steps: &[Step]) -> Outcome {
         "nginx CPU s (user + system)",
         "nginx CPU s per 10k served",
         "agent / nginx, per request",
+        "tcpdump CPU s per 10k captured",
         "agent peak RSS",
         "of it, BPF maps (ring buffer)",
     ]);
@@ -261,6 +266,7 @@ fn cost(steps: &[Step]) -> Outcome {
             split(s.nginx_cpu),
             format!("{nginx:.3}"),
             format!("{:.2}", ratio(agent, nginx)),
+            format!("{:.3}", per10k(s.tcpdump_cpu, s.dumped)),
             format!("{:.1} MiB", mib(s.peak_rss_kib)),
             format!("{:.1} MiB", mib(s.maps_rss_kib)),
         ]);
@@ -283,8 +289,9 @@ fn cost(steps: &[Step]) -> Outcome {
         about: "The same steps as experiment 2: the agent's CPU time (user + system, all \
                 threads, from `/proc/<pid>/stat`) from its readiness until staging had every \
                 mirrored request, per 10,000 requests mirrored; beside production nginx's CPU \
-                time over the step per 10,000 requests served; and the agent's peak resident \
-                memory (VmHWM in `/proc/<pid>/status`)."
+                time over the step per 10,000 requests served; tcpdump's (writing whole \
+                packets to a file) per 10,000 requests it captured, for scale; and the agent's \
+                peak resident memory (VmHWM in `/proc/<pid>/status`)."
             .into(),
         setup: Vec::new(),
         tables: vec![table],
