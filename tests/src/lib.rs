@@ -1,6 +1,7 @@
 //! Helpers for gor's kernel tests: start the real agent binary and wait for its readiness
 //! signal, stop it and read what it captured, make network namespaces and clean them up,
-//! and check that the host is left as it was.
+//! and check that the host is left as it was. The benchmarks (`bench`, run by
+//! `cargo xtask bench`) are built on the same helpers.
 pub mod agent;
 pub mod bench;
 pub mod clients;
