@@ -10,6 +10,7 @@ use std::{path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
+use gor_common::wakeup;
 use serde_json::json;
 use tokio::{
     io::unix::AsyncFd,
@@ -257,6 +258,14 @@ async fn run_live(cfg: Config) -> Result<()> {
     pipeline.dispatch.measure_capture_latency();
     let mut stop = StopSignals::new()?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // The kernel skips wake-ups while records keep coming (gor_common::wakeup): poll
+    // while they do.
+    let mut poll = tokio::time::interval(Duration::from_nanos(wakeup::INTERVAL_NS));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut found_at: Option<std::time::Instant> = None;
+    let polling = |found_at: Option<std::time::Instant>| {
+        found_at.is_some_and(|t| t.elapsed() < Duration::from_nanos(wakeup::POLL_IDLE_NS))
+    };
     let mut stats_tick = tokio::time::interval(cfg.outputs.stats_interval);
     stats_tick.tick().await;
     crate::notify::ready();
@@ -271,6 +280,14 @@ async fn run_live(cfg: Config) -> Result<()> {
                 // and records left behind would otherwise wait for the next wake-up.
                 if n < DRAIN_BATCH {
                     guard.clear_ready();
+                }
+                if n > 0 {
+                    found_at = Some(std::time::Instant::now());
+                }
+            }
+            _ = poll.tick(), if polling(found_at) => {
+                if pipeline.drain(ring.get_mut(), DRAIN_BATCH) > 0 {
+                    found_at = Some(std::time::Instant::now());
                 }
             }
             guard = async { logger.as_mut().expect("guarded by the branch condition").readable_mut().await }, if logger.is_some() => {

@@ -49,6 +49,20 @@ pub enum Command {
     /// the original pacing, through the same rate limit, filters, middleware and outputs as
     /// live capture. Needs no privileges.
     Replay(FileReplayCli),
+    /// Preflight: check, one line each, what live capture needs on this host with these
+    /// settings (kernel, BTF, ring buffer, capabilities, interfaces, other TC programs,
+    /// staging). Exit 0 when nothing fails, 1 when something does, 64 on invalid settings.
+    Check(CheckCli),
+}
+
+/// The settings of `gor-agent check`: the same capture and shared settings as the live
+/// agent, read from the same `GOR_*` variables.
+#[derive(Debug, Args)]
+pub struct CheckCli {
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+    #[command(flatten)]
+    pub shared: SharedArgs,
 }
 
 /// The settings of `gor-agent replay`: where to read, how fast, and the same output,
@@ -501,23 +515,35 @@ impl Cli {
     /// Validates every setting of the command given; all errors at once.
     pub fn validate(&self) -> Result<Config, Vec<ConfigError>> {
         match &self.command {
-            None => validate(&self.capture, &self.shared, None),
+            None => validate(&self.capture, &self.shared, Mode::Capture),
             // Capture settings do not apply to replaying a file; their defaults are used.
-            Some(Command::Replay(r)) => validate(&self.capture, &r.shared, Some(&r.input)),
+            Some(Command::Replay(r)) => validate(&self.capture, &r.shared, Mode::Replay(&r.input)),
+            Some(Command::Check(k)) => validate(&k.capture, &k.shared, Mode::Check),
         }
+    }
+
+    /// `gor-agent check`: report on the host instead of running.
+    pub fn is_check(&self) -> bool {
+        matches!(self.command, Some(Command::Check(_)))
     }
 }
 
-/// Validates one command's settings; `input` is set for `replay` (traffic from files,
-/// not capture).
-fn validate(
-    a: &CaptureArgs,
-    g: &SharedArgs,
-    input: Option<&InputFileArgs>,
-) -> Result<Config, Vec<ConfigError>> {
+/// Which command the settings are for.
+enum Mode<'a> {
+    /// Live capture (or a pcap file): the agent itself.
+    Capture,
+    /// `replay`: traffic from saved files, no capture.
+    Replay(&'a InputFileArgs),
+    /// `check`: the live agent's settings, except that an interface that does not exist
+    /// is one of the findings (a FAIL line), not a usage error.
+    Check,
+}
+
+/// Validates one command's settings.
+fn validate(a: &CaptureArgs, g: &SharedArgs, mode: Mode) -> Result<Config, Vec<ConfigError>> {
     let mut c = Check::default();
     let ports = match &a.ports {
-        None if input.is_some() => Some(Vec::new()),
+        None if matches!(mode, Mode::Replay(_)) => Some(Vec::new()),
         None => c.field(
             "GOR_PORTS",
             "",
@@ -527,9 +553,10 @@ fn validate(
         ),
         Some(p) => c.parse("GOR_PORTS", p, parse_ports),
     };
-    let interfaces = match &a.interfaces {
-        None => Some(Vec::new()),
-        Some(v) => c.parse("GOR_INTERFACES", v, parse_interfaces),
+    let interfaces = match (&a.interfaces, &mode) {
+        (None, _) => Some(Vec::new()),
+        (Some(v), Mode::Check) => c.parse("GOR_INTERFACES", v, parse_interface_names),
+        (Some(v), _) => c.parse("GOR_INTERFACES", v, parse_interfaces),
     };
     let ring = c.parse("GOR_RING_BUFFER", &a.ring_buffer, parse_ring_size);
     let max_conns = c.parse("GOR_MAX_CONNECTIONS", &a.max_connections, parse_count);
@@ -551,9 +578,9 @@ fn validate(
     let mirror = g.replay.validate(&mut c);
     let filters = g.filters.validate(&mut c);
     let middleware = g.middleware.validate(&mut c);
-    let input_file = match input {
-        None => Some(None),
-        Some(i) => i.validate(&mut c).map(Some),
+    let input_file = match mode {
+        Mode::Replay(i) => i.validate(&mut c).map(Some),
+        Mode::Capture | Mode::Check => Some(None),
     };
     let o = &g.outputs;
     let file_limit = c.parse(
@@ -874,20 +901,33 @@ pub fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
 
 /// `lo,eth0`: names of interfaces that exist now.
 pub fn parse_interfaces(s: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    for name in s.split(',').map(str::trim) {
-        if name.is_empty() || !interface_exists(name) {
-            return Err(format!(
-                "a comma-separated list of existing network interfaces (`{name}` does not exist)"
-            ));
-        }
-        out.push(name.to_string());
+    let names = parse_interface_names(s)?;
+    match names.iter().find(|n| !interface_exists(n)) {
+        Some(name) => Err(format!(
+            "a comma-separated list of existing network interfaces (`{name}` does not exist)"
+        )),
+        None => Ok(names),
     }
-    Ok(out)
+}
+
+/// `lo,eth0`: names that could be interfaces, whether they exist now or not.
+pub fn parse_interface_names(s: &str) -> Result<Vec<String>, String> {
+    s.split(',')
+        .map(str::trim)
+        .map(|name| {
+            if name.is_empty() || name.contains('/') {
+                Err(format!(
+                    "a comma-separated list of network interface names (`{name}` is not one)"
+                ))
+            } else {
+                Ok(name.to_string())
+            }
+        })
+        .collect()
 }
 
 fn interface_exists(name: &str) -> bool {
-    std::path::Path::new("/sys/class/net").join(name).exists() && !name.contains('/')
+    std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
 /// `120s`, `500ms`, `2m`, `1h`.
@@ -1146,6 +1186,21 @@ mod tests {
         let errs = cli(&["replay"]).validate().unwrap_err();
         assert_eq!(errs[0].setting, "GOR_INPUT_FILE");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn check_command_takes_the_agents_settings_but_not_its_interface_existence_test() {
+        let c = cli(&["check", "--ports", "80", "--interfaces", "lo,nosuchif0"])
+            .validate()
+            .unwrap();
+        assert_eq!(c.capture.interfaces, vec!["lo", "nosuchif0"]);
+        assert!(cli(&["check", "--ports", "80"]).is_check());
+        assert!(!cli(&["--ports", "80"]).is_check());
+        let errs = cli(&["check", "--interfaces", "lo,,eth0", "--ring-buffer", "3MiB"])
+            .validate()
+            .unwrap_err();
+        let names: Vec<_> = errs.iter().map(|e| e.setting).collect();
+        assert_eq!(names, ["GOR_PORTS", "GOR_INTERFACES", "GOR_RING_BUFFER"]);
     }
 
     #[test]

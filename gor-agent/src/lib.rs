@@ -9,6 +9,7 @@
 //! ```
 pub mod agent;
 pub mod capture;
+pub mod check;
 pub mod config;
 pub mod dispatch;
 pub mod filters;

@@ -19,6 +19,22 @@ pub const MAX_CHUNKS_PER_SKB: usize = 16;
 /// Default size of the ring buffer (must be a power-of-two multiple of the page size).
 pub const DEFAULT_RING_BYTES: u32 = 32 * 1024 * 1024;
 
+/// When a ring-buffer record wakes the agent. Waking it for every record costs a
+/// context switch per packet (most of the agent's CPU under load, and it competes with
+/// production for the cores). So a record wakes it only if no record asked to in the
+/// last [`wakeup::INTERVAL_NS`], or if 1/[`wakeup::FILL_DIVISOR`] of the ring is waiting;
+/// in between, the agent polls the ring every `INTERVAL_NS` for as long as it keeps
+/// finding records (and [`wakeup::POLL_IDLE_NS`] more), so nothing waits longer than that.
+/// At low rates every record still wakes it at once.
+pub mod wakeup {
+    pub const INTERVAL_NS: u64 = 1_000_000;
+    pub const FILL_DIVISOR: u64 = 64;
+    /// How long the agent goes on polling after a poll found nothing. Must be well above
+    /// `INTERVAL_NS`: a record that skipped its wake-up followed one that asked less than
+    /// `INTERVAL_NS` before, which the agent found, so the agent is still polling.
+    pub const POLL_IDLE_NS: u64 = 100 * INTERVAL_NS;
+}
+
 /// Map names, as the agent looks them up in the loaded object.
 pub const MAP_PORTS: &str = "PORTS";
 pub const MAP_CHUNKS: &str = "CHUNKS";

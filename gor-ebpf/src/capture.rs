@@ -5,12 +5,13 @@
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext, EbpfContext};
 use aya_log_ebpf::warn;
 use gor_common::{
-    counter, direction, tcp_flags, ExcludeKey, CHUNK_DATA_LEN, CHUNK_HEADER_LEN, MAX_CHUNKS_PER_SKB,
+    counter, direction, tcp_flags, wakeup, ExcludeKey, CHUNK_DATA_LEN, CHUNK_HEADER_LEN,
+    MAX_CHUNKS_PER_SKB,
 };
 
 use crate::{
     headers::{self, Skip},
-    maps::{count, excluded, port_captured, CHUNKS, SCRATCH},
+    maps::{count, excluded, port_captured, CHUNKS, SCRATCH, WAKEUP},
 };
 
 /// Observes one packet. Whatever happens here, the caller lets the packet through.
@@ -159,7 +160,7 @@ fn emit(chunk: &gor_common::Chunk, n: u32) {
     let bytes = unsafe {
         core::slice::from_raw_parts((chunk as *const gor_common::Chunk).cast::<u8>(), size)
     };
-    match CHUNKS.output::<[u8]>(bytes, 0) {
+    match CHUNKS.output::<[u8]>(bytes, wakeup_flags(chunk.header.ts_ns)) {
         Ok(()) => {
             count(counter::CHUNKS_EMITTED, 1);
             count(counter::BYTES_COPIED, n as u64);
@@ -168,5 +169,28 @@ fn emit(chunk: &gor_common::Chunk, n: u32) {
             count(counter::RINGBUF_DROPS, 1);
             count(counter::RINGBUF_DROPPED_BYTES, n as u64);
         }
+    }
+}
+
+/// The ring buffer's submit flags for a record seen at `now_ns` (see `gor_common::wakeup`):
+/// 0 (wake the agent if it waits for this record) when no record asked for a wake-up in
+/// the last interval or the ring is filling up, else no wake-up (the agent is polling).
+#[inline(always)]
+fn wakeup_flags(now_ns: u64) -> u64 {
+    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE};
+    let Some(last) = WAKEUP.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a plain u64 slot; concurrent writers on other CPUs at worst cause one more
+    // wake-up or one fewer skipped.
+    let last_ns = unsafe { *last };
+    let filling = CHUNKS.query(BPF_RB_AVAIL_DATA as u64)
+        >= CHUNKS.query(BPF_RB_RING_SIZE as u64) / wakeup::FILL_DIVISOR;
+    if now_ns.wrapping_sub(last_ns) >= wakeup::INTERVAL_NS || filling {
+        // SAFETY: as above.
+        unsafe { *last = now_ns };
+        0
+    } else {
+        BPF_RB_NO_WAKEUP as u64
     }
 }

@@ -15,6 +15,11 @@ pub static PORTS: Array<u8> = Array::with_max_entries(PORTS_LEN, 0);
 #[map(name = "CHUNKS")]
 pub static CHUNKS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
+/// When a record last asked to wake the agent (`bpf_ktime_get_ns`), for the policy in
+/// `gor_common::wakeup`. One slot for all CPUs: a race only costs an extra wake-up.
+#[map(name = "WAKEUP")]
+pub static WAKEUP: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Per-CPU counters, indexed by `gor_common::counter`.
 #[map(name = "COUNTERS")]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);

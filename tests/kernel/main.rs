@@ -5,6 +5,7 @@
 //!
 //! They need root; `cargo xtask test` runs them one at a time.
 mod bad_input;
+mod check;
 mod config;
 mod deploy;
 mod filters;

@@ -423,6 +423,59 @@ pub fn run_to_exit(env: &[(&str, &str)]) -> (i32, String) {
     )
 }
 
+/// What `gor-agent check` printed, and its exit code.
+pub struct Checked {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Checked {
+    /// The line that contains `needle` (the whole output in the panic if none does).
+    pub fn line(&self, needle: &str) -> &str {
+        self.stdout
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{self}"))
+    }
+}
+
+impl std::fmt::Display for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `gor-agent check` with `env` only (and PATH), started through `wrapper` when it
+/// is not empty (`ip netns exec NS`, `setpriv ...`).
+pub fn run_check(wrapper: &[&str], env: &[(&str, &str)]) -> Checked {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(agent_bin());
+            c
+        }
+        None => Command::new(agent_bin()),
+    };
+    let out = cmd
+        .arg("check")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GOR_METRICS_ADDR", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run gor-agent check");
+    Checked {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// What `gor-agent replay` left behind.
 pub struct Replayed {
     pub status: i32,

@@ -3,7 +3,8 @@
 
 use std::process::Command;
 
-fn run(cmd: &str, args: &[&str]) -> String {
+/// Runs `cmd args`, panicking with its stderr unless it succeeds; returns its stdout.
+pub fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)
         .args(args)
         .output()

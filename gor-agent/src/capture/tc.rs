@@ -5,6 +5,7 @@
 //! On kernels >= 6.6 the programs are attached as tcx links: no qdisc is created, and the
 //! kernel removes the links when the agent's process ends, whatever the way it ends.
 //! Older kernels use cls_bpf on a `clsact` qdisc; the agent removes a qdisc it added.
+//! Either way gor's programs run before other programs on the same hook.
 
 use std::process::Command;
 
@@ -16,7 +17,10 @@ use std::{
 
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{tc, SchedClassifier, TcAttachType},
+    programs::{
+        tc::{self, NlOptions, TcAttachOptions},
+        LinkOrder, SchedClassifier, TcAttachType,
+    },
     util::KernelVersion,
     Ebpf, EbpfLoader,
 };
@@ -132,7 +136,7 @@ impl TcCapture {
                     .program_mut(name)
                     .expect("checked above")
                     .try_into()?;
-                prog.attach(iface, attach)
+                prog.attach_with_options(iface, attach, attach_options(tcx))
                     .with_context(|| format!("attaching {name} to {iface}"))?;
             }
             this.interfaces.push(iface.clone());
@@ -217,8 +221,41 @@ impl Drop for TcCapture {
     }
 }
 
+/// Where the programs go among other programs on the same hook: first, so that no other
+/// program's verdict (drop, redirect, or `TC_ACT_OK`, which ends a tcx chain) can hide a
+/// packet from gor; gor returns `TCX_NEXT`/`TC_ACT_UNSPEC`, so the others still run after
+/// it. tcx links go in front explicitly (aya's default is behind the others); a cls_bpf
+/// filter with an automatic priority (0) gets a lower number than every existing filter,
+/// so it already runs first.
+fn attach_options(tcx: bool) -> TcAttachOptions {
+    if tcx {
+        TcAttachOptions::TcxOrder(LinkOrder::first())
+    } else {
+        TcAttachOptions::Netlink(NlOptions::default())
+    }
+}
+
+/// The kernel object embedded in this binary, as `gor-agent check` reports it.
+pub struct EmbeddedObject {
+    pub bytes: usize,
+    /// Has CO-RE relocations: loading it needs the kernel's BTF (`/sys/kernel/btf/vmlinux`).
+    pub needs_kernel_btf: bool,
+}
+
+/// The embedded kernel object; `Ok(None)` when this binary was built without it.
+pub fn embedded_object() -> Result<Option<EmbeddedObject>> {
+    if EBPF_OBJECT.is_empty() {
+        return Ok(None);
+    }
+    let obj = aya_obj::Object::parse(EBPF_OBJECT).context("parsing the embedded eBPF object")?;
+    Ok(Some(EmbeddedObject {
+        bytes: EBPF_OBJECT.len(),
+        needs_kernel_btf: obj.has_btf_relocations(),
+    }))
+}
+
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
-fn raise_memlock() {
+pub(crate) fn raise_memlock() {
     let rlim = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
