@@ -10,8 +10,21 @@ use std::{
 };
 
 /// The flags every capture uses: whole packets (`-s 0`), a 64 MiB kernel buffer, each
-/// packet written at once (`-U`).
-pub const FLAGS: &[&str] = &["-i", "lo", "-U", "-s", "0", "-B", "65536"];
+/// packet written at once (`-U`) and handed to tcpdump at once (`--immediate-mode`).
+/// Without immediate mode, libpcap reads the kernel's buffer a block at a time; here the
+/// last, partly filled block was sometimes still unread when tcpdump was stopped, and its
+/// packets (the last ~40 ms of a run) were missing from the file without being counted as
+/// dropped.
+pub const FLAGS: &[&str] = &[
+    "-i",
+    "lo",
+    "-U",
+    "--immediate-mode",
+    "-s",
+    "0",
+    "-B",
+    "65536",
+];
 
 /// tcpdump writing `tcp port PORT` to a file; `stop` ends it (SIGINT) and waits.
 pub struct Tcpdump {
