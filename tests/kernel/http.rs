@@ -5,18 +5,14 @@
 //! bytes sent, per client port). A pcap test checks that tcpdump's capture of the same
 //! traffic, fed to the agent, frames the same messages as the live capture.
 
-use std::{
-    collections::BTreeMap,
-    io::{BufRead, BufReader},
-    path::Path,
-    process::{Command, Stdio},
-};
+use std::{collections::BTreeMap, path::Path};
 
 use gor_tests::{
     agent::{run_pcap, temp_dir, Agent, Captured, Message},
     clients::{curl, hyper_client, wrk, wrk_request, HyperRequest},
     host::HostState,
     nginx::{Logged, Nginx},
+    tcpdump::Tcpdump,
     traffic::pattern,
 };
 
@@ -287,45 +283,6 @@ fn nginx_with_curl_wrk_and_hyper() {
     );
     cap.assert_nothing_lost();
     host.assert_clean();
-}
-
-/// tcpdump on `lo`, writing to `file`; stopped (SIGINT) and waited for by `stop`.
-struct Tcpdump(std::process::Child);
-
-impl Tcpdump {
-    fn start(file: &Path, port: u16) -> Tcpdump {
-        let mut child = Command::new("tcpdump")
-            .args(["-i", "lo", "-U", "-s", "0", "-B", "65536", "-w"])
-            .arg(file)
-            .arg(format!("tcp port {port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tcpdump");
-        // Ready when it says it is listening.
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        loop {
-            match lines.next() {
-                Some(Ok(l)) if l.contains("listening on") => break,
-                Some(Ok(_)) => continue,
-                _ => panic!("tcpdump did not start"),
-            }
-        }
-        // Keep reading its stderr so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Tcpdump(child)
-    }
-
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
-        let status = self.0.wait().expect("wait for tcpdump");
-        assert!(
-            status.success() || status.code() == Some(0) || status.code().is_none(),
-            "tcpdump: {status}"
-        );
-    }
 }
 
 #[test]

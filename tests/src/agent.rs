@@ -165,6 +165,28 @@ impl Agent {
         netns: Option<&str>,
         env: &[(&str, &str)],
     ) -> Agent {
+        Self::launch(name, ports, interfaces, netns, env, true)
+    }
+
+    /// The agent as production runs it, for benchmarks: only the stats file, no stream or
+    /// message outputs (those write every byte to disk, which production need not pay for).
+    pub fn start_bare(
+        name: &str,
+        ports: &[u16],
+        interfaces: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
+        Self::launch(name, ports, interfaces, None, env, false)
+    }
+
+    fn launch(
+        name: &str,
+        ports: &[u16],
+        interfaces: &[&str],
+        netns: Option<&str>,
+        env: &[(&str, &str)],
+        outputs: bool,
+    ) -> Agent {
         let dir = temp_dir(name);
         let notify_path = dir.join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).expect("bind the readiness socket");
@@ -184,8 +206,6 @@ impl Agent {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("GOR_PORTS", ports.join(","))
             .env("GOR_INTERFACES", interfaces.join(","))
-            .env("GOR_OUTPUT_STREAMS", dir.join("streams"))
-            .env("GOR_OUTPUT_MESSAGES", dir.join("messages.jsonl"))
             .env("GOR_STATS_FILE", dir.join("stats.json"))
             .env("GOR_LOG", "info")
             // Any free port: tests may run an agent and a replay at once.
@@ -194,6 +214,10 @@ impl Agent {
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("stderr")).expect("create the stderr file"));
+        if outputs {
+            cmd.env("GOR_OUTPUT_STREAMS", dir.join("streams"))
+                .env("GOR_OUTPUT_MESSAGES", dir.join("messages.jsonl"));
+        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", agent_bin().display()));
@@ -222,13 +246,12 @@ impl Agent {
 
     /// Resident memory of the agent, in KiB (from /proc).
     pub fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        status_kib(self.pid(), "VmRSS")
+    }
+
+    /// The most resident memory the agent has had so far, in KiB (VmHWM).
+    pub fn peak_rss_kib(&self) -> u64 {
+        status_kib(self.pid(), "VmHWM")
     }
 
     /// What the agent logged so far.
@@ -278,6 +301,16 @@ impl Agent {
         );
         read_captured(&self.dir, stderr)
     }
+}
+
+/// A `kB` field of `/proc/<pid>/status` (0 if the process or the field is gone).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 impl Drop for Agent {
@@ -463,12 +496,18 @@ pub fn run_replay(name: &str, args: &[&str], env: &[(&str, &str)]) -> Replayed {
 
 /// `gor-agent replay ARGS` configured like [`run_replay`], not started yet.
 pub fn replay_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = replay_command_bare(dir, args, env);
+    cmd.env("GOR_OUTPUT_MESSAGES", dir.join("messages.jsonl"));
+    cmd
+}
+
+/// `gor-agent replay ARGS` with only the stats file (no messages file), for benchmarks.
+pub fn replay_command_bare(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(agent_bin());
     cmd.arg("replay")
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GOR_OUTPUT_MESSAGES", dir.join("messages.jsonl"))
         .env("GOR_STATS_FILE", dir.join("stats.json"))
         .env("GOR_LOG", "info")
         .env("GOR_METRICS_ADDR", "127.0.0.1:0")

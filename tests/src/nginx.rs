@@ -121,6 +121,20 @@ http {{
         Nginx { child, addr, dir }
     }
 
+    /// nginx's process id (one process: `master_process off`, one worker in it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// How many requests with exactly this request line (`GET /x HTTP/1.1`) were logged.
+    pub fn served(&self, request_line: &str) -> usize {
+        // Read often while requests arrive, so without building every line's record.
+        let text = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.split('|').nth(1) == Some(request_line))
+            .count()
+    }
+
     /// The access log so far (nginx writes each line when the request completes).
     pub fn access_log(&self) -> Vec<Logged> {
         let text = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();

@@ -5,7 +5,8 @@
 //! - `build`: the kernel object, then the workspace
 //! - `test`: setup, build, fmt + clippy, unit tests, kernel tests
 //! - `run`: builds and starts the agent with the `GOR_*` environment
-//! - `bench`: the benchmarks, with their baselines measured in the same run
+//! - `bench`: the benchmarks, with their baselines measured in the same run, into
+//!   BENCHMARKS.md (`--quick` for development)
 mod ebpf;
 mod setup;
 mod util;
@@ -49,8 +50,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run the benchmarks.
-    Bench,
+    /// Run the benchmarks and write BENCHMARKS.md (root: they load BPF programs).
+    Bench {
+        /// Shorter durations, for development only (BENCHMARKS.md says so).
+        #[arg(long)]
+        quick: bool,
+    },
     /// A local production, a recording staging, traffic and the agent: watch gor work.
     Demo,
 }
@@ -74,17 +79,7 @@ fn main() -> Result<()> {
             let bin = util::root().join("target/release/gor-agent");
             util::exec(&bin, &args)
         }
-        Cmd::Bench => {
-            util::cargo(&["bench", "-p", "gor-agent"], false)?;
-            if !util::is_root() {
-                println!(
-                    "xtask bench: the mirror benchmark needs root (it loads BPF programs); skipped"
-                );
-                return Ok(());
-            }
-            let bin = release_tool("gor-bench-mirror")?;
-            util::run(&mut std::process::Command::new(bin))
-        }
+        Cmd::Bench { quick } => bench(quick),
         Cmd::Demo => {
             if !util::is_root() {
                 anyhow::bail!("the demo loads BPF programs: run it as root");
@@ -112,6 +107,38 @@ fn release_tool(bin: &str) -> Result<std::path::PathBuf> {
     ];
     util::cargo(&args, true)?;
     Ok(util::root().join("target/release").join(bin))
+}
+
+/// The criterion framing benchmark, then `gor-bench`, which runs the mirroring
+/// experiments and writes BENCHMARKS.md with both.
+fn bench(quick: bool) -> Result<()> {
+    if !util::is_root() {
+        anyhow::bail!(
+            "the benchmarks load BPF programs and attach them to lo, which needs root: run \
+             `sudo cargo xtask bench` (nothing was run)"
+        );
+    }
+    setup::run()?;
+    let started = std::time::Instant::now();
+    let mut criterion = vec!["bench", "-p", "gor-agent", "--bench", "framing"];
+    if quick {
+        criterion.extend(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
+    }
+    util::cargo(&criterion, false)?;
+    let mut cmd = std::process::Command::new(release_tool("gor-bench")?);
+    cmd.arg("--out")
+        .arg(util::root().join("BENCHMARKS.md"))
+        .arg("--criterion")
+        .arg(util::root().join("target/criterion"));
+    if quick {
+        cmd.arg("--quick");
+    }
+    util::run(&mut cmd)?;
+    println!(
+        "xtask bench: done in {} s; BENCHMARKS.md written",
+        started.elapsed().as_secs()
+    );
+    Ok(())
 }
 
 fn test(no_kernel: bool, no_setup: bool, filter: Option<String>) -> Result<()> {
@@ -143,10 +170,15 @@ fn test(no_kernel: bool, no_setup: bool, filter: Option<String>) -> Result<()> {
         false,
     )?;
     let mut unit = vec!["test", "--workspace", "--exclude", "gor-tests"];
+    // The test helpers' and the benchmark harness's own unit tests (parsers of wrk's and
+    // tcpdump's reports, the BENCHMARKS.md layout): no kernel needed.
+    let mut helpers = vec!["test", "-p", "gor-tests", "--lib", "--bins"];
     if let Some(f) = &filter {
         unit.push(f);
+        helpers.push(f);
     }
     util::cargo(&unit, false)?;
+    util::cargo(&helpers, false)?;
     if no_kernel {
         println!("xtask: kernel tests skipped (--no-kernel)");
         return Ok(());

@@ -38,6 +38,23 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 pub fn cargo(args: &[&str], release: bool) -> Result<()> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root()).args(args);
+    // `cargo run` gave xtask its package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_NAME,
+    // ...); ring's build script tracks some of them, so builds from here and from a shell
+    // would rebuild ring, rustls and the agent over each other (minutes each time).
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&&*name)
+        {
+            cmd.env_remove(&*name);
+        }
+    }
     if release {
         cmd.arg("--release");
     }
