@@ -173,11 +173,16 @@ fn emit(chunk: &gor_common::Chunk, n: u32) {
 }
 
 /// The ring buffer's submit flags for a record seen at `now_ns` (see `gor_common::wakeup`):
-/// 0 (wake the agent if it waits for this record) when no record asked for a wake-up in
-/// the last interval or the ring is filling up, else no wake-up (the agent is polling).
+/// a forced wake-up when no record asked for one in the last interval or the ring is
+/// filling up, else none (the agent is polling). Forced, not the default "wake if the
+/// agent waits for this very record": while an earlier record that skipped its wake-up
+/// is still unread, the default would not wake the agent either, and the record would
+/// wait for the agent's next poll.
 #[inline(always)]
 fn wakeup_flags(now_ns: u64) -> u64 {
-    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE};
+    use aya_ebpf::bindings::{
+        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE,
+    };
     let Some(last) = WAKEUP.get_ptr_mut(0) else {
         return 0;
     };
@@ -189,7 +194,7 @@ fn wakeup_flags(now_ns: u64) -> u64 {
     if now_ns.wrapping_sub(last_ns) >= wakeup::INTERVAL_NS || filling {
         // SAFETY: as above.
         unsafe { *last = now_ns };
-        0
+        BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
     }
