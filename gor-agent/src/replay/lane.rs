@@ -38,8 +38,10 @@ use crate::stream::ConnId;
 /// overlap, as they did when they were recorded.
 pub const ANY_CONNECTION: ConnId = u64::MAX;
 
-/// Requests a lane may hold waiting; more are dropped (`lane_queue_full`).
-pub(crate) const LANE_QUEUE: usize = 64;
+/// Requests a lane may hold waiting; more are dropped (`lane_queue_full`). About a second
+/// of a busy client connection (500 requests/s), so a staging hiccup or a moment without
+/// CPU is absorbed rather than dropped; memory stays bounded by the byte budget.
+pub(crate) const LANE_QUEUE: usize = 512;
 /// A lane ends after its client connection sent nothing for this long.
 pub(crate) const LANE_IDLE: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);

@@ -222,7 +222,7 @@ fn completeness(plan: &Plan, steps: &[Step], max_rps: f64) -> Outcome {
             "tcpdump's drops are packets its kernel buffer had no room for (its own count at \
              exit); gor's ring-buffer drops are records the kernel program could not write; \
              queue full counts requests the agent framed but dropped because staging's queue \
-             (per target) or a client connection's lane (64 requests) was full."
+             (per target) or a client connection's lane (512 requests) was full."
                 .into(),
         ],
     };
