@@ -285,7 +285,11 @@ fn looping_replay_with_filters_reports_progress_until_stopped() {
     let run = replayed(&run_dir, status.code().unwrap_or(-1), &stderr);
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(got.len() >= 12, "{} requests", got.len());
-    let paths: Vec<String> = got
+    // Everything the replay sent (it finishes what is in flight before it exits): /a and
+    // /b alternate in what was sent, so their counts differ by one at most. (A prefix of
+    // the arrivals could cut a swapped pair in two.)
+    let paths: Vec<String> = staging
+        .received()
         .iter()
         .map(|r| {
             String::from_utf8_lossy(&r.raw)
@@ -296,8 +300,9 @@ fn looping_replay_with_filters_reports_progress_until_stopped() {
         })
         .collect();
     // Within a pass the order is the recording's. Across passes the last request of one
-    // and the first of the next are due at the same instant, so they may swap on staging.
-    assert_eq!(paths[..2], ["/a", "/b"], "{paths:?}");
+    // and the first of the next are due at the same instant, so they may swap on staging
+    // (the first pass's /b with the second's /a too): only the very first is certain.
+    assert_eq!(paths[0], "/a", "{paths:?}");
     let count = |p: &str| paths.iter().filter(|x| *x == p).count();
     assert_eq!(
         count("/a") + count("/b"),
