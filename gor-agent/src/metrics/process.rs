@@ -15,15 +15,6 @@ pub fn rss_bytes() -> Option<u64> {
     .map(|k| k * 1024)
 }
 
-/// Peak resident set size in bytes (`VmHWM`).
-pub fn peak_rss_bytes() -> Option<u64> {
-    status_kib(
-        &std::fs::read_to_string("/proc/self/status").ok()?,
-        "VmHWM:",
-    )
-    .map(|k| k * 1024)
-}
-
 /// User + system CPU time of the whole process, in seconds.
 pub fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
@@ -96,7 +87,6 @@ mod tests {
     #[test]
     fn this_process_has_memory_and_cpu() {
         assert!(rss_bytes().unwrap() > 0);
-        assert!(peak_rss_bytes().unwrap() >= rss_bytes().unwrap() / 2);
         assert!(cpu_seconds().unwrap() >= 0.0);
     }
 }

@@ -256,21 +256,23 @@ impl Chores {
         if self.progress.due() {
             self.progress.show(stats.records, dispatch);
         }
-        let flush = self.last_flush.elapsed() >= FLUSH_EVERY;
-        let log = self.last_stats.elapsed() >= self.stats_every;
-        if !flush && !log {
-            return;
-        }
-        let mut report = dispatch.report();
-        report["input"] = json!(stats);
-        if flush {
+        let report = |dispatch: &Dispatch| {
+            let mut report = dispatch.report();
+            report["input"] = json!(stats);
+            report
+        };
+        if self.last_flush.elapsed() >= FLUSH_EVERY {
             self.last_flush = Instant::now();
             dispatch.tick();
-            self.reporter.publish(report.clone(), dispatch.histograms());
+            // The report is built only for a reader: the metrics endpoint, or the log.
+            if self.reporter.wants_metrics() {
+                self.reporter
+                    .publish(report(dispatch), dispatch.histograms());
+            }
         }
-        if log {
+        if self.last_stats.elapsed() >= self.stats_every {
             self.last_stats = Instant::now();
-            self.reporter.log(&report);
+            self.reporter.log(&report(dispatch));
         }
     }
 }
