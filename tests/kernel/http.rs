@@ -304,7 +304,11 @@ fn pcap_of_curl_and_wrk_traffic_frames_like_the_live_capture() {
     curl_mix(&dir, &base);
     wrk(&format!("{base}/data.json"), 2, 1);
     let live = agent.stop();
-    dump.stop();
+    let dumped = dump.stop();
+    assert_eq!(
+        dumped.dropped_by_kernel, 0,
+        "tcpdump (the file's writer) fell behind, so the pcap cannot match: {dumped:?}"
+    );
     live.assert_nothing_lost();
     let replayed = run_pcap("http-pcap-file", &file, &[nginx.addr.port()]);
 

@@ -9,21 +9,23 @@ use std::{
     thread::JoinHandle,
 };
 
-/// The flags every capture uses: whole packets (`-s 0`), a 64 MiB kernel buffer, each
-/// packet written at once (`-U`) and handed to tcpdump at once (`--immediate-mode`).
+/// The flags every capture uses: whole packets (`-s 0`), a 256 MiB kernel buffer, and
+/// each packet handed to tcpdump at once (`--immediate-mode`).
 /// Without immediate mode, libpcap reads the kernel's buffer a block at a time; here the
 /// last, partly filled block was sometimes still unread when tcpdump was stopped, and its
 /// packets (the last ~40 ms of a run) were missing from the file without being counted as
-/// dropped.
+/// dropped. In immediate mode every packet takes a frame of the whole snapshot length
+/// (about 64 KiB on `lo`), so 64 MiB held only ~1,000 packets and a one-second wrk burst
+/// overflowed it ("dropped by kernel"); 256 MiB holds ~4,000. The file is written through
+/// tcpdump's buffer (no `-U`, which cost a write per packet) and flushed when it stops.
 pub const FLAGS: &[&str] = &[
     "-i",
     "lo",
-    "-U",
     "--immediate-mode",
     "-s",
     "0",
     "-B",
-    "65536",
+    "262144",
 ];
 
 /// tcpdump writing `tcp port PORT` to a file; `stop` ends it (SIGINT) and waits.
