@@ -194,12 +194,16 @@ pub struct ReplayArgs {
     /// random 10% of requests; empty: all.
     #[arg(long, env = "GOR_RATE", default_value = "")]
     pub rate: String,
-    /// Time limit for one request to staging (connect, send, response).
+    /// Time limit for each step with staging: connecting, sending, each response.
     #[arg(long, env = "GOR_TIMEOUT", default_value = "5s")]
     pub timeout: String,
     /// Staging connections per target at most (client connections mirrored concurrently).
     #[arg(long, env = "GOR_WORKERS", default_value = "64")]
     pub workers: String,
+    /// Requests a staging connection may carry before their responses are read (HTTP/1.1
+    /// pipelining of requests already waiting, idempotent ones only); 1: one at a time.
+    #[arg(long, env = "GOR_PIPELINE", default_value = "16")]
+    pub pipeline: String,
     /// Requests waiting per target at most; beyond that they are dropped and counted.
     #[arg(long, env = "GOR_QUEUE", default_value = "10000")]
     pub queue: String,
@@ -444,6 +448,7 @@ pub struct MirrorConfig {
     pub rate: crate::replay::Rate,
     pub timeout: Duration,
     pub workers: usize,
+    pub pipeline: usize,
     pub queue: usize,
     pub original_host: bool,
     pub set_headers: Vec<(String, String)>,
@@ -818,6 +823,7 @@ impl ReplayArgs {
         let rate = c.parse("GOR_RATE", &self.rate, parse_rate);
         let timeout = c.parse("GOR_TIMEOUT", &self.timeout, parse_duration);
         let workers = c.parse("GOR_WORKERS", &self.workers, parse_count);
+        let pipeline = c.parse("GOR_PIPELINE", &self.pipeline, parse_count);
         let queue = c.parse("GOR_QUEUE", &self.queue, parse_count);
         let set_headers = match &self.set_header {
             None => Some(Vec::new()),
@@ -837,6 +843,7 @@ impl ReplayArgs {
             rate: rate?,
             timeout: timeout?,
             workers: workers?,
+            pipeline: pipeline?,
             queue: queue?,
             original_host: self.original_host,
             set_headers: set_headers?,
@@ -1099,13 +1106,21 @@ mod tests {
             "bad header",
             "--workers",
             "0",
+            "--pipeline",
+            "none",
         ])
         .validate()
         .unwrap_err();
         let names: Vec<_> = errs.iter().map(|e| e.setting).collect();
         assert_eq!(
             names,
-            vec!["GOR_TARGET", "GOR_RATE", "GOR_WORKERS", "GOR_SET_HEADER"]
+            vec![
+                "GOR_TARGET",
+                "GOR_RATE",
+                "GOR_WORKERS",
+                "GOR_PIPELINE",
+                "GOR_SET_HEADER"
+            ]
         );
     }
 

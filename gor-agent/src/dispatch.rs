@@ -113,6 +113,7 @@ impl Dispatch {
                 rate: m.rate,
                 timeout: m.timeout,
                 workers: m.workers,
+                pipeline: m.pipeline,
                 queue: m.queue,
                 original_host: m.original_host,
                 set_headers: m.set_headers.clone(),

@@ -2,11 +2,13 @@
 //! and the agent's own traffic never mirrored again. "Production" and "staging" are
 //! recording servers (tests/src/staging.rs), so each side's received bytes are known.
 
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use gor_tests::{
     agent::Agent,
     host::HostState,
+    nginx::Nginx,
     staging::{Mode, Staging},
     traffic::{listen, pattern, Raw},
 };
@@ -381,5 +383,85 @@ fn staging_on_the_same_host_and_captured_port_is_not_mirrored_again() {
         cap.stats
     );
     assert!(cap.kernel("excluded") > 0, "{}", cap.stats);
+    host.assert_clean();
+}
+
+/// Clients that pipeline bursts of requests make the agent pipeline them to staging too;
+/// staging is nginx closing each connection after 7 requests, so batches are cut short
+/// and their unanswered requests go again on a new connection. Staging must still see
+/// every request exactly once, each client's in order.
+#[test]
+fn pipelined_mirroring_survives_staging_closing_every_few_requests() {
+    const CLIENTS: usize = 20;
+    const ROUNDS: usize = 5;
+    const BURST: usize = 40;
+    let host = HostState::snapshot();
+    let dir = gor_tests::agent::temp_dir("mirror-pipeline-nginx");
+    let prod = Staging::start(listen("127.0.0.1"));
+    let staging = Nginx::with_keepalive_requests(dir.join("staging"), 7);
+    let target = format!("http://{}", staging.addr);
+    let agent = Agent::start_with(
+        "mirror-pipeline",
+        &[prod.addr.port()],
+        &["lo"],
+        None,
+        &mirror_env(&target, &[]),
+    );
+    let addr = prod.addr;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).expect("connect to production");
+                let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                for round in 0..ROUNDS {
+                    let burst: String = (0..BURST)
+                        .map(|i| {
+                            let i = round * BURST + i;
+                            format!("GET /index.html?c={c}&i={i} HTTP/1.1\r\nHost: p\r\n\r\n")
+                        })
+                        .collect();
+                    s.write_all(burst.as_bytes()).expect("send a burst");
+                    let mut answers = vec![0u8; answer.len() * BURST];
+                    s.read_exact(&mut answers).expect("production's answers");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    // The agent finishes what it has in flight before it exits.
+    let cap = agent.stop();
+    let replay = &cap.stats["replay"];
+    let total = CLIENTS * ROUNDS * BURST;
+    let logged: Vec<String> = staging
+        .access_log()
+        .into_iter()
+        .map(|l| l.request_line)
+        .filter(|l| l.starts_with("GET /index.html?c="))
+        .collect();
+    assert_eq!(logged.len(), total, "staging served each once: {replay}");
+    for c in 0..CLIENTS {
+        let prefix = format!("GET /index.html?c={c}&i=");
+        let seqs: Vec<usize> = logged
+            .iter()
+            .filter_map(|l| l.strip_prefix(&prefix)?.split(' ').next()?.parse().ok())
+            .collect();
+        assert_eq!(
+            seqs,
+            (0..ROUNDS * BURST).collect::<Vec<_>>(),
+            "client {c}'s requests, each once and in order"
+        );
+    }
+    let n = |name: &str| replay[name].as_u64().unwrap_or(0);
+    assert_eq!(n("status_2xx") as usize, total, "{replay}");
+    assert!(n("pipelined") > 0, "requests were pipelined: {replay}");
+    assert!(
+        n("retries") > 0,
+        "cut-short batches were sent again: {replay}"
+    );
+    for failure in ["resets", "timeouts", "bad_responses", "connect_errors"] {
+        assert_eq!(n(failure), 0, "{failure}: {replay}");
+    }
     host.assert_clean();
 }

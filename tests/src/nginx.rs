@@ -34,6 +34,12 @@ pub const BIG_FILE: usize = 3 << 20;
 
 impl Nginx {
     pub fn start(dir: PathBuf) -> Nginx {
+        Nginx::with_keepalive_requests(dir, 100_000)
+    }
+
+    /// Closes each connection after `n` requests (the last response says
+    /// `Connection: close`), as nginx does by default after 1,000.
+    pub fn with_keepalive_requests(dir: PathBuf, n: usize) -> Nginx {
         let free = || {
             TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
@@ -72,7 +78,7 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
-    keepalive_requests 100000;
+    keepalive_requests {n};
     client_max_body_size 64m;
     # Responses of unknown length (gzip on the fly) go out chunked.
     gzip on;

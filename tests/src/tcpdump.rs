@@ -18,15 +18,7 @@ use std::{
 /// (about 64 KiB on `lo`), so 64 MiB held only ~1,000 packets and a one-second wrk burst
 /// overflowed it ("dropped by kernel"); 256 MiB holds ~4,000. The file is written through
 /// tcpdump's buffer (no `-U`, which cost a write per packet) and flushed when it stops.
-pub const FLAGS: &[&str] = &[
-    "-i",
-    "lo",
-    "--immediate-mode",
-    "-s",
-    "0",
-    "-B",
-    "262144",
-];
+pub const FLAGS: &[&str] = &["-i", "lo", "--immediate-mode", "-s", "0", "-B", "262144"];
 
 /// tcpdump writing `tcp port PORT` to a file; `stop` ends it (SIGINT) and waits.
 pub struct Tcpdump {

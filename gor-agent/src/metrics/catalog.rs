@@ -159,7 +159,8 @@ pub static FAMILIES: &[Family] = &[
     family!("gor_mirror_queued_requests", Gauge, PerTarget, "Requests queued or in flight to the target.", "/pending"),
     family!("gor_mirror_queued_bytes", Gauge, PerTarget, "Bytes of those requests (bounded by the byte budget).", "/pending_bytes"),
     family!("gor_mirror_sent", Counter, PerTarget, "Requests written to the target (retries included).", "/sent"),
-    family!("gor_mirror_retries", Counter, PerTarget, "Requests sent again because a kept-alive connection had closed.", "/retries"),
+    family!("gor_mirror_pipelined", Counter, PerTarget, "Requests written behind another whose response had not come yet (HTTP/1.1 pipelining).", "/pipelined"),
+    family!("gor_mirror_retries", Counter, PerTarget, "Requests sent again because staging closed the connection before answering them.", "/retries"),
     family!("gor_mirror_responses", Counter, PerTarget, "Responses from the target, by status class.", [
         (&[("class", "1xx")], "/status_1xx"),
         (&[("class", "2xx")], "/status_2xx"),

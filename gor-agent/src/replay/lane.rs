@@ -1,8 +1,11 @@
 //! The tasks of one target: a dispatcher that routes requests to lanes, and the lanes.
 //!
-//! A lane serves one client connection: it sends that connection's requests one at a
-//! time on one staging connection (send, read the full response, next), which keeps
-//! their order without pipelining. Lanes of different client connections run
+//! A lane serves one client connection: it sends that connection's requests in order on
+//! one staging connection. A request that finds the lane idle goes alone (send, read the
+//! full response, next); requests that queued up meanwhile go as one batch, pipelined
+//! (all written, then the responses read in order), up to `pipeline` idempotent requests
+//! and [`MAX_BATCH_BYTES`]. Requests staging did not answer because it closed the
+//! connection are sent again on a new one. Lanes of different client connections run
 //! concurrently, at most `workers` of them at once (a semaphore). A lane gives up its
 //! slot, and its keep-alive connection to the target's pool, when its client connection
 //! has been quiet for [`LANE_IDLE`], or at once after a request if other lanes wait for
@@ -13,7 +16,7 @@
 //! into backoff: requests reaching a lane meanwhile are dropped and counted, so a dead
 //! staging costs no memory and no connection storm, and mirroring resumes by itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,7 +29,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::conn::{connect, Pool, PortExclusion, StagingConn};
-use super::response::{read_response, ReadError, Response};
+use super::response::{read_response, ReadError};
 use super::rewrite::{build_request, Rewrite};
 use super::stats::{inc, sub, Counters};
 use super::tls::TlsTarget;
@@ -42,6 +45,10 @@ pub const ANY_CONNECTION: ConnId = u64::MAX;
 /// of a busy client connection (500 requests/s), so a staging hiccup or a moment without
 /// CPU is absorbed rather than dropped; memory stays bounded by the byte budget.
 pub(crate) const LANE_QUEUE: usize = 512;
+/// Most bytes of requests a lane writes before reading their responses. Small enough to
+/// sit in the socket buffers whole, so the write completes even while staging, blocked
+/// on responses the lane has not read yet, stops reading requests.
+pub(crate) const MAX_BATCH_BYTES: usize = 32 * 1024;
 /// A lane ends after its client connection sent nothing for this long.
 pub(crate) const LANE_IDLE: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -57,6 +64,14 @@ pub(crate) struct Request {
     pub head: bool,
     /// The client asked to close the connection after this request.
     pub close: bool,
+    /// Sending it twice does what sending it once does (GET, HEAD, PUT, ...): only such
+    /// requests are pipelined, so a connection lost mid-batch never leaves it unknown
+    /// whether staging processed a POST that is then sent again (RFC 9112, section
+    /// 9.3.2); a POST goes alone, as without pipelining.
+    pub idempotent: bool,
+    /// A later request may be written before this one's response has come: it is
+    /// idempotent, HTTP/1.1, keeps the connection and asks no upgrade.
+    pub pipeline_after: bool,
 }
 
 /// A request accepted for one target, with its accounting.
@@ -126,6 +141,8 @@ pub(crate) struct TargetCtx {
     pub waiting: AtomicUsize,
     pub max_lanes: usize,
     pub max_pending_bytes: u64,
+    /// Most requests a lane writes before reading their responses (1: no pipelining).
+    pub pipeline: usize,
     pub backoff: Backoff,
 }
 
@@ -357,6 +374,8 @@ impl Dispatcher {
             ctx: self.ctx.clone(),
             conn: None,
             buf: BytesMut::new(),
+            out: BytesMut::new(),
+            held: None,
             load: load.clone(),
         };
         self.tasks.spawn(lane.run(conn, rx, prev, done_tx));
@@ -389,22 +408,44 @@ impl Drop for WaitingGuard<'_> {
     }
 }
 
-/// Why an exchange with staging failed.
-#[derive(Debug, thiserror::Error)]
-enum ExchangeError {
-    #[error("connect: {0}")]
-    Connect(std::io::Error),
-    #[error("write: {0}")]
-    Write(std::io::Error),
-    #[error(transparent)]
-    Read(#[from] ReadError),
+/// How an attempt at a batch on one staging connection ended.
+enum Attempt {
+    /// Every request of the batch was answered.
+    Done,
+    /// Staging closed the connection (or said it would) before answering the requests
+    /// still pending, which it therefore never processed: they go again on a new one.
+    Reconnect,
+    /// A real failure: the pending requests are counted under this counter and the
+    /// target backs off.
+    Failed(FailKind),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum FailKind {
+    Connect,
+    Reset,
+    BadResponse,
+    Timeout,
+}
+
+/// A request of a batch, built for this target, waiting for its response.
+struct Pending {
+    bytes: Vec<u8>,
+    head: bool,
+    close: bool,
+    ticket: Ticket,
 }
 
 struct Lane {
     ctx: Arc<TargetCtx>,
     conn: Option<StagingConn>,
-    /// Response buffer, reused across requests.
+    /// Response buffer, reused across requests; between pipelined responses it holds
+    /// what was read past the previous one.
     buf: BytesMut,
+    /// Write buffer for a batch, reused.
+    out: BytesMut,
+    /// A job taken from the queue that did not fit the previous batch.
+    held: Option<Job>,
     /// Shared with the dispatcher: jobs queued here or being processed.
     load: Arc<AtomicUsize>,
 }
@@ -428,14 +469,15 @@ impl Lane {
         };
         self.conn = ctx.pool.take();
         while let Some(job) = self.next_job(&mut rx).await {
-            self.process(job).await;
-            self.load.fetch_sub(1, Ordering::Relaxed);
+            self.process(job, &mut rx).await;
         }
         // Requests that slipped in before the close are still ours, in order.
         rx.close();
-        while let Some(job) = rx.recv().await {
-            self.process(job).await;
-            self.load.fetch_sub(1, Ordering::Relaxed);
+        while let Some(job) = match self.held.take() {
+            Some(job) => Some(job),
+            None => rx.recv().await,
+        } {
+            self.process(job, &mut rx).await;
         }
         if let Some(conn) = self.conn.take() {
             ctx.pool.put(conn);
@@ -452,7 +494,10 @@ impl Lane {
 
     /// The next request, or `None` when the lane should end: queue closed, client
     /// connection idle, or (when other lanes wait for a slot) nothing queued right now.
-    async fn next_job(&self, rx: &mut mpsc::Receiver<Job>) -> Option<Job> {
+    async fn next_job(&mut self, rx: &mut mpsc::Receiver<Job>) -> Option<Job> {
+        if let Some(job) = self.held.take() {
+            return Some(job);
+        }
         match rx.try_recv() {
             Ok(job) => Some(job),
             Err(TryRecvError::Disconnected) => None,
@@ -464,95 +509,166 @@ impl Lane {
         }
     }
 
-    /// Sends one request and reads its response, counting the outcome.
-    async fn process(&mut self, job: Job) {
+    /// The batch that starts with `first`: the requests queued behind it, as long as
+    /// each is idempotent and may follow the one before (see [`Request::pipeline_after`]) and
+    /// the batch stays within [`ctx.pipeline`](TargetCtx::pipeline) requests and
+    /// [`MAX_BATCH_BYTES`]. It never waits: a lane that keeps up sends one at a time.
+    fn gather(&mut self, first: Job, rx: &mut mpsc::Receiver<Job>) -> Vec<Job> {
+        let mut bytes = first.req.raw.len();
+        let mut batch = vec![first];
+        while batch.len() < self.ctx.pipeline && batch[batch.len() - 1].req.pipeline_after {
+            let Ok(job) = rx.try_recv() else { break };
+            bytes += job.req.raw.len();
+            if bytes > MAX_BATCH_BYTES || !job.req.idempotent {
+                self.held = Some(job);
+                break;
+            }
+            batch.push(job);
+        }
+        batch
+    }
+
+    /// Sends `first` and the requests pipelined behind it, reads their responses, and
+    /// counts the outcome of each.
+    async fn process(&mut self, first: Job, rx: &mut mpsc::Receiver<Job>) {
+        let batch = self.gather(first, rx);
+        let n = batch.len();
         let ctx = self.ctx.clone();
         let c = &ctx.counters;
-        if ctx.backoff.active() {
-            inc(&c.dropped_backoff);
-            return job.ticket.finish();
-        }
-        let Some(bytes) = build_request(&job.req.raw, job.req.body_offset, &ctx.rewrite) else {
-            inc(&c.bad_requests);
-            return job.ticket.finish();
-        };
-        match tokio::time::timeout(ctx.timeout, self.exchange(&bytes, job.req.head)).await {
-            Ok(Ok((resp, latency))) => {
-                c.status(resp.status);
-                c.latency.record(latency);
-                ctx.backoff.success();
-                if !resp.keep_alive || job.req.close {
-                    self.conn = None;
+        let mut pending = VecDeque::with_capacity(n);
+        for job in batch {
+            if ctx.backoff.active() {
+                inc(&c.dropped_backoff);
+                job.ticket.finish();
+                continue;
+            }
+            match build_request(&job.req.raw, job.req.body_offset, &ctx.rewrite) {
+                Some(bytes) => pending.push_back(Pending {
+                    bytes,
+                    head: job.req.head,
+                    close: job.req.close,
+                    ticket: job.ticket,
+                }),
+                None => {
+                    inc(&c.bad_requests);
+                    job.ticket.finish();
                 }
             }
-            Ok(Err(e)) => {
-                tracing::debug!(target = %ctx.name, error = %e, "replay failed");
-                inc(match e {
-                    ExchangeError::Connect(_) => &c.connect_errors,
-                    ExchangeError::Read(ReadError::Bad(_)) => &c.bad_responses,
-                    ExchangeError::Write(_) | ExchangeError::Read(_) => &c.resets,
-                });
-                self.fail();
-            }
-            Err(_) => {
-                tracing::debug!(target = %ctx.name, "replay timed out");
-                inc(&c.timeouts);
-                self.fail();
+        }
+        while !pending.is_empty() {
+            match self.attempt(&mut pending).await {
+                Attempt::Done => {}
+                Attempt::Reconnect => {
+                    c.retries.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                    continue;
+                }
+                Attempt::Failed(kind) => {
+                    let counter = match kind {
+                        FailKind::Connect => &c.connect_errors,
+                        FailKind::Reset => &c.resets,
+                        FailKind::BadResponse => &c.bad_responses,
+                        FailKind::Timeout => &c.timeouts,
+                    };
+                    counter.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                    pending.drain(..).for_each(|p| p.ticket.finish());
+                    self.conn = None;
+                    ctx.backoff.failure();
+                }
             }
         }
-        job.ticket.finish();
+        self.load.fetch_sub(n, Ordering::Relaxed);
     }
 
-    fn fail(&mut self) {
-        self.conn = None;
-        self.ctx.backoff.failure();
-    }
-
-    /// One request/response exchange. A reused keep-alive connection that turns out to
-    /// be closed by staging (write fails, or EOF/reset before any response byte) is
-    /// replaced and the request sent once more, as HTTP clients do: staging may close an
-    /// idle connection at any moment.
-    async fn exchange(
-        &mut self,
-        bytes: &[u8],
-        head: bool,
-    ) -> Result<(Response, Duration), ExchangeError> {
+    /// Writes every pending request on one connection, then reads their responses in
+    /// order, finishing each answered request. A reused keep-alive connection that turns
+    /// out to be closed by staging (the write fails, or EOF/reset before any byte of a
+    /// response) is replaced and the unanswered requests sent again, as HTTP clients do:
+    /// staging may close an idle connection at any moment. A new connection is only
+    /// given up on that way after it answered something, so retries always progress.
+    async fn attempt(&mut self, pending: &mut VecDeque<Pending>) -> Attempt {
+        let ctx = self.ctx.clone();
+        let c = &ctx.counters;
         let reused = self.conn.is_some();
-        match self.exchange_once(bytes, head).await {
-            Err(ExchangeError::Write(_)) if reused => {}
-            Err(ExchangeError::Read(e)) if reused && e.nothing_received() => {}
-            other => return other,
-        }
-        inc(&self.ctx.counters.retries);
-        self.conn = None;
-        self.exchange_once(bytes, head).await
-    }
-
-    async fn exchange_once(
-        &mut self,
-        bytes: &[u8],
-        head: bool,
-    ) -> Result<(Response, Duration), ExchangeError> {
-        let ctx = &self.ctx;
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => {
-                let conn = connect(&ctx.addr, ctx.tls.as_ref(), ctx.exclusion.as_ref())
-                    .await
-                    .map_err(ExchangeError::Connect)?;
-                self.conn.insert(conn)
+                let connecting = connect(&ctx.addr, ctx.tls.as_ref(), ctx.exclusion.as_ref());
+                match tokio::time::timeout(ctx.timeout, connecting).await {
+                    Ok(Ok(conn)) => self.conn.insert(conn),
+                    Ok(Err(e)) => {
+                        tracing::debug!(target = %ctx.name, error = %e, "connect failed");
+                        return Attempt::Failed(FailKind::Connect);
+                    }
+                    Err(_) => return Attempt::Failed(FailKind::Timeout),
+                }
             }
         };
-        conn.stream
-            .write_all(bytes)
-            .await
-            .map_err(ExchangeError::Write)?;
-        // TLS may keep the tail of the request buffered until flushed (no-op for TCP).
-        conn.stream.flush().await.map_err(ExchangeError::Write)?;
-        inc(&ctx.counters.sent);
+        self.out.clear();
+        for p in pending.iter() {
+            self.out.extend_from_slice(&p.bytes);
+        }
+        // TLS may keep the tail of the batch buffered until flushed (no-op for TCP).
+        let write = async {
+            conn.stream.write_all(&self.out).await?;
+            conn.stream.flush().await
+        };
+        match tokio::time::timeout(ctx.timeout, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) if reused => {
+                self.conn = None;
+                return Attempt::Reconnect;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(target = %ctx.name, error = %e, "write failed");
+                return Attempt::Failed(FailKind::Reset);
+            }
+            Err(_) => return Attempt::Failed(FailKind::Timeout),
+        }
+        c.sent.fetch_add(pending.len() as u64, Ordering::Relaxed);
+        c.pipelined
+            .fetch_add(pending.len() as u64 - 1, Ordering::Relaxed);
         let start = Instant::now();
         self.buf.clear();
-        let resp = read_response(&mut conn.stream, &mut self.buf, head).await?;
-        Ok((resp, start.elapsed()))
+        let mut answered = false;
+        while let Some(p) = pending.front() {
+            let more = pending.len() > 1;
+            let reading = read_response(&mut conn.stream, &mut self.buf, p.head, more);
+            match tokio::time::timeout(ctx.timeout, reading).await {
+                Ok(Ok(resp)) => {
+                    c.status(resp.status);
+                    c.latency.record(start.elapsed());
+                    ctx.backoff.success();
+                    answered = true;
+                    let last = pending.pop_front().expect("front");
+                    last.ticket.finish();
+                    if !resp.keep_alive || last.close {
+                        self.conn = None;
+                        return match pending.is_empty() {
+                            true => Attempt::Done,
+                            false => Attempt::Reconnect,
+                        };
+                    }
+                    if !pending.is_empty() && self.buf.is_empty() {
+                        conn.ack_now();
+                    }
+                }
+                Ok(Err(e)) if e.nothing_received() && (reused || answered) => {
+                    self.conn = None;
+                    return Attempt::Reconnect;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(target = %ctx.name, error = %e, "replay failed");
+                    return Attempt::Failed(match e {
+                        ReadError::Bad(_) => FailKind::BadResponse,
+                        _ => FailKind::Reset,
+                    });
+                }
+                Err(_) => {
+                    tracing::debug!(target = %ctx.name, "replay timed out");
+                    return Attempt::Failed(FailKind::Timeout);
+                }
+            }
+        }
+        Attempt::Done
     }
 }

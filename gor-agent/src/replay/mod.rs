@@ -66,6 +66,9 @@ pub struct ReplayConfig {
     pub timeout: Duration,
     /// Most concurrent staging connections (lanes) per target.
     pub workers: usize,
+    /// Most requests written on a staging connection before their responses are read
+    /// (HTTP/1.1 pipelining, only of requests already waiting); 1 turns it off.
+    pub pipeline: usize,
     /// Length of each target's queue.
     pub queue: usize,
     /// Keep the client's `Host` header instead of the target's.
@@ -269,6 +272,7 @@ fn start_target(
         // Lanes waiting for a slot hold queued requests, so their number is bounded too.
         max_lanes: (workers * 4).max(64),
         max_pending_bytes: MAX_PENDING_BYTES,
+        pipeline: cfg.pipeline.max(1),
         backoff: Backoff::default(),
     });
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
@@ -322,12 +326,17 @@ fn request_of(msg: &HttpMessage) -> Option<Request> {
     };
     let close =
         tokens("connection", "close") || (*version == 0 && !tokens("connection", "keep-alive"));
+    let idempotent = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]
+        .iter()
+        .any(|m| method.eq_ignore_ascii_case(m));
     Some(Request {
         conn: msg.conn,
         raw: msg.raw.clone(),
         body_offset: msg.body_offset,
         head: method.eq_ignore_ascii_case("HEAD"),
         close,
+        idempotent,
+        pipeline_after: idempotent && *version >= 1 && !close && !tokens("connection", "upgrade"),
     })
 }
 

@@ -102,17 +102,18 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
 }
 
 /// Reads the final response to a request (`head_request`: the request was HEAD, so the
-/// response has no body whatever its headers say). `buf` must be empty on entry.
+/// response has no body whatever its headers say). `buf` holds what was read past the
+/// previous response (empty unless requests were pipelined), and keeps what is read past
+/// this one. `more`: responses to further requests are expected on the connection; if
+/// not, bytes past this response are unsolicited and the connection is not reused.
 pub(crate) async fn read_response<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
     head_request: bool,
+    more: bool,
 ) -> Result<Response, ReadError> {
-    let mut r = Reader {
-        io,
-        buf,
-        any: false,
-    };
+    let any = !buf.is_empty();
+    let mut r = Reader { io, buf, any };
     loop {
         let head = read_head(&mut r).await?;
         r.buf.advance(head.len);
@@ -136,8 +137,9 @@ pub(crate) async fn read_response<R: AsyncRead + Unpin>(
         let persistent = !head.close && (head.version >= 1 || head.keep_alive);
         return Ok(Response {
             status: head.status,
-            // Leftover bytes would be an unsolicited response: do not trust the connection.
-            keep_alive: persistent && kind != BodyKind::UntilClose && r.buf.is_empty(),
+            // Leftover bytes nobody asked for would be an unsolicited response: do not
+            // trust the connection.
+            keep_alive: persistent && kind != BodyKind::UntilClose && (more || r.buf.is_empty()),
         });
     }
 }
@@ -310,7 +312,7 @@ mod tests {
     async fn read(wire: &[u8], head_request: bool) -> (Result<Response, ReadError>, usize) {
         let mut io = wire;
         let mut buf = BytesMut::new();
-        let r = read_response(&mut io, &mut buf, head_request).await;
+        let r = read_response(&mut io, &mut buf, head_request, false).await;
         (r, buf.len() + io.len())
     }
 
@@ -387,5 +389,27 @@ mod tests {
         )
         .await;
         assert_eq!(r.unwrap(), ok(200, false));
+    }
+
+    #[tokio::test]
+    async fn pipelined_responses_read_one_after_another() {
+        let wire: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 201 C\r\n\
+                            Transfer-Encoding: chunked\r\n\r\n1\r\nb\r\n0\r\n\r\n\
+                            HTTP/1.1 204 NC\r\n\r\n";
+        let mut io = wire;
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for more in [true, true, false] {
+            got.push(read_response(&mut io, &mut buf, false, more).await.unwrap());
+        }
+        assert_eq!(got, [ok(200, true), ok(201, true), ok(204, true)]);
+        assert!(buf.is_empty() && io.is_empty());
+        // What was read past a response counts as received for the next one.
+        let mut io: &[u8] = b"";
+        let mut buf = BytesMut::from(&b"HTTP/1.1 2"[..]);
+        let e = read_response(&mut io, &mut buf, false, false)
+            .await
+            .unwrap_err();
+        assert!(!e.nothing_received());
     }
 }

@@ -21,6 +21,7 @@ pub(crate) struct Counters {
     pub lanes_full: AtomicU64,
     pub dropped_backoff: AtomicU64,
     pub sent: AtomicU64,
+    pub pipelined: AtomicU64,
     pub retries: AtomicU64,
     pub status_1xx: AtomicU64,
     pub status_2xx: AtomicU64,
@@ -79,6 +80,7 @@ impl Counters {
             lanes_full: get(&self.lanes_full),
             dropped_backoff: get(&self.dropped_backoff),
             sent: get(&self.sent),
+            pipelined: get(&self.pipelined),
             retries: get(&self.retries),
             status_1xx: get(&self.status_1xx),
             status_2xx: get(&self.status_2xx),
@@ -119,7 +121,10 @@ pub struct TargetStats {
     pub dropped_backoff: u64,
     /// Requests written to staging (retries included).
     pub sent: u64,
-    /// Requests re-sent once because a reused keep-alive connection was found closed.
+    /// Of those, requests written behind another whose response had not come yet.
+    pub pipelined: u64,
+    /// Requests sent again because staging closed the connection before answering them
+    /// (a reused keep-alive connection found closed, or a close with requests pipelined).
     pub retries: u64,
     /// Final 1xx responses (101 Switching Protocols): the connection is then closed.
     pub status_1xx: u64,
@@ -159,6 +164,7 @@ impl TargetStats {
         self.lanes_full += o.lanes_full;
         self.dropped_backoff += o.dropped_backoff;
         self.sent += o.sent;
+        self.pipelined += o.pipelined;
         self.retries += o.retries;
         self.status_1xx += o.status_1xx;
         self.status_2xx += o.status_2xx;

@@ -5,6 +5,7 @@
 mod faults;
 mod fidelity;
 mod ordering;
+mod pipelining;
 mod rate;
 mod shutdown;
 mod tls;
@@ -71,6 +72,7 @@ pub(super) fn config(targets: Vec<Target>) -> ReplayConfig {
         rate: Rate::All,
         timeout: Duration::from_secs(5),
         workers: 4,
+        pipeline: 16,
         queue: 1024,
         original_host: false,
         set_headers: Vec::new(),
@@ -134,6 +136,12 @@ pub(super) enum Mode {
     Delay(Duration),
     /// Reads the request, then resets the connection (RST).
     Reset,
+    /// Answers this many requests per connection, the last with `Connection: close`, then
+    /// closes it; requests read past that one are never processed (nor recorded).
+    CloseAfter(usize),
+    /// Answers this many requests per connection, then closes it without a word (but
+    /// not abruptly: see [`linger_close`]).
+    DropAfter(usize),
 }
 
 /// One request as staging received it.
@@ -143,6 +151,9 @@ pub(super) struct Got {
     pub conn: usize,
     pub peer_port: u16,
     pub raw: Vec<u8>,
+    /// Bytes of a later request had already come when this one was read: it was
+    /// pipelined.
+    pub behind: bool,
 }
 
 pub(super) struct Staging {
@@ -218,12 +229,18 @@ async fn serve(
     tx: mpsc::UnboundedSender<Got>,
 ) {
     let mut buf = BytesMut::new();
+    let mut answered = 0;
     while let Some(raw) = next_request(&mut s, &mut buf).await {
-        let close = is_close(&raw);
+        answered += 1;
+        if matches!(mode, Mode::DropAfter(n) if answered > n) {
+            return linger_close(s).await;
+        }
+        let mut close = is_close(&raw);
         let _ = tx.send(Got {
             conn,
             peer_port,
             raw,
+            behind: !buf.is_empty(),
         });
         match mode {
             Mode::Ok => {}
@@ -232,16 +249,32 @@ async fn serve(
                 let _ = s.set_zero_linger();
                 return;
             }
+            Mode::CloseAfter(n) => close |= answered == n,
+            Mode::DropAfter(_) => {}
         }
         let resp: &[u8] = if close {
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
         } else {
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
         };
-        if s.write_all(resp).await.is_err() || close {
+        if s.write_all(resp).await.is_err() {
             return;
         }
+        if close {
+            return linger_close(s).await;
+        }
     }
+}
+
+/// Closes as HTTP servers do (RFC 9112, section 9.6): the write side first, then reading
+/// and discarding until the client closes, so requests it had pipelined behind the last
+/// answered one do not turn the close into a reset that would destroy the responses
+/// still on their way to it.
+async fn linger_close(mut s: TcpStream) {
+    let _ = s.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async { while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }
 
 /// The next whole request on `s` (what was read past it stays in `buf`); `None` at the

@@ -235,7 +235,7 @@ async fn pooled_tls_connections_are_checked() {
             .unwrap();
         conn.stream.flush().await.unwrap();
         let mut buf = BytesMut::new();
-        let resp = read_response(&mut conn.stream, &mut buf, false)
+        let resp = read_response(&mut conn.stream, &mut buf, false, false)
             .await
             .expect("a response");
         assert_eq!(resp.status, 200);
