@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
@@ -68,12 +69,22 @@ impl StagingConn {
 }
 
 impl StagingConn {
-    /// Acknowledges what was received at once rather than when the delayed-ACK timer
-    /// fires (40 ms here). Called while pipelined responses are still due and none is
-    /// buffered: a staging server that writes each response on its own under Nagle's
-    /// algorithm holds the next one back until the previous one is acknowledged, and
-    /// without a request to carry the acknowledgement, every batch would wait 40 ms.
-    pub fn ack_now(&self) {
+    /// Before waiting for a pipelined response: takes what has already arrived into
+    /// `buf`, and if nothing has, acknowledges what was received at once rather than when
+    /// the delayed-ACK timer fires (40 ms here). A staging server that writes each
+    /// response on its own under Nagle's algorithm holds the next one back until the
+    /// previous one is acknowledged, and with no request to carry the acknowledgement,
+    /// every batch would wait 40 ms. (Over TLS the socket cannot be read past rustls, so
+    /// the acknowledgement is always sent.)
+    pub fn take_ready_or_ack(&self, buf: &mut BytesMut) {
+        if let Stream::Plain(s) = &self.stream {
+            buf.reserve(8 * 1024);
+            match s.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Data, or the end (which the response reader then meets again).
+                _ => return,
+            }
+        }
         let one: libc::c_int = 1;
         // SAFETY: setsockopt on a socket we own, reading an int of the given size. A
         // failure only leaves the delayed acknowledgement in place.

@@ -408,18 +408,7 @@ impl Drop for WaitingGuard<'_> {
     }
 }
 
-/// How an attempt at a batch on one staging connection ended.
-enum Attempt {
-    /// Every request of the batch was answered.
-    Done,
-    /// Staging closed the connection (or said it would) before answering the requests
-    /// still pending, which it therefore never processed: they go again on a new one.
-    Reconnect,
-    /// A real failure: the pending requests are counted under this counter and the
-    /// target backs off.
-    Failed(FailKind),
-}
-
+/// Why the requests still pending on a lane failed; each is counted under it.
 #[derive(Clone, Copy, Debug)]
 enum FailKind {
     Connect,
@@ -556,36 +545,35 @@ impl Lane {
             }
         }
         while !pending.is_empty() {
-            match self.attempt(&mut pending).await {
-                Attempt::Done => {}
-                Attempt::Reconnect => {
-                    c.retries.fetch_add(pending.len() as u64, Ordering::Relaxed);
-                    continue;
-                }
-                Attempt::Failed(kind) => {
-                    let counter = match kind {
-                        FailKind::Connect => &c.connect_errors,
-                        FailKind::Reset => &c.resets,
-                        FailKind::BadResponse => &c.bad_responses,
-                        FailKind::Timeout => &c.timeouts,
-                    };
-                    counter.fetch_add(pending.len() as u64, Ordering::Relaxed);
-                    pending.drain(..).for_each(|p| p.ticket.finish());
-                    self.conn = None;
-                    ctx.backoff.failure();
-                }
+            if let Err(kind) = self.attempt(&mut pending).await {
+                let counter = match kind {
+                    FailKind::Connect => &c.connect_errors,
+                    FailKind::Reset => &c.resets,
+                    FailKind::BadResponse => &c.bad_responses,
+                    FailKind::Timeout => &c.timeouts,
+                };
+                counter.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                pending.drain(..).for_each(|p| p.ticket.finish());
+                self.conn = None;
+                ctx.backoff.failure();
             }
         }
         self.load.fetch_sub(n, Ordering::Relaxed);
     }
 
-    /// Writes every pending request on one connection, then reads their responses in
-    /// order, finishing each answered request. A reused keep-alive connection that turns
-    /// out to be closed by staging (the write fails, or EOF/reset before any byte of a
-    /// response) is replaced and the unanswered requests sent again, as HTTP clients do:
-    /// staging may close an idle connection at any moment. A new connection is only
-    /// given up on that way after it answered something, so retries always progress.
-    async fn attempt(&mut self, pending: &mut VecDeque<Pending>) -> Attempt {
+    /// Writes the pending requests on one connection, then reads their responses in
+    /// order, finishing each answered request; returns once some are answered and the
+    /// rest (if any) must go on another connection, or with the failure that ends them all.
+    ///
+    /// A new connection carries one request until its response shows that it is kept
+    /// alive, so a staging that closes every connection (HTTP/1.0, `Connection: close`)
+    /// never has requests pipelined behind one it will not answer. A reused keep-alive
+    /// connection that turns out to be closed by staging (the write fails, or EOF/reset
+    /// before any byte of a response) is replaced and the unanswered requests are sent
+    /// again, as HTTP clients do: staging may close an idle connection at any moment. A
+    /// new connection is only given up on that way after it answered something, so
+    /// every return without a failure makes progress.
+    async fn attempt(&mut self, pending: &mut VecDeque<Pending>) -> Result<(), FailKind> {
         let ctx = self.ctx.clone();
         let c = &ctx.counters;
         let reused = self.conn.is_some();
@@ -597,14 +585,15 @@ impl Lane {
                     Ok(Ok(conn)) => self.conn.insert(conn),
                     Ok(Err(e)) => {
                         tracing::debug!(target = %ctx.name, error = %e, "connect failed");
-                        return Attempt::Failed(FailKind::Connect);
+                        return Err(FailKind::Connect);
                     }
-                    Err(_) => return Attempt::Failed(FailKind::Timeout),
+                    Err(_) => return Err(FailKind::Timeout),
                 }
             }
         };
+        let written = if reused { pending.len() } else { 1 };
         self.out.clear();
-        for p in pending.iter() {
+        for p in pending.iter().take(written) {
             self.out.extend_from_slice(&p.bytes);
         }
         // TLS may keep the tail of the batch buffered until flushed (no-op for TCP).
@@ -616,59 +605,59 @@ impl Lane {
             Ok(Ok(())) => {}
             Ok(Err(_)) if reused => {
                 self.conn = None;
-                return Attempt::Reconnect;
+                c.retries.fetch_add(written as u64, Ordering::Relaxed);
+                return Ok(());
             }
             Ok(Err(e)) => {
                 tracing::debug!(target = %ctx.name, error = %e, "write failed");
-                return Attempt::Failed(FailKind::Reset);
+                return Err(FailKind::Reset);
             }
-            Err(_) => return Attempt::Failed(FailKind::Timeout),
+            Err(_) => return Err(FailKind::Timeout),
         }
-        c.sent.fetch_add(pending.len() as u64, Ordering::Relaxed);
-        c.pipelined
-            .fetch_add(pending.len() as u64 - 1, Ordering::Relaxed);
+        c.sent.fetch_add(written as u64, Ordering::Relaxed);
+        c.pipelined.fetch_add(written as u64 - 1, Ordering::Relaxed);
         let start = Instant::now();
         self.buf.clear();
-        let mut answered = false;
-        while let Some(p) = pending.front() {
-            let more = pending.len() > 1;
+        for answered in 0..written {
+            let p = pending.front().expect("written requests are pending");
+            let more = written - answered > 1;
             let reading = read_response(&mut conn.stream, &mut self.buf, p.head, more);
-            match tokio::time::timeout(ctx.timeout, reading).await {
-                Ok(Ok(resp)) => {
-                    c.status(resp.status);
-                    c.latency.record(start.elapsed());
-                    ctx.backoff.success();
-                    answered = true;
-                    let last = pending.pop_front().expect("front");
-                    last.ticket.finish();
-                    if !resp.keep_alive || last.close {
-                        self.conn = None;
-                        return match pending.is_empty() {
-                            true => Attempt::Done,
-                            false => Attempt::Reconnect,
-                        };
-                    }
-                    if !pending.is_empty() && self.buf.is_empty() {
-                        conn.ack_now();
-                    }
-                }
-                Ok(Err(e)) if e.nothing_received() && (reused || answered) => {
+            let resp = match tokio::time::timeout(ctx.timeout, reading).await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(e)) if e.nothing_received() && (reused || answered > 0) => {
                     self.conn = None;
-                    return Attempt::Reconnect;
+                    c.retries
+                        .fetch_add((written - answered) as u64, Ordering::Relaxed);
+                    return Ok(());
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(target = %ctx.name, error = %e, "replay failed");
-                    return Attempt::Failed(match e {
+                    return Err(match e {
                         ReadError::Bad(_) => FailKind::BadResponse,
                         _ => FailKind::Reset,
                     });
                 }
                 Err(_) => {
                     tracing::debug!(target = %ctx.name, "replay timed out");
-                    return Attempt::Failed(FailKind::Timeout);
+                    return Err(FailKind::Timeout);
                 }
+            };
+            c.status(resp.status);
+            c.latency.record(start.elapsed());
+            ctx.backoff.success();
+            let done = pending.pop_front().expect("front");
+            done.ticket.finish();
+            if !resp.keep_alive || done.close {
+                // Staging did not process what was written behind this one.
+                self.conn = None;
+                let unanswered = written - answered - 1;
+                c.retries.fetch_add(unanswered as u64, Ordering::Relaxed);
+                return Ok(());
+            }
+            if more && self.buf.is_empty() {
+                conn.take_ready_or_ack(&mut self.buf);
             }
         }
-        Attempt::Done
+        Ok(())
     }
 }
