@@ -93,8 +93,11 @@ pub mod counter {
     pub const LOAD_ERRORS: u32 = 9;
     /// Packets of the agent's own connections to staging, not captured.
     pub const EXCLUDED: u32 = 10;
+    /// Not a count: the most bytes a record found waiting in the ring buffer for the agent
+    /// (per CPU; the agent takes the largest), so how close the ring came to full.
+    pub const RING_PEAK_BYTES: u32 = 11;
     /// Number of counters.
-    pub const COUNT: u32 = 11;
+    pub const COUNT: u32 = 12;
 
     /// Names, indexed like the counters, for logs and reports.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -109,6 +112,7 @@ pub mod counter {
         "malformed",
         "load_errors",
         "excluded",
+        "ring_peak_bytes",
     ];
 }
 

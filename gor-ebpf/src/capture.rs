@@ -11,7 +11,7 @@ use gor_common::{
 
 use crate::{
     headers::{self, Skip},
-    maps::{count, excluded, port_captured, CHUNKS, SCRATCH, WAKEUP},
+    maps::{count, excluded, peak, port_captured, CHUNKS, SCRATCH, WAKEUP},
 };
 
 /// Observes one packet. Whatever happens here, the caller lets the packet through.
@@ -189,8 +189,9 @@ fn wakeup_flags(now_ns: u64) -> u64 {
     // SAFETY: a plain u64 slot; concurrent writers on other CPUs at worst cause one more
     // wake-up or one fewer skipped.
     let last_ns = unsafe { *last };
-    let filling = CHUNKS.query(BPF_RB_AVAIL_DATA as u64)
-        >= CHUNKS.query(BPF_RB_RING_SIZE as u64) / wakeup::FILL_DIVISOR;
+    let waiting = CHUNKS.query(BPF_RB_AVAIL_DATA as u64);
+    peak(counter::RING_PEAK_BYTES, waiting);
+    let filling = waiting >= CHUNKS.query(BPF_RB_RING_SIZE as u64) / wakeup::FILL_DIVISOR;
     if now_ns.wrapping_sub(last_ns) >= wakeup::INTERVAL_NS || filling {
         // SAFETY: as above.
         unsafe { *last = now_ns };

@@ -50,6 +50,19 @@ pub fn count(idx: u32, n: u64) {
     }
 }
 
+/// Raises slot `idx` of this CPU to `v` if `v` is larger.
+#[inline(always)]
+pub fn peak(idx: u32, v: u64) {
+    if let Some(c) = COUNTERS.get_ptr_mut(idx) {
+        // SAFETY: as in `count`.
+        unsafe {
+            if v > *c {
+                *c = v;
+            }
+        }
+    }
+}
+
 /// `true` if `port` is captured.
 #[inline(always)]
 pub fn port_captured(port: u16) -> bool {

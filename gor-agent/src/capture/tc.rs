@@ -34,7 +34,8 @@ use tracing::{debug, info, warn};
 /// The kernel object, built by `cargo xtask build-ebpf` and embedded by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/gor.bpf.o"));
 
-/// The kernel's counters, summed over CPUs, indexed like `gor_common::counter`.
+/// The kernel's counters, summed over CPUs, indexed like `gor_common::counter`
+/// (`RING_PEAK_BYTES`, a peak, is the largest over CPUs).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelCounters(pub [u64; counter::COUNT as usize]);
 
@@ -174,13 +175,18 @@ impl TcCapture {
         self.logger.take()
     }
 
-    /// Reads the kernel's counters, summed over CPUs.
+    /// Reads the kernel's counters, summed over CPUs (the ring buffer's peak: the
+    /// largest of the CPUs').
     pub fn counters(&self) -> Result<KernelCounters> {
         let map: PerCpuArray<_, u64> =
             PerCpuArray::try_from(self.bpf.map(MAP_COUNTERS).context("map COUNTERS missing")?)?;
         let mut out = KernelCounters::default();
         for (i, slot) in out.0.iter_mut().enumerate() {
-            *slot = map.get(&(i as u32), 0)?.iter().sum();
+            let per_cpu = map.get(&(i as u32), 0)?;
+            *slot = match i as u32 {
+                counter::RING_PEAK_BYTES => per_cpu.iter().copied().max().unwrap_or(0),
+                _ => per_cpu.iter().sum(),
+            };
         }
         Ok(out)
     }

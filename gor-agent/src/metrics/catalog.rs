@@ -71,6 +71,7 @@ pub static FAMILIES: &[Family] = &[
     family!("gor_kernel_chunks", Counter, Report, "Records written to the ring buffer.", "/kernel/chunks_emitted"),
     family!("gor_kernel_ringbuf_drops", Counter, Report, "Records lost because the ring buffer was full.", "/kernel/ringbuf_drops"),
     family!("gor_kernel_ringbuf_dropped_bytes", Counter, Report, "Payload bytes of the records lost to a full ring buffer.", "/kernel/ringbuf_dropped_bytes"),
+    family!("gor_kernel_ringbuf_peak_bytes", Gauge, Report, "Most bytes found waiting in the ring buffer for the agent since it started (how close the ring came to full).", "/kernel/ring_peak_bytes"),
     family!("gor_kernel_truncated_packets", Counter, Report, "Packets with more payload than a record chain holds.", "/kernel/truncated_packets"),
     family!("gor_kernel_truncated_bytes", Counter, Report, "Payload bytes beyond that limit, not copied.", "/kernel/truncated_bytes"),
     family!("gor_kernel_skipped_packets", Counter, Report, "Packets not captured, by reason.", [

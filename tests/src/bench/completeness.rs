@@ -46,6 +46,8 @@ struct Step {
     dumped: usize,
     dump_dropped: u64,
     ringbuf_drops: u64,
+    /// The most bytes waiting in the ring buffer (the kernel's `ring_peak_bytes`).
+    ring_peak: u64,
     queue_full: u64,
     lane_queue_full: u64,
     agent_cpu: Cpu,
@@ -125,6 +127,7 @@ pub fn run(plan: &Plan, dir: &Path, max_rps: f64) -> anyhow::Result<Vec<Outcome>
             dumped,
             dump_dropped: dump_stats.dropped_by_kernel,
             ringbuf_drops: counter(&stats, &["kernel", "ringbuf_drops"]),
+            ring_peak: counter(&stats, &["kernel", "ring_peak_bytes"]),
             queue_full: counter(&stats, &["replay", "queue_full"]),
             lane_queue_full: counter(&stats, &["replay", "lane_queue_full"]),
             agent_cpu,
@@ -160,6 +163,7 @@ fn completeness(plan: &Plan, steps: &[Step], max_rps: f64) -> Outcome {
         "tcpdump / served",
         "tcpdump dropped (packets)",
         "gor ring-buffer drops",
+        "gor ring-buffer peak use (of 32 MiB)",
         "gor queue full (target + lane)",
     ]);
     for s in steps {
@@ -175,6 +179,7 @@ fn completeness(plan: &Plan, steps: &[Step], max_rps: f64) -> Outcome {
             format!("{:.4}", ratio(s.dumped as f64, s.served as f64)),
             s.dump_dropped.to_string(),
             s.ringbuf_drops.to_string(),
+            format!("{:.0} KiB", s.ring_peak as f64 / 1024.0),
             format!("{} + {}", s.queue_full, s.lane_queue_full),
         ]);
     }
@@ -220,8 +225,8 @@ fn completeness(plan: &Plan, steps: &[Step], max_rps: f64) -> Outcome {
         tables: vec![table],
         notes: vec![
             "tcpdump's drops are packets its kernel buffer had no room for (its own count at \
-             exit); gor's ring-buffer drops are records the kernel program could not write; \
-             queue full counts requests the agent framed but dropped because staging's queue \
+             exit); gor's ring-buffer drops are records the kernel program could not write, \
+             and its peak use the most bytes a record found waiting for the agent; queue full counts requests the agent framed but dropped because staging's queue \
              (per target) or a client connection's lane (512 requests) was full."
                 .into(),
         ],
@@ -254,6 +259,7 @@ fn cost(steps: &[Step]) -> Outcome {
         "tcpdump CPU s per 10k captured",
         "agent peak RSS",
         "of it, BPF maps (ring buffer)",
+        "peak RSS, ring buffer pages counted once",
     ]);
     let split = |c: Cpu| format!("{:.2} ({:.2} + {:.2})", c.total(), c.user, c.system);
     for s in steps {
@@ -269,6 +275,7 @@ fn cost(steps: &[Step]) -> Outcome {
             format!("{:.3}", per10k(s.tcpdump_cpu, s.dumped)),
             format!("{:.1} MiB", mib(s.peak_rss_kib)),
             format!("{:.1} MiB", mib(s.maps_rss_kib)),
+            format!("{:.1} MiB", mib(s.peak_rss_kib - s.maps_rss_kib / 2)),
         ]);
     }
     let (cpu_ratio, full) = steps
@@ -300,7 +307,9 @@ fn cost(steps: &[Step]) -> Outcome {
         notes: vec![
             "The ring buffer's pages are mapped twice in a row into the agent (so a record \
              that wraps around the end reads as one piece), and resident memory counts them \
-             twice: a 32 MiB ring buffer shows as 64 MiB of RSS, 32 MiB of memory."
+             twice: a 32 MiB ring buffer shows as 64 MiB of RSS, 32 MiB of memory. All of \
+             it is mapped (so resident) from the start, whatever the load; the last column \
+             is the peak with those pages counted once, the memory the agent really holds."
                 .into(),
             "nginx runs as one process (`master_process off`, one worker), so its CPU time is \
              that process's. The TC programs' time is charged to the processes whose packets \
@@ -323,7 +332,9 @@ fn cost(steps: &[Step]) -> Outcome {
                 what: "agent peak RSS, at full load".into(),
                 goal: "< 64 MiB".into(),
                 measured: format!(
-                    "{peak_mib:.1} MiB ({maps_mib:.1} MiB of it the ring buffer, mapped twice)"
+                    "{peak_mib:.1} MiB ({maps_mib:.1} MiB of it the ring buffer, mapped twice; \
+                     {:.1} MiB with its pages counted once)",
+                    peak_mib - maps_mib / 2.0
                 ),
                 pass: peak_mib < 64.0,
             },
