@@ -40,6 +40,8 @@ pub struct Plan {
     pub paced_rates: &'static [u32],
     /// GET requests in the replayed file.
     pub replay_requests: usize,
+    /// Capture-to-staging latency: runs of this long each.
+    pub latency_runs: usize,
     pub latency: Duration,
     pub rate_limit: Duration,
 }
@@ -52,6 +54,7 @@ impl Plan {
         step: Duration::from_secs(5),
         paced_rates: &[1_000, 5_000, 10_000],
         replay_requests: 100_000,
+        latency_runs: 3,
         latency: Duration::from_secs(10),
         rate_limit: Duration::from_secs(30),
     };
@@ -64,6 +67,7 @@ impl Plan {
         step: Duration::from_secs(2),
         paced_rates: &[1_000, 5_000],
         replay_requests: 10_000,
+        latency_runs: 1,
         latency: Duration::from_secs(3),
         rate_limit: Duration::from_secs(5),
     };

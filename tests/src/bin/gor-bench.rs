@@ -2,10 +2,12 @@
 //! every figure against a baseline measured in the same run, written to BENCHMARKS.md.
 //! See `gor_tests::bench` for the experiments.
 //!
-//! `gor-bench [--quick] [--out FILE] [--criterion DIR]`: `--quick` shortens every
-//! duration (development only; the file says so); FILE defaults to BENCHMARKS.md at the
-//! workspace root; DIR is where the criterion framing benchmark just wrote its estimates
-//! (`target/criterion`), to summarise them too.
+//! `gor-bench [--quick] [--only EXPERIMENT] [--out FILE] [--criterion DIR]`: `--quick`
+//! shortens every duration (development only; the file says so); `--only` runs one
+//! experiment (`overhead`, `completeness`, `replay`, `latency` or `rate`) and writes
+//! `target/bench-EXPERIMENT.md` unless told otherwise; FILE defaults to BENCHMARKS.md at
+//! the workspace root; DIR is where the criterion framing benchmark just wrote its
+//! estimates (`target/criterion`), to summarise them too.
 
 use std::{path::PathBuf, time::Instant};
 
@@ -15,19 +17,30 @@ use gor_tests::{
     bench::{completeness, framing, latency, markdown, overhead, probe, rate_limit, replay, Plan},
 };
 
-const USAGE: &str = "gor-bench [--quick] [--out FILE] [--criterion DIR]";
+const USAGE: &str = "gor-bench [--quick] [--only EXPERIMENT] [--out FILE] [--criterion DIR]";
+
+/// The experiments, in the order they run; `--only` takes one of these names.
+const EXPERIMENTS: [&str; 5] = ["overhead", "completeness", "replay", "latency", "rate"];
 
 fn main() -> Result<()> {
     let mut quick = false;
+    let mut only = None;
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let root = std::fs::canonicalize(&root).unwrap_or(root);
-    let mut out = root.join("BENCHMARKS.md");
+    let mut out = None;
     let mut criterion = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
-            "--out" => out = args.next().context("--out needs a file")?.into(),
+            "--only" => {
+                let name = args.next().context("--only needs an experiment")?;
+                if !EXPERIMENTS.contains(&name.as_str()) {
+                    bail!("no experiment {name:?}; one of {}", EXPERIMENTS.join(", "));
+                }
+                only = Some(name);
+            }
+            "--out" => out = Some(PathBuf::from(args.next().context("--out needs a file")?)),
             "--criterion" => {
                 criterion = Some(PathBuf::from(
                     args.next().context("--criterion needs a directory")?,
@@ -40,22 +53,42 @@ fn main() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("the benchmarks load BPF programs and attach them to lo: run them as root");
     }
+    // One experiment alone is for development: it never replaces BENCHMARKS.md unasked.
+    let out = out.unwrap_or_else(|| match &only {
+        None => root.join("BENCHMARKS.md"),
+        Some(name) => root.join("target").join(format!("bench-{name}.md")),
+    });
     let plan = if quick { Plan::QUICK } else { Plan::FULL };
     let started = Instant::now();
     let date = probe::now_utc();
     let load_at_start = probe::load_average();
     let dir = temp_dir("bench");
 
-    let overhead = overhead::run(&plan, &dir.join("overhead"))?;
-    let mut outcomes = vec![overhead.outcome];
-    outcomes.extend(completeness::run(
-        &plan,
-        &dir.join("completeness"),
-        overhead.max_rps,
-    )?);
-    outcomes.push(replay::run(&plan, &dir.join("replay"))?);
-    outcomes.push(latency::run(&plan, &dir.join("latency")));
-    outcomes.push(rate_limit::run(&plan, &dir.join("rate")));
+    let run = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    let mut outcomes = Vec::new();
+    // Completeness relates its rates to overhead's maximum; alone, it has none (0).
+    let mut max_rps = 0.0;
+    if run("overhead") {
+        let overhead = overhead::run(&plan, &dir.join("overhead"))?;
+        max_rps = overhead.max_rps;
+        outcomes.push(overhead.outcome);
+    }
+    if run("completeness") {
+        outcomes.extend(completeness::run(
+            &plan,
+            &dir.join("completeness"),
+            max_rps,
+        )?);
+    }
+    if run("replay") {
+        outcomes.push(replay::run(&plan, &dir.join("replay"))?);
+    }
+    if run("latency") {
+        outcomes.push(latency::run(&plan, &dir.join("latency")));
+    }
+    if run("rate") {
+        outcomes.push(rate_limit::run(&plan, &dir.join("rate")));
+    }
     if let Some(c) = &criterion {
         outcomes.push(
             framing::summary(c, quick)
@@ -66,11 +99,13 @@ fn main() -> Result<()> {
     let wall = started.elapsed().as_secs();
     let report = markdown::Report {
         date,
-        command: if quick {
-            "cargo xtask bench --quick".into()
-        } else {
-            "cargo xtask bench".into()
-        },
+        command: format!(
+            "cargo xtask bench{}{}",
+            if quick { " --quick" } else { "" },
+            only.as_deref()
+                .map(|o| format!(" --only {o}"))
+                .unwrap_or_default()
+        ),
         wall_time: format!("{} min {} s", wall / 60, wall % 60),
         quick,
         machine: probe::machine(&root, &load_at_start),
