@@ -188,12 +188,6 @@ pub static FAMILIES: &[Family] = &[
     family!("gor_file_write_errors", Counter, Report, "Failed writes, opens and gzip finishes.", "/outputs/file/write_errors"),
 ];
 
-/// Upper bounds of the latency histograms' buckets, in seconds: 50 us to 10 s.
-pub const LATENCY_BOUNDS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0,
-];
-
 const CAPTURE_TO_DISPATCH: (&str, &str) = (
     "gor_capture_to_dispatch_seconds",
     "From the kernel seeing a message's last byte to the message leaving framing (live capture).",
@@ -276,7 +270,7 @@ fn histogram(
     labels: &[(&str, &str)],
     h: &HistogramSnapshot,
 ) -> Result<(), std::fmt::Error> {
-    let (sum, count, buckets) = h.buckets(LATENCY_BOUNDS);
+    let (sum, count, buckets) = h.buckets();
     let mut series = family.encode_family(&labels)?;
     series.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
 }

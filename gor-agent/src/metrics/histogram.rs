@@ -1,6 +1,6 @@
 //! Latency histograms: lock-free, fixed-size, log-linear (HDR style), recorded on the hot
-//! paths (dispatch, the replay lanes) and read as percentiles for the logs and as
-//! cumulative buckets for Prometheus.
+//! paths (dispatch, the replay lanes) and read as percentiles for the logs; beside the
+//! fine buckets, exact counts per Prometheus bucket ([`BOUNDS_US`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,6 +24,13 @@ const SUB: u64 = 1 << SUB_BITS;
 /// Values are clamped to 60 s (in microseconds); the buckets below 16 us are exact.
 const MAX_US: u64 = 60_000_000;
 const BUCKETS: usize = bucket_of(MAX_US) + 1;
+
+/// The Prometheus buckets' upper bounds, in microseconds (50 us to 10 s). Values are
+/// counted against them exactly when recorded: the fine buckets straddle some of them.
+pub const BOUNDS_US: [u64; 17] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
 
 /// Log-linear bucket of a value in microseconds (HDR-histogram style).
 const fn bucket_of(us: u64) -> usize {
@@ -50,6 +57,9 @@ fn bucket_upper(b: usize) -> u64 {
 /// A fixed-size, lock-free latency histogram.
 pub struct Histogram {
     buckets: Box<[AtomicU64]>,
+    /// Values at or below each of [`BOUNDS_US`] and above the one before; the last slot
+    /// holds those above every bound.
+    coarse: [AtomicU64; BOUNDS_US.len() + 1],
     /// Sum of the recorded values, in microseconds (Prometheus' `_sum`).
     sum_us: AtomicU64,
 }
@@ -58,6 +68,7 @@ impl Default for Histogram {
     fn default() -> Self {
         Histogram {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            coarse: std::array::from_fn(|_| AtomicU64::new(0)),
             sum_us: AtomicU64::new(0),
         }
     }
@@ -67,6 +78,7 @@ impl Histogram {
     pub fn record(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.buckets[bucket_of(us)].fetch_add(1, Ordering::Relaxed);
+        self.coarse[BOUNDS_US.partition_point(|&b| b < us)].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us.min(MAX_US), Ordering::Relaxed);
     }
 
@@ -74,6 +86,7 @@ impl Histogram {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         HistogramSnapshot {
             buckets: self.buckets.iter().map(get).collect(),
+            coarse: self.coarse.iter().map(get).collect(),
             sum_us: get(&self.sum_us),
         }
     }
@@ -83,6 +96,7 @@ impl Histogram {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistogramSnapshot {
     buckets: Vec<u64>,
+    coarse: Vec<u64>,
     sum_us: u64,
 }
 
@@ -90,6 +104,7 @@ impl HistogramSnapshot {
     pub fn empty() -> Self {
         HistogramSnapshot {
             buckets: vec![0; BUCKETS],
+            coarse: vec![0; BOUNDS_US.len() + 1],
             sum_us: 0,
         }
     }
@@ -98,24 +113,22 @@ impl HistogramSnapshot {
         for (a, b) in self.buckets.iter_mut().zip(&o.buckets) {
             *a += b;
         }
+        for (a, b) in self.coarse.iter_mut().zip(&o.coarse) {
+            *a += b;
+        }
         self.sum_us += o.sum_us;
     }
 
-    /// Prometheus' view, in seconds: the sum, the count, and for each upper bound in
-    /// `bounds_s` (ascending) the number of values above the previous bound and at or
-    /// below this one (the encoder adds them up); values above the last bound are only in
-    /// the count (`+Inf`). A fine bucket counts under the first bound that holds its
-    /// whole range, so a value may be counted one bound up (by at most ~6%).
-    pub fn buckets(&self, bounds_s: &[f64]) -> (f64, u64, Vec<(f64, u64)>) {
-        let mut out: Vec<(f64, u64)> = bounds_s.iter().map(|&b| (b, 0)).collect();
-        let mut count = 0;
-        for (b, &c) in self.buckets.iter().enumerate() {
-            count += c;
-            let upper_s = bucket_upper(b) as f64 / 1e6;
-            if let Some((_, n)) = out.iter_mut().find(|(bound, _)| upper_s <= *bound) {
-                *n += c;
-            }
-        }
+    /// Prometheus' view, in seconds: the sum, the count, and for each of [`BOUNDS_US`]
+    /// the number of values above the previous bound and at or below this one (the
+    /// encoder adds them up); values above the last bound are only in the count (`+Inf`).
+    pub fn buckets(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let out = BOUNDS_US
+            .iter()
+            .zip(&self.coarse)
+            .map(|(&b, &n)| (b as f64 / 1e6, n))
+            .collect();
+        let count = self.coarse.iter().sum();
         (self.sum_us as f64 / 1e6, count, out)
     }
 
@@ -198,9 +211,29 @@ mod tests {
         for us in [50, 400, 900, 3_000, 2_000_000] {
             h.record(Duration::from_micros(us));
         }
-        let (sum, count, b) = h.snapshot().buckets(&[0.0001, 0.001, 0.01, 1.0]);
-        assert_eq!(count, 5);
-        assert!((sum - 2.00435).abs() < 1e-9, "{sum}");
-        assert_eq!(b, vec![(0.0001, 1), (0.001, 2), (0.01, 1), (1.0, 0)]);
+        // On the bounds and just past them: 50 us and 1 ms sit inside fine buckets that
+        // reach past them, and still count under their own bound.
+        for us in [51, 1_000, 1_001, 20_000_000] {
+            h.record(Duration::from_micros(us));
+        }
+        let (sum, count, b) = h.snapshot().buckets();
+        assert_eq!(count, 9);
+        assert!((sum - 22.006402).abs() < 1e-9, "{sum}");
+        let at = |bound: f64| b.iter().find(|(le, _)| *le == bound).map_or(0, |x| x.1);
+        assert_eq!(at(0.00005), 1, "{b:?}");
+        assert_eq!(at(0.0001), 1, "{b:?}");
+        assert_eq!(at(0.0005), 1, "{b:?}");
+        assert_eq!(at(0.001), 2, "{b:?}");
+        assert_eq!(at(0.0025), 1, "{b:?}");
+        assert_eq!(at(0.005), 1, "{b:?}");
+        assert_eq!(at(2.5), 1, "{b:?}");
+        assert_eq!(
+            b.iter().map(|x| x.1).sum::<u64>(),
+            8,
+            "20 s is only in +Inf"
+        );
+        let mut merged = h.snapshot();
+        merged.merge(&h.snapshot());
+        assert_eq!(merged.buckets().1, 18);
     }
 }
