@@ -2,7 +2,12 @@
 //! `CHUNK_DATA_LEN` bytes, each tagged with its flow and the sequence number of its first
 //! byte, so the agent can put a stream together whatever order the chunks come in.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext, EbpfContext};
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
+    helpers::bpf_ktime_get_ns,
+    programs::TcContext,
+    EbpfContext,
+};
 use aya_log_ebpf::warn;
 use gor_common::{
     counter, direction, tcp_flags, wakeup, ExcludeKey, CHUNK_DATA_LEN, CHUNK_HEADER_LEN,
@@ -160,7 +165,9 @@ fn emit(chunk: &gor_common::Chunk, n: u32) {
     let bytes = unsafe {
         core::slice::from_raw_parts((chunk as *const gor_common::Chunk).cast::<u8>(), size)
     };
-    match CHUNKS.output::<[u8]>(bytes, wakeup_flags(chunk.header.ts_ns)) {
+    let waiting = CHUNKS.query(BPF_RB_AVAIL_DATA as u64);
+    peak(counter::RING_PEAK_BYTES, waiting);
+    match CHUNKS.output::<[u8]>(bytes, wakeup_flags(chunk.header.ts_ns, waiting)) {
         Ok(()) => {
             count(counter::CHUNKS_EMITTED, 1);
             count(counter::BYTES_COPIED, n as u64);
@@ -172,25 +179,21 @@ fn emit(chunk: &gor_common::Chunk, n: u32) {
     }
 }
 
-/// The ring buffer's submit flags for a record seen at `now_ns` (see `gor_common::wakeup`):
-/// a forced wake-up when no record asked for one in the last interval or the ring is
-/// filling up, else none (the agent is polling). Forced, not the default "wake if the
+/// The ring buffer's submit flags for a record seen at `now_ns`, with `waiting` bytes
+/// unread ahead of it (see `gor_common::wakeup`): a forced wake-up when no record asked
+/// for one in the last interval or the ring is filling up, else none (the agent is
+/// polling). Forced, not the default "wake if the
 /// agent waits for this very record": while an earlier record that skipped its wake-up
 /// is still unread, the default would not wake the agent either, and the record would
 /// wait for the agent's next poll.
 #[inline(always)]
-fn wakeup_flags(now_ns: u64) -> u64 {
-    use aya_ebpf::bindings::{
-        BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE,
-    };
+fn wakeup_flags(now_ns: u64, waiting: u64) -> u64 {
     let Some(last) = WAKEUP.get_ptr_mut(0) else {
         return 0;
     };
     // SAFETY: a plain u64 slot; concurrent writers on other CPUs at worst cause one more
     // wake-up or one fewer skipped.
     let last_ns = unsafe { *last };
-    let waiting = CHUNKS.query(BPF_RB_AVAIL_DATA as u64);
-    peak(counter::RING_PEAK_BYTES, waiting);
     let filling = waiting >= CHUNKS.query(BPF_RB_RING_SIZE as u64) / wakeup::FILL_DIVISOR;
     if now_ns.wrapping_sub(last_ns) >= wakeup::INTERVAL_NS || filling {
         // SAFETY: as above.

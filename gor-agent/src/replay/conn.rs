@@ -66,9 +66,7 @@ impl StagingConn {
         let tcp = self.tcp();
         matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
-}
 
-impl StagingConn {
     /// Before waiting for a pipelined response: takes what has already arrived into
     /// `buf`, and if nothing has, acknowledges what was received at once rather than when
     /// the delayed-ACK timer fires (40 ms here). A staging server that writes each
