@@ -104,9 +104,7 @@ impl TcCapture {
             interfaces: Vec::new(),
             detached: false,
         };
-        let tcx = KernelVersion::current()
-            .map(|v| v >= KernelVersion::new(6, 6, 0))
-            .unwrap_or(false);
+        let tcx = attaches_with_tcx();
         for name in [PROG_INGRESS, PROG_EGRESS] {
             let prog: &mut SchedClassifier = this
                 .bpf
@@ -225,6 +223,17 @@ impl Drop for TcCapture {
     fn drop(&mut self) {
         self.detach();
     }
+}
+
+/// The first kernel whose programs are attached as tcx links (major, minor).
+pub const TCX_KERNEL: (u8, u8) = (6, 6);
+
+/// Whether this kernel gets tcx links (else cls_bpf on a `clsact` qdisc); `gor-agent
+/// check` judges the hooks by the same answer.
+pub fn attaches_with_tcx() -> bool {
+    KernelVersion::current()
+        .map(|v| v >= KernelVersion::new(TCX_KERNEL.0, TCX_KERNEL.1, 0))
+        .unwrap_or(false)
 }
 
 /// Where the programs go among other programs on the same hook: first, so that no other

@@ -12,8 +12,6 @@ use crate::capture::tc::{self, EmbeddedObject};
 /// The oldest kernel gor runs on: the `CHUNKS` ring buffer (BPF_MAP_TYPE_RINGBUF) and
 /// CAP_BPF/CAP_PERFMON came with 5.8.
 pub const MIN_KERNEL: (u32, u32) = (5, 8);
-/// From 6.6 the programs are attached as tcx links; before, with cls_bpf on a clsact qdisc.
-pub const TCX_KERNEL: (u32, u32) = (6, 6);
 
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -25,10 +23,6 @@ pub fn read_kernel() -> Result<String, String> {
 }
 
 /// `6.1.0-28-amd64` -> (6, 1, 0); `5.10` -> (5, 10, 0). Only the leading numbers count.
-///
-/// aya decides tcx from the Debian or Ubuntu package version where there is one (the
-/// patch level differs from the release's), but both agree on major and minor, which are
-/// all the thresholds here look at.
 pub fn parse_release(release: &str) -> Option<(u32, u32, u32)> {
     let numbers = release
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -44,16 +38,9 @@ fn at_least((major, minor, _): (u32, u32, u32), min: (u32, u32)) -> bool {
     (major, minor) >= min
 }
 
-/// Whether the agent attaches tcx links on this kernel (the hooks' lines depend on it).
-pub fn tcx_kernel(release: &Result<String, String>) -> bool {
-    release
-        .as_deref()
-        .ok()
-        .and_then(parse_release)
-        .is_some_and(|v| at_least(v, TCX_KERNEL))
-}
-
-pub fn kernel_line(release: &Result<String, String>) -> Line {
+/// The kernel's line; `tcx`: the agent attaches tcx links here
+/// ([`tc::attaches_with_tcx`]).
+pub fn kernel_line(release: &Result<String, String>, tcx: bool) -> Line {
     let release = match release {
         Ok(r) => r,
         Err(e) => {
@@ -67,7 +54,7 @@ pub fn kernel_line(release: &Result<String, String>) -> Line {
             "kernel {release}: cannot read a version in it; the ring buffer line below tells whether BPF works"
         ));
     };
-    let (min, tcx) = (MIN_KERNEL, TCX_KERNEL);
+    let (min, tcx_from) = (MIN_KERNEL, tc::TCX_KERNEL);
     if !at_least(v, min) {
         return Line::fail(
             format!(
@@ -76,19 +63,19 @@ pub fn kernel_line(release: &Result<String, String>) -> Line {
             ),
             format!(
                 "run a kernel >= {}.{} (>= {}.{} attaches with tcx)",
-                min.0, min.1, tcx.0, tcx.1
+                min.0, min.1, tcx_from.0, tcx_from.1
             ),
         );
     }
-    if at_least(v, tcx) {
+    if tcx {
         Line::ok(format!(
             "kernel {release} (>= {}.{}: ring buffer; >= {}.{}: tcx links)",
-            min.0, min.1, tcx.0, tcx.1
+            min.0, min.1, tcx_from.0, tcx_from.1
         ))
     } else {
         Line::ok(format!(
             "kernel {release} (>= {}.{}: ring buffer; before {}.{}: cls_bpf on a clsact qdisc, not tcx)",
-            min.0, min.1, tcx.0, tcx.1
+            min.0, min.1, tcx_from.0, tcx_from.1
         ))
     }
 }
@@ -319,7 +306,7 @@ mod tests {
 
     #[test]
     fn kernel_versions_compare_by_major_then_minor() {
-        let line = |r: &str| kernel_line(&Ok(r.to_string()));
+        let line = |r: &str| kernel_line(&Ok(r.to_string()), false);
         assert_eq!(line("5.7.19").status, Status::Fail);
         assert!(line("5.7.19").fix.unwrap().contains(">= 5.8"));
         assert_eq!(line("4.19.0").status, Status::Fail);
@@ -327,15 +314,11 @@ mod tests {
         // 5.10 is newer than 5.8 (numbers, not text).
         assert_eq!(line("5.10.0-30-amd64").status, Status::Ok);
         assert!(line("5.10.0").text.contains("cls_bpf"));
-        assert!(line("6.18.44").text.contains("tcx links"));
+        assert!(kernel_line(&Ok("6.18.44".into()), true)
+            .text
+            .contains("tcx links"));
         assert_eq!(line("weird").status, Status::Warn);
-        assert_eq!(kernel_line(&Err("no".into())).status, Status::Warn);
-
-        let tcx = |r: &str| tcx_kernel(&Ok(r.to_string()));
-        assert!(!tcx("6.5.13"));
-        assert!(tcx("6.6.0"));
-        assert!(tcx("7.0.1"));
-        assert!(!tcx("garbage"));
+        assert_eq!(kernel_line(&Err("no".into()), false).status, Status::Warn);
     }
 
     #[test]

@@ -102,8 +102,8 @@ pub fn run(cfg: &Config) -> i32 {
             file.display()
         ))),
         None => {
-            let kernel = host::read_kernel();
-            emit(host::kernel_line(&kernel));
+            let tcx = crate::capture::tc::attaches_with_tcx();
+            emit(host::kernel_line(&host::read_kernel(), tcx));
             let object = host::read_object();
             emit(host::object_line(&object));
             emit(host::btf_line(host::vmlinux_btf_present(), &object));
@@ -114,7 +114,7 @@ pub fn run(cfg: &Config) -> i32 {
             emit(host::caps_line(host::read_cap_eff()));
             hooks::check_interfaces(
                 &cfg.capture.interfaces,
-                host::tcx_kernel(&kernel),
+                tcx,
                 &mut emit,
             );
         }
