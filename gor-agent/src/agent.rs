@@ -185,9 +185,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             // Reading the file is blocking work; the replayer's tasks run meanwhile.
             let grace = cfg.mirror.shutdown_grace;
             // A file is read in seconds: no metrics endpoint, the summary at the end.
-            let mut offline = cfg.clone();
-            offline.log.metrics_addr = None;
-            let mut reporter = Reporter::start(&offline).await?;
+            let mut reporter = Reporter::offline(&cfg);
             let (mut pipeline, stats) = tokio::task::spawn_blocking(move || {
                 let stats = run_pcap(&cfg.capture, &path, &mut pipeline);
                 (pipeline, stats)

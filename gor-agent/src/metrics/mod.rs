@@ -103,20 +103,24 @@ pub struct Reporter {
 impl Reporter {
     /// Starts the metrics endpoint if one is configured. Must run inside the runtime.
     pub async fn start(cfg: &Config) -> anyhow::Result<Reporter> {
-        let metrics = match cfg.log.metrics_addr {
-            Some(addr) => {
-                let m = Metrics::default();
-                server::start(addr, m.clone()).await?;
-                Some(m)
-            }
-            None => None,
-        };
-        Ok(Reporter {
-            metrics,
+        let mut reporter = Reporter::offline(cfg);
+        if let Some(addr) = cfg.log.metrics_addr {
+            let m = Metrics::default();
+            server::start(addr, m.clone()).await?;
+            reporter.metrics = Some(m);
+        }
+        Ok(reporter)
+    }
+
+    /// A reporter without the metrics endpoint (for work that ends in seconds): the log
+    /// and the stats file only.
+    pub fn offline(cfg: &Config) -> Reporter {
+        Reporter {
+            metrics: None,
             stats_file: cfg.outputs.stats_file.clone(),
             started: Instant::now(),
             last: None,
-        })
+        }
     }
 
     /// Whether anyone reads [`Reporter::publish`] (so the caller can skip building it).

@@ -261,18 +261,24 @@ impl Chores {
             report["input"] = json!(stats);
             report
         };
-        if self.last_flush.elapsed() >= FLUSH_EVERY {
+        let flush = self.last_flush.elapsed() >= FLUSH_EVERY;
+        let log = self.last_stats.elapsed() >= self.stats_every;
+        if flush {
             self.last_flush = Instant::now();
             dispatch.tick();
-            // The report is built only for a reader: the metrics endpoint, or the log.
-            if self.reporter.wants_metrics() {
-                self.reporter
-                    .publish(report(dispatch), dispatch.histograms());
-            }
         }
-        if self.last_stats.elapsed() >= self.stats_every {
-            self.last_stats = Instant::now();
-            self.reporter.log(&report(dispatch));
+        // The report is built only for a reader (the metrics endpoint, the log), and once
+        // when both are due.
+        let publish = flush && self.reporter.wants_metrics();
+        if publish || log {
+            let report = report(dispatch);
+            if log {
+                self.last_stats = Instant::now();
+                self.reporter.log(&report);
+            }
+            if publish {
+                self.reporter.publish(report, dispatch.histograms());
+            }
         }
     }
 }
