@@ -231,8 +231,7 @@ impl Agent {
                 Ok(n) if &buf[..n] == b"READY=1" => return agent,
                 Ok(_) => continue,
                 Err(e) => {
-                    let stderr =
-                        std::fs::read_to_string(agent.dir.join("stderr")).unwrap_or_default();
+                    let stderr = agent.stderr();
                     panic!("the agent did not report READY=1 ({e}); its stderr:\n{stderr}");
                 }
             }
@@ -283,18 +282,16 @@ impl Agent {
         let mut child = self.child.take().expect("running");
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait for the agent") {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("the agent did not exit within 30 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let waited = wait_with_timeout(
+            &mut child,
+            Duration::from_secs(30),
+            Duration::from_millis(20),
+        );
+        let Some(status) = waited.expect("wait for the agent") else {
+            let _ = child.kill();
+            panic!("the agent did not exit within 30 s of SIGTERM");
         };
-        let stderr = std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default();
+        let stderr = self.stderr();
         assert!(
             status.success(),
             "the agent exited with {status}; its stderr:\n{stderr}"
@@ -304,6 +301,30 @@ impl Agent {
 }
 
 /// A `kB` field of `/proc/<pid>/status` (0 if the process or the field is gone).
+/// A counter from the agent's stats JSON (`path` of keys), 0 if absent.
+pub fn counter(stats: &Value, path: &[&str]) -> u64 {
+    path.iter().fold(stats, |v, k| &v[*k]).as_u64().unwrap_or(0)
+}
+
+/// Waits for `child` to exit, polling every `poll` (std has no wait with a timeout);
+/// `None` if it still runs after `limit`.
+pub fn wait_with_timeout(
+    child: &mut std::process::Child,
+    limit: Duration,
+    poll: Duration,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() > deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(poll);
+    }
+}
+
 pub fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status

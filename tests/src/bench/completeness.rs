@@ -9,14 +9,13 @@
 use std::{path::Path, time::Duration};
 
 use super::{
-    counter,
     load::{paced, wrk, wrk_command},
     markdown::{Section, Table, Target},
     probe::{mapped_rss_kib, Cpu, CpuMeter},
     ratio, settle, Outcome, Plan, WRK_CONNS,
 };
 use crate::{
-    agent::Agent,
+    agent::{counter, Agent},
     nginx::Nginx,
     tcpdump::{self, Tcpdump},
 };

@@ -29,7 +29,6 @@ use crate::{agent::Agent, nginx::Nginx, staging::Staging, traffic::listen};
 /// How long each part runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
-    pub quick: bool,
     /// Production overhead: rounds of (without, capture only, mirroring), each wrk run
     /// this long.
     pub overhead_rounds: usize,
@@ -48,7 +47,6 @@ pub struct Plan {
 
 impl Plan {
     pub const FULL: Plan = Plan {
-        quick: false,
         overhead_rounds: 3,
         wrk_secs: 5,
         step: Duration::from_secs(5),
@@ -61,7 +59,6 @@ impl Plan {
 
     /// For development: the same experiments, shortened.
     pub const QUICK: Plan = Plan {
-        quick: true,
         overhead_rounds: 1,
         wrk_secs: 2,
         step: Duration::from_secs(2),
@@ -134,11 +131,6 @@ pub fn settle(
         }
     }
     last
-}
-
-/// A counter from the agent's stats JSON (`path` of keys), 0 if absent.
-pub fn counter(stats: &serde_json::Value, path: &[&str]) -> u64 {
-    path.iter().fold(stats, |v, k| &v[*k]).as_u64().unwrap_or(0)
 }
 
 /// `a / b`, or 0 when `b` is 0.

@@ -5,11 +5,11 @@
 use std::{path::Path, time::Duration};
 
 use super::{
-    counter,
     load::paced,
     markdown::{Section, Table},
     median, mirror_to_recorder, ratio, settle, Outcome, Plan,
 };
+use crate::agent::counter;
 
 const LIMIT: u32 = 100;
 const OFFERED: u32 = 300;

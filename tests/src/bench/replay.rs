@@ -12,12 +12,15 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use super::{
-    counter,
     load::{wrk, wrk_command},
     markdown::{Section, Table, Target},
     median, ratio, Outcome, Plan, WRK_CONNS,
 };
-use crate::{agent::replay_command_bare, gorformat::write_gets, nginx::Nginx};
+use crate::{
+    agent::{counter, replay_command_bare, wait_with_timeout},
+    gorformat::write_gets,
+    nginx::Nginx,
+};
 
 /// Staging connections tried; the target is judged at wrk's own concurrency.
 const WORKERS: [u32; 3] = [1, WRK_CONNS, 64];
@@ -62,17 +65,12 @@ pub fn run(plan: &Plan, dir: &Path) -> Result<Outcome> {
         .stderr(std::fs::File::create(run_dir.join("stderr"))?)
         .spawn()
         .context("starting gor-agent replay")?;
-        // Its exit is the end of the measurement; std has no wait with a timeout, so poll.
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if start.elapsed() > MAX_REPLAY {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("gor-agent replay did not finish {n} requests within {MAX_REPLAY:?}");
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        // Its exit is the end of the measurement: polled every millisecond.
+        let waited = wait_with_timeout(&mut child, MAX_REPLAY, Duration::from_millis(1))?;
+        let Some(status) = waited else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("gor-agent replay did not finish {n} requests within {MAX_REPLAY:?}");
         };
         let seconds = start.elapsed().as_secs_f64();
         if !status.success() {

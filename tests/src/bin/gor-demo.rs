@@ -18,7 +18,7 @@ use std::{
 };
 
 use gor_tests::{
-    agent::{temp_dir, Agent},
+    agent::{counter, temp_dir, Agent},
     nginx::Nginx,
     staging::Staging,
     traffic::{listen, read_message},
@@ -50,10 +50,6 @@ fn client(addr: SocketAddr, n: usize, stop: Arc<AtomicBool>, sent: Arc<AtomicU64
         // About 50 requests/s per client: a steady, realistic trickle.
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn n(v: &serde_json::Value, path: &[&str]) -> u64 {
-    path.iter().fold(v, |v, k| &v[*k]).as_u64().unwrap_or(0)
 }
 
 fn main() {
@@ -107,13 +103,17 @@ fn main() {
             "{:>4} {:>10} {:>9} {:>9} {:>12} {:>9} {:>10} {:>9.1} {:>9.1}",
             start.elapsed().as_secs(),
             sent.load(Ordering::Relaxed),
-            n(&s, &["http", "requests"]),
-            n(r, &["sent"]),
-            n(r, &["rate_limited"]),
+            counter(&s, &["http", "requests"]),
+            counter(r, &["sent"]),
+            counter(r, &["rate_limited"]),
             staging.received().len(),
-            format!("{}/{}", n(r, &["status_2xx"]), n(r, &["status_4xx"])),
-            n(r, &["latency_p50_us"]) as f64 / 1000.0,
-            n(r, &["latency_p99_us"]) as f64 / 1000.0,
+            format!(
+                "{}/{}",
+                counter(r, &["status_2xx"]),
+                counter(r, &["status_4xx"])
+            ),
+            counter(r, &["latency_p50_us"]) as f64 / 1000.0,
+            counter(r, &["latency_p99_us"]) as f64 / 1000.0,
         );
     }
     stop.store(true, Ordering::Relaxed);
@@ -156,26 +156,26 @@ fn main() {
     );
     println!(
         "  captured and framed      {} requests, {} responses",
-        n(&cap.stats, &["http", "requests"]),
-        n(&cap.stats, &["http", "responses"])
+        counter(&cap.stats, &["http", "requests"]),
+        counter(&cap.stats, &["http", "responses"])
     );
     println!(
         "  mirrored to staging      {} (rate limit {RATE}/s; {} rate-limited, {} queue-full)",
-        n(r, &["sent"]),
-        n(r, &["rate_limited"]),
-        n(r, &["queue_full"])
+        counter(r, &["sent"]),
+        counter(r, &["rate_limited"]),
+        counter(r, &["queue_full"])
     );
     println!("  staging received         {} requests; {exact} identical to a production request (Host and X-Mirrored-By aside)", received.len());
-    println!("  staging answered         2xx {} 3xx {} 4xx {} 5xx {}; errors: connect {} timeout {} reset {}", n(r, &["status_2xx"]), n(r, &["status_3xx"]), n(r, &["status_4xx"]), n(r, &["status_5xx"]), n(r, &["connect_errors"]), n(r, &["timeouts"]), n(r, &["resets"]));
+    println!("  staging answered         2xx {} 3xx {} 4xx {} 5xx {}; errors: connect {} timeout {} reset {}", counter(r, &["status_2xx"]), counter(r, &["status_3xx"]), counter(r, &["status_4xx"]), counter(r, &["status_5xx"]), counter(r, &["connect_errors"]), counter(r, &["timeouts"]), counter(r, &["resets"]));
     println!(
         "  staging latency          p50 {:.1} ms, p99 {:.1} ms",
-        n(r, &["latency_p50_us"]) as f64 / 1000.0,
-        n(r, &["latency_p99_us"]) as f64 / 1000.0
+        counter(r, &["latency_p50_us"]) as f64 / 1000.0,
+        counter(r, &["latency_p99_us"]) as f64 / 1000.0
     );
     println!(
         "  lost in capture          ring buffer drops {}, gaps {}",
-        n(&cap.stats, &["kernel", "ringbuf_drops"]),
-        n(&cap.stats, &["reassembly", "gaps"])
+        counter(&cap.stats, &["kernel", "ringbuf_drops"]),
+        counter(&cap.stats, &["reassembly", "gaps"])
     );
     let ok = exact == received.len() && !received.is_empty();
     drop(prod);
