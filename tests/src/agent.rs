@@ -21,6 +21,22 @@ pub fn agent_bin() -> PathBuf {
         })
 }
 
+/// The agent binary, behind `wrapper` (a program and its arguments, e.g. `ip netns exec
+/// NS`) if any, with an empty environment but for a metrics endpoint on any free port
+/// (tests may run an agent and a replay at once).
+fn agent_command(wrapper: &[&str]) -> Command {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(agent_bin());
+            c
+        }
+        None => Command::new(agent_bin()),
+    };
+    cmd.env_clear().env("GOR_METRICS_ADDR", "127.0.0.1:0");
+    cmd
+}
+
 /// A fresh, empty directory for one test, under `$TMPDIR/gor-tests` (which
 /// `cargo xtask test` empties before a run; what a failed test leaves stays for a look).
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -194,22 +210,15 @@ impl Agent {
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("set a timeout");
         let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(agent_bin());
-                c
-            }
-            None => Command::new(agent_bin()),
+            Some(ns) => agent_command(&["ip", "netns", "exec", ns]),
+            None => agent_command(&[]),
         };
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("GOR_PORTS", ports.join(","))
             .env("GOR_INTERFACES", interfaces.join(","))
             .env("GOR_STATS_FILE", dir.join("stats.json"))
             .env("GOR_LOG", "info")
-            // Any free port: tests may run an agent and a replay at once.
-            .env("GOR_METRICS_ADDR", "127.0.0.1:0")
             .env("NOTIFY_SOCKET", &notify_path)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -407,8 +416,7 @@ pub fn read_messages(path: &Path) -> Vec<Message> {
 pub fn run_pcap(name: &str, file: &Path, ports: &[u16]) -> Captured {
     let dir = temp_dir(name);
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-    let out = Command::new(agent_bin())
-        .env_clear()
+    let out = agent_command(&[])
         .env("GOR_PORTS", ports.join(","))
         .env("GOR_INPUT_PCAP", file)
         .env("GOR_OUTPUT_STREAMS", dir.join("streams"))
@@ -432,9 +440,7 @@ pub fn by_client(conns: &[Conn]) -> HashMap<String, &Conn> {
 
 /// Runs the agent binary with `env` and no readiness wait; returns (exit code, stderr).
 pub fn run_to_exit(env: &[(&str, &str)]) -> (i32, String) {
-    let out = Command::new(agent_bin())
-        .env_clear()
-        .env("GOR_METRICS_ADDR", "127.0.0.1:0")
+    let out = agent_command(&[])
         .envs(env.iter().copied())
         .output()
         .expect("run the agent");
@@ -474,19 +480,9 @@ impl std::fmt::Display for Checked {
 /// Runs `gor-agent check` with `env` only (and PATH), started through `wrapper` when it
 /// is not empty (`ip netns exec NS`, `setpriv ...`).
 pub fn run_check(wrapper: &[&str], env: &[(&str, &str)]) -> Checked {
-    let mut cmd = match wrapper.split_first() {
-        Some((program, args)) => {
-            let mut c = Command::new(program);
-            c.args(args).arg(agent_bin());
-            c
-        }
-        None => Command::new(agent_bin()),
-    };
-    let out = cmd
+    let out = agent_command(wrapper)
         .arg("check")
-        .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GOR_METRICS_ADDR", "127.0.0.1:0")
         .envs(env.iter().copied())
         .output()
         .expect("run gor-agent check");
@@ -524,14 +520,12 @@ pub fn replay_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Comman
 
 /// `gor-agent replay ARGS` with only the stats file (no messages file), for benchmarks.
 pub fn replay_command_bare(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(agent_bin());
+    let mut cmd = agent_command(&[]);
     cmd.arg("replay")
         .args(args)
-        .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("GOR_STATS_FILE", dir.join("stats.json"))
         .env("GOR_LOG", "info")
-        .env("GOR_METRICS_ADDR", "127.0.0.1:0")
         .envs(env.iter().copied());
     cmd
 }
