@@ -235,7 +235,7 @@ fn nginx_with_curl_wrk_and_hyper() {
         vec![200, 201, 200, 201, 405],
         "nginx refuses DELETE on static files"
     );
-    let wrk_out = wrk(&format!("{base}/index.html"), 4, 2);
+    let wrk_run = wrk(&format!("{base}/index.html"), 4, 2).expect("wrk");
 
     let cap = agent.stop();
     let log = nginx.access_log();
@@ -265,7 +265,7 @@ fn nginx_with_curl_wrk_and_hyper() {
         .collect();
     assert!(
         wrk_msgs.len() > 100,
-        "wrk sent many requests: {} framed\n{wrk_out}",
+        "wrk sent many requests: {} framed; wrk: {wrk_run:?}",
         wrk_msgs.len()
     );
     assert!(
@@ -302,7 +302,7 @@ fn pcap_of_curl_and_wrk_traffic_frames_like_the_live_capture() {
     );
     let base = format!("http://{}", nginx.addr);
     curl_mix(&dir, &base);
-    wrk(&format!("{base}/data.json"), 2, 1);
+    wrk(&format!("{base}/data.json"), 2, 1).expect("wrk");
     let live = agent.stop();
     let dumped = dump.stop();
     assert_eq!(

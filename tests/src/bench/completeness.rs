@@ -9,13 +9,14 @@
 use std::{path::Path, time::Duration};
 
 use super::{
-    load::{paced, wrk, wrk_command},
+    load::paced,
     markdown::{Section, Table, Target},
     probe::{mapped_rss_kib, Cpu, CpuMeter},
     ratio, settle, Outcome, Plan, WRK_CONNS,
 };
 use crate::{
     agent::{counter, Agent},
+    clients::{wrk, wrk_command},
     nginx::Nginx,
     tcpdump::{self, Tcpdump},
 };

@@ -6,11 +6,14 @@
 use std::path::Path;
 
 use super::{
-    load::{wrk, wrk_command, WrkRun},
     markdown::{Section, Table, Target},
     median, ratio, Outcome, Plan, WRK_CONNS,
 };
-use crate::{agent::Agent, nginx::Nginx};
+use crate::{
+    agent::Agent,
+    clients::{wrk, wrk_command, WrkRun},
+    nginx::Nginx,
+};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {

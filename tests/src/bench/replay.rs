@@ -12,12 +12,12 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use super::{
-    load::{wrk, wrk_command},
     markdown::{Section, Table, Target},
     median, ratio, Outcome, Plan, WRK_CONNS,
 };
 use crate::{
     agent::{counter, replay_command_bare, wait_with_timeout},
+    clients::{wrk, wrk_command},
     gorformat::write_gets,
     nginx::Nginx,
 };
