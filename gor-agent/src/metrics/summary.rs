@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use super::catalog;
+
 fn get(v: &Value, path: &str) -> u64 {
     v.pointer(path).and_then(Value::as_u64).unwrap_or(0)
 }
@@ -12,22 +14,19 @@ fn sum(v: &Value, paths: &[&str]) -> u64 {
     paths.iter().map(|p| get(v, p)).sum()
 }
 
+/// The sum over all targets (`/replay`) of a per-target family of the catalog, e.g. every
+/// drop reason of `gor_mirror_dropped`: a reason added there counts here too.
+fn mirror_sum(v: &Value, family: &str) -> u64 {
+    catalog::FAMILIES
+        .iter()
+        .filter(|f| f.name == family)
+        .flat_map(|f| f.samples)
+        .map(|s| get(v, &format!("/replay{}", s.path)))
+        .sum()
+}
+
 /// Drops of each stage, as pointers into the report.
 const KERNEL_LOST: &[&str] = &["/kernel/ringbuf_drops", "/kernel/truncated_packets"];
-const MIRROR_LOST: &[&str] = &[
-    "/replay/queue_full",
-    "/replay/lane_queue_full",
-    "/replay/lanes_full",
-    "/replay/dropped_backoff",
-    "/replay/aborted_at_shutdown",
-];
-const MIRROR_ERRORS: &[&str] = &[
-    "/replay/connect_errors",
-    "/replay/timeouts",
-    "/replay/resets",
-    "/replay/bad_responses",
-    "/replay/bad_requests",
-];
 const MIDDLEWARE_LOST: &[&str] = &[
     "/middleware/dropped_queue_full",
     "/middleware/lost_in_restart",
@@ -72,7 +71,7 @@ pub fn line(now: &Value, before: Option<&Value>, secs: f64, rss_bytes: Option<u6
         for c in classes {
             mirrored += &format!(", {c}");
         }
-        let errors = sum(now, MIRROR_ERRORS);
+        let errors = mirror_sum(now, "gor_mirror_errors");
         if errors > 0 {
             mirrored += &format!(", errors {errors}");
         }
@@ -101,7 +100,7 @@ pub fn line(now: &Value, before: Option<&Value>, secs: f64, rss_bytes: Option<u6
             sum(now, &["/input/damaged", "/input/invalid"]),
         ),
         ("middleware", sum(now, MIDDLEWARE_LOST)),
-        ("mirror queue", sum(now, MIRROR_LOST)),
+        ("mirror queue", mirror_sum(now, "gor_mirror_dropped")),
         ("file", sum(now, FILE_LOST)),
     ];
     let total: u64 = losses.iter().map(|(_, n)| n).sum();
