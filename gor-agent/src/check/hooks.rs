@@ -94,10 +94,8 @@ pub fn hook_line(iface: &str, hook: Hook, tcx: bool, seen: &Seen) -> Line {
             ),
         );
     }
-    let no_progs = Vec::new();
-    let no_filters = Vec::new();
-    let progs = seen.tcx.as_ref().unwrap_or(&no_progs);
-    let filters = seen.filters.as_ref().unwrap_or(&no_filters);
+    let progs: &[Prog] = seen.tcx.as_deref().unwrap_or_default();
+    let filters: &[Filter] = seen.filters.as_deref().unwrap_or_default();
 
     let mut own = Vec::new();
     let mut others = Vec::new();
