@@ -42,18 +42,14 @@ pub fn target_line(
     } else {
         ""
     };
-    if let Err(e) = resolved {
+    let unresolved = match resolved {
+        Err(e) => Some(format!("does not resolve ({e})")),
+        Ok(()) if attempts.is_empty() => Some("resolves to no address".to_string()),
+        Ok(()) => None,
+    };
+    if let Some(why) = unresolved {
         return Line::fail(
-            format!("target {url}: {} does not resolve ({e})", t.host),
-            format!(
-                "correct the host in GOR_TARGET, or make it resolvable here (`getent hosts {}`)",
-                t.host
-            ),
-        );
-    }
-    if attempts.is_empty() {
-        return Line::fail(
-            format!("target {url}: {} resolves to no address", t.host),
+            format!("target {url}: {} {why}", t.host),
             format!(
                 "correct the host in GOR_TARGET, or make it resolvable here (`getent hosts {}`)",
                 t.host
