@@ -13,7 +13,7 @@ use std::{
 
 use gor_tests::{
     agent::{replay_command, replayed, run_replay, temp_dir, Agent},
-    gorformat::{record, records, write_gets},
+    gorformat::{get_request, record, records, write_gets},
     staging::Staging,
     traffic::{listen, Client, Server},
 };
@@ -478,9 +478,7 @@ fn max_speed_replays_an_hour_as_fast_as_staging_takes_it_and_drops_nothing() {
     );
     let got = staging.wait_for(n, Duration::from_secs(30));
     let mut raws: Vec<Vec<u8>> = got.iter().map(|r| r.raw.clone()).collect();
-    let mut sent: Vec<Vec<u8>> = paths()
-        .map(|p| format!("GET {p} HTTP/1.1\r\nHost: prod.example\r\n\r\n").into_bytes())
-        .collect();
+    let mut sent: Vec<Vec<u8>> = paths().map(|p| get_request(&p)).collect();
     raws.sort();
     sent.sort();
     assert!(

@@ -13,14 +13,24 @@ pub fn record(kind: u8, id: &str, ts_ns: u64, latency_ns: u64, payload: &[u8]) -
     out
 }
 
+/// The request [`write_gets`] records for `path`.
+pub fn get_request(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: prod.example\r\n\r\n").into_bytes()
+}
+
 /// Writes a GoReplay file of GET requests for `paths`, `gap_ms` apart, ids 1, 2, ...
 pub fn write_gets(path: &std::path::Path, paths: impl IntoIterator<Item = String>, gap_ms: u64) {
     let t0 = 1_764_000_000_000_000_000u64;
     let mut file = Vec::new();
     for (i, p) in paths.into_iter().enumerate() {
-        let req = format!("GET {p} HTTP/1.1\r\nHost: prod.example\r\n\r\n");
         let ts = t0 + i as u64 * gap_ms * 1_000_000;
-        file.extend(record(1, &format!("{:024x}", i + 1), ts, 0, req.as_bytes()));
+        file.extend(record(
+            1,
+            &format!("{:024x}", i + 1),
+            ts,
+            0,
+            &get_request(&p),
+        ));
     }
     std::fs::write(path, file).expect("write the file");
 }
