@@ -22,7 +22,9 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::{
+    clock::{Clock, ToWall},
     config::Config,
+    envelope::MessageId,
     filters::{Filters, Verdict},
     gorfile::Record,
     http::{HttpMessage, Kind},
@@ -46,9 +48,13 @@ pub struct Dispatch {
     replayer: Option<Replayer>,
     outputs: Vec<Box<dyn MessageOutput>>,
     output_errors: u64,
-    /// Capture to dispatch, for live capture (whose timestamps are this host's
-    /// monotonic clock).
-    capture_latency: Option<Histogram>,
+    /// Capture to dispatch, for messages stamped by this host's monotonic clock (live
+    /// capture).
+    capture_latency: Histogram,
+    /// Whether a message with such timestamps has been seen (the histogram is reported
+    /// only then).
+    live: bool,
+    to_wall: ToWall,
 }
 
 /// The middleware and what is needed to carry messages through it.
@@ -60,8 +66,6 @@ struct Stage {
 /// The way back from the middleware.
 struct Back {
     returned: mpsc::Receiver<Record>,
-    /// Wall clock minus the messages' clock: records carry wall-clock times.
-    wall_clock_offset_ns: i128,
     /// Original responses go to the middleware only when they are tracked, as in GoReplay;
     /// otherwise they skip it.
     responses: bool,
@@ -74,17 +78,14 @@ struct Back {
 
 impl Dispatch {
     /// Builds the stages; must run inside the tokio runtime when mirroring or a
-    /// middleware is configured (they spawn tasks). `wall_clock_offset_ns` turns the
-    /// messages' timestamps into wall-clock time (0 when they are wall-clock already).
-    pub fn new(
-        cfg: &Config,
-        exclusion: Option<std::sync::Arc<dyn PortExclusion>>,
-        wall_clock_offset_ns: i128,
-    ) -> Result<Self> {
+    /// middleware is configured (they spawn tasks).
+    pub fn new(cfg: &Config, exclusion: Option<std::sync::Arc<dyn PortExclusion>>) -> Result<Self> {
+        let to_wall = ToWall::measure();
         let mut outputs: Vec<Box<dyn MessageOutput>> = Vec::new();
         if let Some(file) = &cfg.outputs.gor_file {
-            let o = crate::gorfile::FileOutput::new(file.clone(), wall_clock_offset_ns)
-                .with_context(|| format!("opening the output file {}", file.pattern))?;
+            let o =
+                crate::gorfile::FileOutput::new(file.clone(), to_wall.offset_ns(Clock::Monotonic))
+                    .with_context(|| format!("opening the output file {}", file.pattern))?;
             outputs.push(Box::new(o));
         }
         if let Some(path) = &cfg.outputs.messages_file {
@@ -98,7 +99,6 @@ impl Dispatch {
                 child,
                 back: Back {
                     returned,
-                    wall_clock_offset_ns,
                     responses: cfg.outputs.track_responses,
                     origins: Origins::default(),
                     refused: 0,
@@ -127,26 +127,24 @@ impl Dispatch {
             replayer,
             outputs,
             output_errors: 0,
-            capture_latency: None,
+            capture_latency: Histogram::default(),
+            live: false,
+            to_wall,
         })
-    }
-
-    /// Measures, from here on, how long messages took from capture to this stage: their
-    /// timestamps must be `CLOCK_MONOTONIC` (live capture).
-    pub fn measure_capture_latency(&mut self) {
-        self.capture_latency = Some(Histogram::default());
     }
 
     /// Takes one framed message. Never blocks.
     pub fn message(&mut self, msg: HttpMessage) {
-        if let Some(h) = &self.capture_latency {
-            let now = crate::agent::monotonic_ns();
-            h.record(Duration::from_nanos(now.saturating_sub(msg.last_ts_ns)));
+        if msg.clock == Clock::Monotonic {
+            self.live = true;
+            let now = crate::clock::monotonic_ns();
+            self.capture_latency
+                .record(Duration::from_nanos(now.saturating_sub(msg.last_ts_ns)));
         }
         if let Some(stage) = &mut self.middleware {
             let is_response = matches!(msg.kind, Kind::Response { .. });
             if !is_response || stage.back.responses {
-                let rec = Record::from_message(&msg, stage.back.wall_clock_offset_ns);
+                let rec = Record::from_message(&msg, self.to_wall.offset_ns(msg.clock));
                 stage.back.origins.insert(&msg);
                 stage.child.send(&rec);
                 return;
@@ -188,7 +186,7 @@ impl Dispatch {
         if let Some(msg) = self
             .middleware
             .as_mut()
-            .and_then(|s| s.back.message_of(rec))
+            .and_then(|s| s.back.message_of(rec, &self.to_wall))
         {
             self.after_middleware(msg);
         }
@@ -243,14 +241,14 @@ impl Dispatch {
                     tokio::select! {
                         stats = &mut shutdown => break stats,
                         Some(rec) = back.returned.recv() => {
-                            if let Some(msg) = back.message_of(rec) {
+                            if let Some(msg) = back.message_of(rec, &self.to_wall) {
                                 self.after_middleware(msg);
                             }
                         }
                     }
                 };
                 while let Some(rec) = back.returned.recv().await {
-                    if let Some(msg) = back.message_of(rec) {
+                    if let Some(msg) = back.message_of(rec, &self.to_wall) {
                         self.after_middleware(msg);
                     }
                 }
@@ -280,7 +278,7 @@ impl Dispatch {
     /// The latency histograms, for the metrics endpoint.
     pub fn histograms(&self) -> Histograms {
         Histograms {
-            capture_to_dispatch: self.capture_latency.as_ref().map(Histogram::snapshot),
+            capture_to_dispatch: self.live.then(|| self.capture_latency.snapshot()),
             staging_response: self
                 .replayer
                 .as_ref()
@@ -330,7 +328,7 @@ pub struct Closed {
 
 impl Back {
     /// The message a returned record stands for, with its origin restored when known.
-    fn message_of(&mut self, rec: Record) -> Option<HttpMessage> {
+    fn message_of(&mut self, rec: Record, to_wall: &ToWall) -> Option<HttpMessage> {
         let id = rec.message_id();
         let origin = self.origins.get(id, rec.kind.is_response());
         if origin.is_none() {
@@ -346,7 +344,10 @@ impl Back {
                 return None;
             }
         };
-        let ts = (i128::from(rec.timestamp_ns) - self.wall_clock_offset_ns).max(0) as u64;
+        // Back into the clock the message was captured in.
+        let clock = origin.as_ref().map_or(Clock::Realtime, |o| o.clock);
+        let ts = (i128::from(rec.timestamp_ns) - to_wall.offset_ns(clock)).max(0) as u64;
+        msg.clock = clock;
         msg.first_ts_ns = ts;
         msg.last_ts_ns = ts;
         if let Some(o) = origin {
@@ -383,6 +384,7 @@ fn replay_json(r: ReplayStats) -> serde_json::Value {
 struct Origin {
     conn: ConnId,
     flow: Flow,
+    clock: Clock,
     offset: u64,
     last_ts_ns: u64,
 }
@@ -390,13 +392,13 @@ struct Origin {
 /// Origins by (message id, is response), bounded: oldest forgotten first.
 #[derive(Default)]
 struct Origins {
-    by_id: HashMap<(u64, bool), Origin>,
-    order: VecDeque<(u64, bool)>,
+    by_id: HashMap<(MessageId, bool), Origin>,
+    order: VecDeque<(MessageId, bool)>,
 }
 
 impl Origins {
     fn insert(&mut self, msg: &HttpMessage) {
-        let key = (msg.id, matches!(msg.kind, Kind::Response { .. }));
+        let key = (msg.id.clone(), matches!(msg.kind, Kind::Response { .. }));
         if self.order.len() >= ORIGINS {
             if let Some(old) = self.order.pop_front() {
                 self.by_id.remove(&old);
@@ -405,17 +407,18 @@ impl Origins {
         let origin = Origin {
             conn: msg.conn,
             flow: msg.flow,
+            clock: msg.clock,
             offset: msg.offset,
             last_ts_ns: msg.last_ts_ns,
         };
-        if self.by_id.insert(key, origin).is_none() {
+        if self.by_id.insert(key.clone(), origin).is_none() {
             self.order.push_back(key);
         }
     }
 
     /// The origin of a returned message. A middleware may return a message more than
     /// once (to duplicate it), so the entry stays until it ages out.
-    fn get(&self, id: u64, response: bool) -> Option<Origin> {
+    fn get(&self, id: MessageId, response: bool) -> Option<Origin> {
         self.by_id.get(&(id, response)).copied()
     }
 }

@@ -95,11 +95,11 @@ fn filters_and_rewrites_apply_to_captured_requests() {
         "about half of 20 sessions kept: {}",
         sessions.len()
     );
-    let ids: Vec<u64> = cap
+    let ids: Vec<String> = cap
         .messages
         .iter()
         .filter(|m| m.is_request)
-        .map(|m| m.id)
+        .map(|m| m.id.clone())
         .collect();
     let responses = cap.messages.iter().filter(|m| !m.is_request).count();
     assert_eq!(

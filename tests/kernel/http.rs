@@ -55,7 +55,7 @@ fn assert_matches_access_log(cap: &Captured, log: &[Logged]) {
                 "request length of {} from {client}",
                 l.request_line
             );
-            let resp = cap.response_to(req.id).unwrap_or_else(|| {
+            let resp = cap.response_to(&req.id).unwrap_or_else(|| {
                 panic!("no response paired with {} from {client}", l.request_line)
             });
             assert_eq!(resp.status, l.status, "status of {}", l.request_line);

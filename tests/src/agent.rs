@@ -68,7 +68,7 @@ pub struct Conn {
 /// One HTTP message the agent framed.
 #[derive(Debug, Clone)]
 pub struct Message {
-    pub id: u64,
+    pub id: String,
     pub client: String,
     pub is_request: bool,
     pub start_line: String,
@@ -112,7 +112,7 @@ impl Captured {
     }
 
     /// The response paired with request `id`.
-    pub fn response_to(&self, id: u64) -> Option<&Message> {
+    pub fn response_to(&self, id: &str) -> Option<&Message> {
         self.messages.iter().find(|m| !m.is_request && m.id == id)
     }
 
@@ -398,7 +398,7 @@ pub fn read_messages(path: &Path) -> Vec<Message> {
                 format!("{} {}", s("version"), v["status"])
             };
             Message {
-                id: v["id"].as_u64().expect("id"),
+                id: v["id"].as_str().expect("id").to_string(),
                 client: s("client"),
                 is_request,
                 start_line,

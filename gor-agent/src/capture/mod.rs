@@ -1,8 +1,9 @@
 //! Byte sources: where captured TCP segments come from.
 //!
-//! [`tc`] loads the kernel programs, attaches them and drains their ring buffer;
-//! [`record`] decodes a ring-buffer record into a [`Segment`]. Every source hands
-//! `Segment`s to the reassembler, which knows nothing of where they came from.
+//! [`tc`] loads the kernel programs, attaches them and hands out their ring buffer;
+//! [`record`] decodes a ring-buffer record into a [`Segment`]; [`pcap`] parses capture
+//! files into the same segments. The driver's sources (`source/`) run them; the
+//! reassembler knows nothing of where segments came from.
 pub mod packet;
 pub mod pcap;
 pub mod record;

@@ -29,6 +29,7 @@ use std::collections::{HashSet, VecDeque};
 pub use parse::parse_rule;
 pub use regex::bytes::Regex;
 
+use crate::envelope::MessageId;
 use crate::http::{HttpMessage, Kind};
 use edit::HeadEdit;
 
@@ -115,8 +116,8 @@ pub struct FilterStats {
 pub struct Filters {
     rules: Vec<Rule>,
     stats: FilterStats,
-    dropped: HashSet<u64>,
-    dropped_order: VecDeque<u64>,
+    dropped: HashSet<MessageId>,
+    dropped_order: VecDeque<MessageId>,
 }
 
 impl Filters {
@@ -152,7 +153,7 @@ impl Filters {
         };
         if let Some(counter) = self.check(method, target, &msg) {
             *counter += 1;
-            self.remember_dropped(msg.id);
+            self.remember_dropped(msg.id.clone());
             return Verdict::Drop;
         }
         self.stats.passed += 1;
@@ -275,8 +276,8 @@ impl Filters {
         head.finish()
     }
 
-    fn remember_dropped(&mut self, id: u64) {
-        if self.dropped.insert(id) {
+    fn remember_dropped(&mut self, id: MessageId) {
+        if self.dropped.insert(id.clone()) {
             self.dropped_order.push_back(id);
         }
         // Ids whose responses never came (connection closed, pipelining cut) age out here;

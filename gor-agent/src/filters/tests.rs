@@ -7,6 +7,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
+use crate::envelope::{Clock, MessageId, Origin};
 use crate::http::{HttpMessage, Kind};
 use crate::stream::{Direction, Flow};
 
@@ -52,8 +53,9 @@ fn msg(id: u64, raw: &[u8]) -> HttpMessage {
     }
     let a = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
     HttpMessage {
-        id,
+        id: MessageId::framed(Origin::default(), 7, id),
         conn: 7,
+        clock: Clock::Monotonic,
         flow: Flow {
             client: a,
             server: a,

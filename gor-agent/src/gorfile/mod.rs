@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+use crate::envelope::{Clock, MessageId};
 use crate::http::{parse_whole, HttpMessage, Kind, WholeError};
 use crate::stream::{ConnId, Direction, Flow};
 
@@ -93,7 +94,7 @@ impl Record {
             (i128::from(msg.first_ts_ns) + wall_clock_offset_ns).clamp(0, i128::from(u64::MAX));
         Record {
             kind,
-            id: format_id(msg.id),
+            id: msg.id.to_string(),
             timestamp_ns: ts as u64,
             latency_ns: if kind.is_response() {
                 msg.latency_ns.unwrap_or(0)
@@ -106,17 +107,12 @@ impl Record {
 }
 
 impl Record {
-    /// The message id as a number: ours (up to 16 significant hex digits) read back as
-    /// written; any other id (GoReplay's are 24 random hex digits) hashed, so a request
-    /// and its responses still share one.
-    pub fn message_id(&self) -> u64 {
-        let digits = self.id.trim_start_matches('0');
-        if digits.len() <= 16 {
-            if let Ok(n) = u64::from_str_radix(if digits.is_empty() { "0" } else { digits }, 16) {
-                return n;
-            }
-        }
-        fnv1a64(self.id.as_bytes())
+    /// The message id: ours (32 hex digits, see [`crate::envelope`]) with the connection
+    /// and position it was framed at; anyone else's (GoReplay's 24 hex digits) kept as
+    /// written, so a request and its responses still share one and it is written back
+    /// unchanged.
+    pub fn message_id(&self) -> MessageId {
+        MessageId::parse(&self.id)
     }
 
     /// The record as a message for the pipeline after framing. Files carry no connection,
@@ -132,6 +128,7 @@ impl Record {
         Ok(HttpMessage {
             id: self.message_id(),
             conn,
+            clock: Clock::Realtime,
             flow: Flow {
                 client: none,
                 server: none,
@@ -149,14 +146,8 @@ impl Record {
     }
 }
 
-/// FNV-1a, 64-bit: a stable hash for ids that are not ours.
-fn fnv1a64(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-/// Our u64 message ids as GoReplay-shaped ids: 24 lowercase hex digits, zero-padded.
+/// A number as a GoReplay-shaped id: 24 lowercase hex digits, zero-padded (for tools and
+/// tests that make records by hand; the agent writes [`MessageId`]s).
 pub fn format_id(id: u64) -> String {
     format!("{id:024x}")
 }

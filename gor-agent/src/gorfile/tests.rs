@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::reader::wildcard_match;
 use super::writer::{civil_from_days, expand_time};
 use super::*;
+use crate::envelope::Origin;
 use crate::http::{HttpMessage, Kind};
 use crate::output::messages::MessageOutput;
 use crate::stream::{Direction, Flow};
@@ -52,8 +53,10 @@ fn out_cfg(pattern: &Path, max_size: Option<u64>) -> FileOutputConfig {
 fn message(id: u64, ts: u64, request: bool, raw: &[u8]) -> HttpMessage {
     let addr: SocketAddr = "10.0.0.1:80".parse().expect("addr");
     HttpMessage {
-        id,
+        // An id as GoReplay would have written it (framed ids: `envelope::tests`).
+        id: MessageId::parse(&format_id(id)),
         conn: 1,
+        clock: Clock::Monotonic,
         flow: Flow {
             client: "10.0.0.2:5000".parse().expect("addr"),
             server: addr,
@@ -506,20 +509,24 @@ fn open_errors() {
 
 #[test]
 fn records_become_messages_with_their_ids_and_framing_checked() {
+    let framed = MessageId::framed(Origin(0xfeed), 9, 42);
     let ours = Record {
         kind: RecordType::Request,
-        id: format_id(42),
+        id: framed.to_string(),
         timestamp_ns: 7,
         latency_ns: 0,
         payload: Bytes::from_static(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"),
     };
-    assert_eq!(ours.message_id(), 42, "our ids read back as written");
+    assert_eq!(ours.message_id(), framed, "our ids read back as written");
     let m = ours.to_message(9).expect("a valid request");
-    assert_eq!((m.id, m.conn, m.body_offset, m.first_ts_ns), (42, 9, 48, 7));
+    assert_eq!(
+        (&m.id, m.conn, m.body_offset, m.first_ts_ns),
+        (&framed, 9, 48, 7)
+    );
     assert_eq!(m.dir, Direction::ClientToServer);
     assert_eq!(m.header("host").map(|v| &v[..]), Some(&b"a"[..]));
 
-    // GoReplay's 24 random hex digits do not fit: hashed, the same for request and response.
+    // GoReplay's 24 random hex digits are kept as written, the same for request and response.
     let theirs = |kind, payload: &'static [u8]| Record {
         kind,
         id: "a1b2c3d4e5f6a7b8c9d0e1f2".into(),

@@ -14,7 +14,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::chunked::{ChunkedDecoder, Progress};
 use super::head::{self, Declared, Head, HeadResult, Verdict};
 use super::{unknown_flow, HttpMessage, HttpStats, Limits};
-use crate::stream::{ConnId, Direction, EndReason, Flow};
+use crate::envelope::{Clock, ConnKey, MessageId};
+use crate::stream::{Direction, EndReason, Flow};
 
 const C2S: usize = 0;
 const S2C: usize = 1;
@@ -24,18 +25,12 @@ const DIRS: [Direction; 2] = [Direction::ClientToServer, Direction::ServerToClie
 pub(super) struct Cx<'a> {
     pub limits: &'a Limits,
     pub stats: &'a mut HttpStats,
-    pub next_id: &'a mut u64,
     pub out: &'a mut Vec<HttpMessage>,
-    pub conn: ConnId,
+    pub conn: ConnKey,
+    pub clock: Clock,
 }
 
 impl Cx<'_> {
-    fn new_id(&mut self) -> u64 {
-        let id = *self.next_id;
-        *self.next_id += 1;
-        id
-    }
-
     fn incomplete(&mut self, d: usize) {
         if d == C2S {
             self.stats.incomplete_requests += 1;
@@ -234,6 +229,8 @@ pub(super) struct Conn {
     flow: Flow,
     halves: [Half; 2],
     pending: VecDeque<Pending>,
+    /// The next exchange's position on this connection (its messages' `seq`).
+    next_seq: u64,
 }
 
 impl Conn {
@@ -242,7 +239,14 @@ impl Conn {
             flow,
             halves: [Half::new(midstream), Half::new(midstream)],
             pending: VecDeque::new(),
+            next_seq: 1,
         }
+    }
+
+    fn new_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
     }
 
     /// State for a connection whose `Open` was missed: treated as joined midstream.
@@ -536,7 +540,7 @@ impl Conn {
             // §6.3 items 4-5: a server answers 400 and closes; the extent is unknowable.
             Declared::TeNotChunked | Declared::BadLength => return self.bad_framing(C2S, cx),
         };
-        let id = cx.new_id();
+        let id = self.new_seq();
         let method = head.method();
         self.pending.push_back(Pending {
             id,
@@ -581,7 +585,7 @@ impl Conn {
             }
             None => {
                 cx.stats.unpaired_responses += 1;
-                cx.new_id()
+                self.new_seq()
             }
         };
         let req_last_ts = pair
@@ -719,7 +723,7 @@ impl Conn {
         let (first_ts, last_ts, offset) = (h.first_ts, h.last_ts, h.msg_off);
         match b.fate {
             Fate::Keep => {
-                let msg = self.message(d, &b, raw, offset, first_ts, last_ts, cx.conn);
+                let msg = self.message(d, &b, raw, offset, first_ts, last_ts, cx.conn, cx.clock);
                 if d == C2S {
                     cx.stats.requests += 1;
                     self.request_done(b.id, last_ts);
@@ -748,12 +752,14 @@ impl Conn {
         offset: u64,
         first_ts: u64,
         last_ts: u64,
-        conn: ConnId,
+        conn: ConnKey,
+        clock: Clock,
     ) -> HttpMessage {
         let headers = b.head.header_values(&raw);
         HttpMessage {
-            id: b.id,
-            conn,
+            id: MessageId::Framed { conn, seq: b.id },
+            conn: conn.conn,
+            clock,
             flow: self.flow,
             dir: DIRS[d],
             offset,

@@ -23,6 +23,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
 
+use crate::envelope::{Clock, ConnKey, Envelope, MessageId, Origin};
 use crate::stream::{ConnId, Direction, Flow, StreamEvent};
 
 use conn::{Conn, Cx, Input};
@@ -65,10 +66,14 @@ pub enum Kind {
 /// One complete HTTP message, with its exact wire bytes and a parsed view of its head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpMessage {
-    /// Unique per framer; a response carries the id of the request it answers.
-    pub id: u64,
+    /// Unique across the fleet; a response carries the id of the request it answers. With
+    /// `flow`, `first_ts_ns` and `clock` it is the message's envelope
+    /// ([`crate::envelope`]).
+    pub id: MessageId,
     pub conn: ConnId,
     pub flow: Flow,
+    /// The clock of the timestamps.
+    pub clock: Clock,
     pub dir: Direction,
     /// Stream offset (in its direction) of the first byte of `raw`.
     pub offset: u64,
@@ -88,6 +93,17 @@ pub struct HttpMessage {
 }
 
 impl HttpMessage {
+    /// The envelope as one value (for outputs that carry it whole).
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            id: self.id.clone(),
+            client: self.flow.client,
+            server: self.flow.server,
+            ts_ns: self.first_ts_ns,
+            clock: self.clock,
+        }
+    }
+
     /// The body as on the wire (still chunk-framed if chunked).
     pub fn body(&self) -> Bytes {
         self.raw.slice(self.body_offset.min(self.raw.len())..)
@@ -134,16 +150,25 @@ pub struct HttpFramer {
     limits: Limits,
     conns: HashMap<ConnId, Conn>,
     stats: HttpStats,
-    next_id: u64,
+    /// Makes the connections' numbers unique across the fleet in message ids.
+    origin: Origin,
+    clock: Clock,
 }
 
 impl HttpFramer {
+    /// A framer for tests and tools: origin 0, monotonic timestamps.
     pub fn new(limits: Limits) -> Self {
+        HttpFramer::with_origin(limits, Origin::default(), Clock::Monotonic)
+    }
+
+    /// A framer whose messages carry `origin` in their ids and `clock` in their envelope.
+    pub fn with_origin(limits: Limits, origin: Origin, clock: Clock) -> Self {
         HttpFramer {
             limits,
             conns: HashMap::new(),
             stats: HttpStats::default(),
-            next_id: 1,
+            origin,
+            clock,
         }
     }
 
@@ -153,14 +178,18 @@ impl HttpFramer {
             limits,
             conns,
             stats,
-            next_id,
+            origin,
+            clock,
         } = self;
         let mut cx = Cx {
             limits,
             stats,
-            next_id,
             out,
-            conn: ev.conn(),
+            conn: ConnKey {
+                origin: *origin,
+                conn: ev.conn(),
+            },
+            clock: *clock,
         };
         match ev {
             StreamEvent::Open {

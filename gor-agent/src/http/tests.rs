@@ -300,7 +300,8 @@ fn pipelining_in_one_event() {
         assert_eq!(&r[i].body()[..], i.to_string().as_bytes());
         assert_eq!(q[i].id, r[i].id);
     }
-    let ids: std::collections::HashSet<u64> = q.iter().map(|m| m.id).collect();
+    let ids: std::collections::HashSet<crate::envelope::MessageId> =
+        q.iter().map(|m| m.id.clone()).collect();
     assert_eq!(ids.len(), 4);
 }
 
@@ -362,7 +363,7 @@ fn refused_upgrade_continues_parsing() {
     h.s(OK5);
     let (q, r) = (h.dir(C), h.dir(S));
     assert_eq!(r.len(), 2);
-    assert_eq!((q[0].id, q[1].id), (r[0].id, r[1].id));
+    assert_eq!((&q[0].id, &q[1].id), (&r[0].id, &r[1].id));
     assert_eq!(h.stats().upgraded_connections, 0);
 }
 
@@ -597,7 +598,8 @@ fn unpaired_response_gets_fresh_id() {
     let mut h = Harness::new();
     h.s(OK5).c(GET).s(OK5);
     assert_eq!(h.stats().unpaired_responses, 1);
-    let ids: std::collections::HashSet<u64> = h.out.iter().map(|m| m.id).collect();
+    let ids: std::collections::HashSet<crate::envelope::MessageId> =
+        h.out.iter().map(|m| m.id.clone()).collect();
     assert_eq!(ids.len(), 2);
 }
 
@@ -746,9 +748,9 @@ fn run(
 }
 
 /// Messages without timestamps (which depend on how the input was split).
-fn strip(msgs: &[HttpMessage]) -> Vec<(Direction, u64, Bytes, u64)> {
+fn strip(msgs: &[HttpMessage]) -> Vec<(Direction, crate::envelope::MessageId, Bytes, u64)> {
     msgs.iter()
-        .map(|m| (m.dir, m.id, m.raw.clone(), m.offset))
+        .map(|m| (m.dir, m.id.clone(), m.raw.clone(), m.offset))
         .collect()
 }
 
@@ -774,8 +776,8 @@ proptest! {
         prop_assert_eq!(stats.responses as usize, ex.len());
         prop_assert_eq!(concat(&whole, C), c.clone());
         prop_assert_eq!(concat(&whole, S), finals);
-        let q: Vec<u64> = whole.iter().filter(|m| m.dir == C).map(|m| m.id).collect();
-        let r: Vec<u64> = whole.iter().filter(|m| m.dir == S).map(|m| m.id).collect();
+        let q: Vec<crate::envelope::MessageId> = whole.iter().filter(|m| m.dir == C).map(|m| m.id.clone()).collect();
+        let r: Vec<crate::envelope::MessageId> = whole.iter().filter(|m| m.dir == S).map(|m| m.id.clone()).collect();
         prop_assert_eq!(q, r);
         let (split, _) = run(&c, &s, &cuts_c, &cuts_s, Limits::default());
         prop_assert_eq!(strip(&split), strip(&whole));

@@ -50,6 +50,7 @@ pub fn to_json(m: &HttpMessage) -> serde_json::Value {
     let mut v = json!({
         "id": m.id,
         "conn": m.conn,
+        "clock": m.clock,
         "client": m.flow.client.to_string(),
         "server": m.flow.server.to_string(),
         "first_ts_ns": m.first_ts_ns,

@@ -22,11 +22,11 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::agent::StopSignals;
-use crate::config::{Config, FileInputConfig};
-use crate::dispatch::Dispatch;
+use crate::clock::Clock;
+use crate::config::FileInputConfig;
+use crate::driver::{Level, Ready, Source, Waits};
 use crate::gorfile::{GorReader, Record};
-use crate::metrics::Reporter;
+use crate::pipeline::Pipeline;
 use crate::replay::ANY_CONNECTION;
 
 pub use progress::Progress;
@@ -35,14 +35,10 @@ pub use schedule::Schedule;
 /// Records read ahead of the one being waited for.
 const READ_AHEAD: usize = 1024;
 
-/// How often outputs flush.
-const FLUSH_EVERY: Duration = Duration::from_secs(1);
-
-/// How often the loop looks for due [`Chores`] while it waits: as often as the bar is
-/// redrawn.
+/// How often the progress is looked at: as often as the bar is redrawn.
 const CHORES_EVERY: Duration = progress::BAR_REFRESH;
 
-/// Records released back to back (already due) before the loop looks at signals again.
+/// Records released back to back (already due) before the source yields to the runtime.
 const BURST: u32 = 256;
 
 /// What the reading thread sends.
@@ -69,93 +65,128 @@ struct InputStats {
     passes: u64,
 }
 
-/// Replays the files of `cfg.input_file` until they are done (or, looping, until SIGINT
-/// or SIGTERM), then closes the stages and reports the counters.
-pub async fn run(cfg: Config) -> Result<()> {
-    let input = cfg
-        .input_file
-        .clone()
-        .context("replay needs an input file")?;
-    let reader = GorReader::open(&input.pattern)
-        .with_context(|| format!("opening saved traffic {}", input.pattern))?;
-    info!(
-        files = ?reader.files(),
-        speed = input.speed,
-        looping = input.looping,
-        "replaying saved traffic"
-    );
-    let read = reader.bytes_read();
-    let total = reader.total_bytes();
-    let (tx, mut rx) = mpsc::channel(READ_AHEAD);
-    let reading = std::thread::Builder::new()
-        .name("gor-read".into())
-        .spawn({
-            let input = input.clone();
-            let read = read.clone();
-            move || read_files(reader, &input, &read, &tx)
+/// Saved traffic as a driver source; see the module documentation.
+pub struct SavedTraffic {
+    input: FileInputConfig,
+    rx: mpsc::Receiver<Item>,
+    reading: Option<std::thread::JoinHandle<()>>,
+    schedule: Schedule,
+    start: Instant,
+    /// The next record and when it is due (the schedule is computed once per record).
+    next: Option<(Record, Instant)>,
+    /// Records released back to back without a timer.
+    burst: u32,
+    stats: InputStats,
+    progress: Progress,
+}
+
+impl SavedTraffic {
+    /// Opens the files of `input` and starts reading them ahead.
+    pub fn open(input: &FileInputConfig, stats_interval: Duration) -> Result<SavedTraffic> {
+        let reader = GorReader::open(&input.pattern)
+            .with_context(|| format!("opening saved traffic {}", input.pattern))?;
+        info!(
+            files = ?reader.files(),
+            speed = input.speed,
+            looping = input.looping,
+            "replaying saved traffic"
+        );
+        let read = reader.bytes_read();
+        let total = reader.total_bytes();
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        let reading = std::thread::Builder::new()
+            .name("gor-read".into())
+            .spawn({
+                let input = input.clone();
+                let read = read.clone();
+                move || read_files(reader, &input, &read, &tx)
+            })
+            .context("starting the reader thread")?;
+        Ok(SavedTraffic {
+            input: input.clone(),
+            rx,
+            reading: Some(reading),
+            schedule: Schedule::new(input.speed, input.max_wait),
+            start: Instant::now(),
+            next: None,
+            burst: 0,
+            stats: InputStats::default(),
+            progress: Progress::new(total, read, stats_interval),
         })
-        .context("starting the reader thread")?;
+    }
+}
 
-    // Record timestamps are wall-clock already.
-    let mut dispatch = Dispatch::new(&cfg, None, 0)?;
-    let mut stop = StopSignals::new()?;
-    let reporter = Reporter::start(&cfg).await?;
-    let progress = Progress::new(total, read, cfg.outputs.stats_interval);
-    let mut chores = Chores::new(progress, reporter, &cfg);
-    let mut chores_tick = tokio::time::interval(CHORES_EVERY);
-    crate::notify::ready();
+impl Source for SavedTraffic {
+    fn name(&self) -> &'static str {
+        "saved traffic"
+    }
 
-    let mut schedule = Schedule::new(input.speed, input.max_wait);
-    let unpaced = input.speed.is_infinite();
-    let mut stats = InputStats::default();
-    let start = Instant::now();
-    let mut burst = 0;
-    'records: loop {
-        let item = tokio::select! {
-            item = rx.recv() => item,
-            _ = stop.recv() => break,
-        };
-        let rec = match item {
-            None => break,
-            Some(Item::Record(rec)) => rec,
-            Some(Item::EndOfPass { damaged }) => {
-                stats.damaged += damaged;
-                stats.passes += 1;
-                if input.looping {
-                    schedule.new_pass();
-                    chores.progress.new_pass();
+    fn level(&self) -> Level {
+        Level::Messages
+    }
+
+    /// Record timestamps are wall-clock already.
+    fn clock(&self) -> Clock {
+        Clock::Realtime
+    }
+
+    async fn ready(&mut self) -> Result<Ready> {
+        while self.next.is_none() {
+            match self.rx.recv().await {
+                None => return Ok(Ready::Done),
+                Some(Item::Record(rec)) => {
+                    let due = self.start + self.schedule.due(rec.timestamp_ns);
+                    self.next = Some((rec, due));
                 }
-                continue;
+                Some(Item::EndOfPass { damaged }) => {
+                    self.stats.damaged += damaged;
+                    self.stats.passes += 1;
+                    if self.input.looping {
+                        self.schedule.new_pass();
+                        self.progress.new_pass();
+                    }
+                }
+                Some(Item::Failed(e)) => {
+                    warn!("{e}");
+                    return Ok(Ready::Done);
+                }
             }
-            Some(Item::Failed(e)) => {
-                warn!("{e}");
-                break;
-            }
-        };
-        let due = start + schedule.due(rec.timestamp_ns);
+        }
+        let due = self
+            .next
+            .as_ref()
+            .map_or_else(Instant::now, |(_, due)| *due);
         if due > Instant::now() {
-            burst = 0;
-            let sleep = tokio::time::sleep_until(due);
-            tokio::pin!(sleep);
-            loop {
-                tokio::select! {
-                    _ = &mut sleep => break,
-                    _ = stop.recv() => break 'records,
-                    Some(back) = dispatch.next_returned() => dispatch.returned(back),
-                    _ = chores_tick.tick() => chores.run(&mut dispatch, &stats),
-                }
-            }
+            self.burst = 0;
+            tokio::time::sleep_until(due).await;
         } else {
             // Late (a burst in the recording, or a high speed): no timer, but the rest
             // gets its turn now and then.
-            burst += 1;
-            if burst >= BURST {
-                burst = 0;
+            self.burst += 1;
+            if self.burst >= BURST {
+                self.burst = 0;
                 tokio::task::yield_now().await;
-                dispatch.poll_returned();
-                chores.run(&mut dispatch, &stats);
             }
         }
+        Ok(Ready::Input)
+    }
+
+    /// A file can wait for a slow middleware, and at `max` speed for staging; capture
+    /// cannot (it drops). At a set speed, requests staging cannot take in time are
+    /// dropped, to keep the recorded pace.
+    fn waits(&self) -> Waits {
+        if self.input.speed.is_infinite() {
+            Waits::ForMiddlewareAndStaging
+        } else {
+            Waits::ForMiddleware
+        }
+    }
+
+    fn deliver(&mut self, pipeline: &mut Pipeline) {
+        let Some((rec, _)) = self.next.take() else {
+            return;
+        };
+        let stats = &mut self.stats;
         stats.records += 1;
         if rec.kind.is_response() {
             stats.responses += 1;
@@ -163,16 +194,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             stats.requests += 1;
         }
         match rec.to_message(ANY_CONNECTION) {
-            Ok(msg) => {
-                // A file can wait for a slow middleware, and at `max` speed for staging;
-                // capture cannot (it drops). At a set speed, requests staging cannot
-                // take in time are dropped, to keep the recorded pace.
-                tokio::select! {
-                    _ = dispatch.room(unpaced) => {}
-                    _ = stop.recv() => break,
-                }
-                dispatch.message(msg);
-            }
+            Ok(msg) => pipeline.message(msg),
             Err(e) => {
                 stats.invalid += 1;
                 if stats.invalid <= 10 || stats.invalid.is_power_of_two() {
@@ -181,22 +203,40 @@ pub async fn run(cfg: Config) -> Result<()> {
             }
         }
     }
-    // Stop the reader (it may be blocked on a full channel) and collect what it counted.
-    rx.close();
-    while let Some(item) = rx.recv().await {
-        if let Item::EndOfPass { damaged } = item {
-            stats.damaged += damaged;
+
+    /// Stops the reader (it may be blocked on a full channel) and collects what it
+    /// counted.
+    fn stop(&mut self, _pipeline: &mut Pipeline) {
+        self.rx.close();
+        while let Ok(item) = self.rx.try_recv() {
+            if let Item::EndOfPass { damaged } = item {
+                self.stats.damaged += damaged;
+            }
+        }
+        if let Some(reading) = self.reading.take() {
+            if reading.join().is_err() {
+                warn!("the reader thread panicked");
+            }
         }
     }
-    if reading.join().is_err() {
-        warn!("the reader thread panicked");
+
+    fn chores_every(&self) -> Option<Duration> {
+        Some(CHORES_EVERY)
     }
-    chores.progress.finish(stats.records, &dispatch);
-    let closed = dispatch.close(cfg.mirror.shutdown_grace).await;
-    let mut report = dispatch.report_with(&closed);
-    report["input"] = json!(stats);
-    chores.reporter.finish(&report);
-    Ok(())
+
+    fn chores(&mut self, pipeline: &Pipeline) {
+        if self.progress.due() {
+            self.progress.show(self.stats.records, &pipeline.dispatch);
+        }
+    }
+
+    fn before_close(&mut self, pipeline: &Pipeline) {
+        self.progress.finish(self.stats.records, &pipeline.dispatch);
+    }
+
+    fn report(&self, report: &mut serde_json::Value) {
+        report["input"] = json!(self.stats);
+    }
 }
 
 /// The reading thread: every pass over the files, records in timestamp order.
@@ -227,58 +267,5 @@ fn read_files(
                 return;
             }
         };
-    }
-}
-
-/// Periodic work, done whether the loop waits for a record or releases late ones back to
-/// back: progress, flushing the outputs, publishing the counters.
-struct Chores {
-    progress: Progress,
-    reporter: Reporter,
-    last_flush: Instant,
-    last_stats: Instant,
-    stats_every: Duration,
-}
-
-impl Chores {
-    fn new(progress: Progress, reporter: Reporter, cfg: &Config) -> Chores {
-        Chores {
-            progress,
-            reporter,
-            last_flush: Instant::now(),
-            last_stats: Instant::now(),
-            stats_every: cfg.outputs.stats_interval,
-        }
-    }
-
-    /// Does what is due.
-    fn run(&mut self, dispatch: &mut Dispatch, stats: &InputStats) {
-        if self.progress.due() {
-            self.progress.show(stats.records, dispatch);
-        }
-        let report = |dispatch: &Dispatch| {
-            let mut report = dispatch.report();
-            report["input"] = json!(stats);
-            report
-        };
-        let flush = self.last_flush.elapsed() >= FLUSH_EVERY;
-        let log = self.last_stats.elapsed() >= self.stats_every;
-        if flush {
-            self.last_flush = Instant::now();
-            dispatch.tick();
-        }
-        // The report is built only for a reader (the metrics endpoint, the log), and once
-        // when both are due.
-        let publish = flush && self.reporter.wants_metrics();
-        if publish || log {
-            let report = report(dispatch);
-            if log {
-                self.last_stats = Instant::now();
-                self.reporter.log(&report);
-            }
-            if publish {
-                self.reporter.publish(report, dispatch.histograms());
-            }
-        }
     }
 }

@@ -20,6 +20,7 @@ use gor_common::tcp_flags::{ACK, FIN, RST, SYN};
 
 use crate::{
     capture::Segment,
+    envelope::ConnIds,
     stream::{ConnId, Direction, EndReason, Flow, StreamEvent},
 };
 
@@ -84,7 +85,7 @@ pub struct Reassembler {
     limits: Limits,
     conns: HashMap<Flow, Conn>,
     closed: HashMap<Flow, u64>,
-    next_id: ConnId,
+    ids: ConnIds,
     buffered: usize,
     stats: Stats,
 }
@@ -270,12 +271,19 @@ impl Half {
 }
 
 impl Reassembler {
+    /// A reassembler numbering its connections from 1 by itself (tests, tools).
     pub fn new(limits: Limits) -> Self {
+        Reassembler::with_conn_ids(limits, ConnIds::default())
+    }
+
+    /// A reassembler that takes its connection numbers from `ids`, shared with the rest of
+    /// the pipeline.
+    pub fn with_conn_ids(limits: Limits, ids: ConnIds) -> Self {
         Reassembler {
             limits,
             conns: HashMap::new(),
             closed: HashMap::new(),
-            next_id: 1,
+            ids,
             buffered: 0,
             stats: Stats::default(),
         }
@@ -467,8 +475,7 @@ impl Reassembler {
                 self.close(oldest, ts_ns, EndReason::Evicted, out);
             }
         }
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.ids.next();
         self.stats.connections_opened += 1;
         self.stats.connections_midstream += u64::from(midstream);
         out.push(StreamEvent::Open {

@@ -44,8 +44,9 @@ pub(super) fn msg(conn: ConnId, raw: &[u8]) -> HttpMessage {
         .collect();
     let addr = |p| SocketAddr::from(([10, 0, 0, 1], p));
     HttpMessage {
-        id: 0,
+        id: crate::envelope::MessageId::framed(Default::default(), conn, 0),
         conn,
+        clock: crate::envelope::Clock::Monotonic,
         flow: Flow {
             client: addr(40000),
             server: addr(80),

@@ -1,0 +1,9 @@
+//! The driver's sources of captured traffic, each entering the pipeline at the level it
+//! produces (see `driver::Level`):
+//!
+//! - [`live`]: the TC programs' ring buffer, TCP segments on the monotonic clock;
+//! - [`pcap`]: a capture file read on a thread, TCP segments on the packets' clock.
+//!
+//! Saved traffic (`playback`) is the third, entering with whole messages.
+pub mod live;
+pub mod pcap;
