@@ -23,4 +23,5 @@ pub mod output;
 pub mod playback;
 pub mod reassembly;
 pub mod replay;
+pub mod settings;
 pub mod stream;
