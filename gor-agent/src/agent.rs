@@ -185,7 +185,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             // Reading the file is blocking work; the replayer's tasks run meanwhile.
             let grace = cfg.mirror.shutdown_grace;
             // A file is read in seconds: no metrics endpoint, the summary at the end.
-            let mut reporter = Reporter::offline(&cfg);
+            let mut reporter = Reporter::offline(cfg.outputs.stats_file.clone());
             let (mut pipeline, stats) = tokio::task::spawn_blocking(move || {
                 let stats = run_pcap(&cfg.capture, &path, &mut pipeline);
                 (pipeline, stats)
@@ -231,7 +231,8 @@ fn run_pcap(
 /// Runs live capture until SIGINT or SIGTERM.
 async fn run_live(cfg: Config) -> Result<()> {
     // Before anything is attached: a metrics address that is taken fails the start.
-    let mut reporter = Reporter::start(&cfg).await?;
+    let mut reporter =
+        Reporter::start(cfg.log.metrics_addr, cfg.outputs.stats_file.clone()).await?;
     let mut capture = TcCapture::start(
         &cfg.capture.ports,
         &cfg.capture.interfaces,

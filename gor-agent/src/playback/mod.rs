@@ -99,7 +99,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     // Record timestamps are wall-clock already.
     let mut dispatch = Dispatch::new(&cfg, None, 0)?;
     let mut stop = StopSignals::new()?;
-    let reporter = Reporter::start(&cfg).await?;
+    let reporter = Reporter::start(cfg.log.metrics_addr, cfg.outputs.stats_file.clone()).await?;
     let progress = Progress::new(total, read, cfg.outputs.stats_interval);
     let mut chores = Chores::new(progress, reporter, &cfg);
     let mut chores_tick = tokio::time::interval(CHORES_EVERY);
