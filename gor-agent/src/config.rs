@@ -477,6 +477,44 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_has_a_gor_environment_twin() {
+        use clap::CommandFactory;
+        let mut cmds = vec![Cli::command()];
+        while let Some(cmd) = cmds.pop() {
+            for arg in cmd.get_arguments().filter(|a| a.get_long().is_some()) {
+                let env = arg.get_env().and_then(|e| e.to_str()).unwrap_or_default();
+                assert!(
+                    env.starts_with("GOR_"),
+                    "--{:?} has no GOR_ twin",
+                    arg.get_id()
+                );
+            }
+            cmds.extend(cmd.get_subcommands().cloned());
+        }
+    }
+
+    #[test]
+    fn filter_errors_are_named_by_the_flag_that_has_them() {
+        let errs = cli(&[
+            "--ports",
+            "80",
+            "--http-allow-url",
+            "([unclosed",
+            "--http-header-limiter",
+            "X-Session: 150%",
+        ])
+        .validate()
+        .unwrap_err();
+        let names: Vec<_> = errs.iter().map(|e| e.setting).collect();
+        assert_eq!(names, ["GOR_HTTP_ALLOW_URL", "GOR_HTTP_HEADER_LIMITER"]);
+        assert!(
+            errs[0].to_string().contains("--http-allow-url"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
     fn speeds() {
         assert_eq!(parse_speed("200%"), Ok(2.0));
         assert_eq!(parse_speed("2x"), Ok(2.0));
