@@ -16,13 +16,15 @@
 //! | logs, metrics endpoint, threads | [`crate::logging`] |
 //!
 //! This module only composes them: the command line ([`Cli`], its commands) and the
-//! [`Config`] that the pipeline reads. Settings are checked in two steps, both reporting
-//! every error at once with the setting's name, the value and what is accepted:
+//! [`Config`] that the pipeline reads. Settings are checked in two steps, each reporting
+//! every error it finds at once, with the setting's name, the value and what is accepted:
 //! [`Cli::validate`] reads the values without touching the host, then [`resolve`] asks
 //! the host what only it can tell (the interfaces exist, the pcap and saved-traffic files
-//! can be read, the CA file parses, the middleware program can be run). `main` exits with
-//! 64 (EX_USAGE) on either, before anything touches the kernel; `gor-agent check` runs
-//! the same steps, with a missing interface left to its own findings.
+//! can be read, the CA file parses, the middleware program can be run). `resolve` needs
+//! a configuration whose values all validated, so the host's answers come once the
+//! values are right. `main` exits with 64 (EX_USAGE) on either, before anything touches
+//! the kernel; `gor-agent check` runs the same steps, with a missing interface left to
+//! its own findings.
 //!
 //! A new stage declares its `Args` and `validate` in its own module and is flattened
 //! into [`SharedArgs`] (or [`CaptureArgs`]) and assembled in [`Cli::validate`]; stage
