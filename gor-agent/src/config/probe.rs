@@ -29,14 +29,9 @@ pub enum Interfaces {
 pub fn resolve(mut cfg: Config, interfaces: Interfaces) -> Result<Config, Vec<ConfigError>> {
     let mut p = Problems::default();
     if interfaces == Interfaces::MustExist {
-        let missing = cfg.capture.interfaces.iter().find(|n| !interface_exists(n));
-        if let Some(name) = missing {
-            p.of::<SourceArgs>().field(
-                "interfaces",
-                &cfg.capture.interfaces.join(","),
-                Err::<(), _>(missing_interface(name)),
-            );
-        }
+        let names = &cfg.capture.interfaces;
+        p.of::<SourceArgs>()
+            .field("interfaces", &names.join(","), all_exist(names));
     }
     if let Some(file) = &cfg.capture.input_pcap {
         if !file.is_file() {
@@ -74,16 +69,17 @@ pub fn resolve(mut cfg: Config, interfaces: Interfaces) -> Result<Config, Vec<Co
 /// `lo,eth0`: names of interfaces that exist now.
 pub fn parse_interfaces(s: &str) -> Result<Vec<String>, String> {
     let names = parse_interface_names(s)?;
-    match names.iter().find(|n| !interface_exists(n)) {
-        Some(name) => Err(missing_interface(name)),
-        None => Ok(names),
+    all_exist(&names).map(|()| names)
+}
+
+fn all_exist(names: &[String]) -> Result<(), String> {
+    match names
+        .iter()
+        .find(|n| !Path::new("/sys/class/net").join(n).exists())
+    {
+        Some(name) => Err(format!(
+            "a comma-separated list of existing network interfaces (`{name}` does not exist)"
+        )),
+        None => Ok(()),
     }
-}
-
-fn missing_interface(name: &str) -> String {
-    format!("a comma-separated list of existing network interfaces (`{name}` does not exist)")
-}
-
-fn interface_exists(name: &str) -> bool {
-    Path::new("/sys/class/net").join(name).exists()
 }
