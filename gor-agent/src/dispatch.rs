@@ -31,7 +31,7 @@ use crate::{
     metrics::{histogram::Histogram, Histograms},
     middleware::{Middleware, MiddlewareStats},
     output::messages::{MessageOutput, MessagesFile},
-    replay::{PortExclusion, ReplayConfig, ReplayStats, Replayer, ANY_CONNECTION},
+    replay::{PortExclusion, ReplayStats, Replayer, ANY_CONNECTION},
     stream::{ConnId, Flow},
 };
 
@@ -106,21 +106,8 @@ impl Dispatch {
                 },
             }
         });
-        let replayer = (!cfg.mirror.targets.is_empty()).then(|| {
-            let m = &cfg.mirror;
-            Replayer::start(ReplayConfig {
-                targets: m.targets.clone(),
-                rate: m.rate,
-                timeout: m.timeout,
-                workers: m.workers,
-                pipeline: m.pipeline,
-                queue: m.queue,
-                original_host: m.original_host,
-                set_headers: m.set_headers.clone(),
-                exclusion,
-                tls_ca: m.tls_ca.clone(),
-            })
-        });
+        let replayer = (!cfg.mirror.targets.is_empty())
+            .then(|| Replayer::start(cfg.mirror.replay_config(exclusion)));
         Ok(Dispatch {
             filters: Filters::new(cfg.filters.clone()),
             middleware,

@@ -27,5 +27,6 @@ pub mod pipeline;
 pub mod playback;
 pub mod reassembly;
 pub mod replay;
+pub mod settings;
 pub mod source;
 pub mod stream;

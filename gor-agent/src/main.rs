@@ -5,7 +5,9 @@ use gor_agent::config::{Cli, EXIT_USAGE};
 
 fn main() {
     let cli = Cli::parse();
-    let cfg = match cli.validate() {
+    // Values first, then what the host says of them (interfaces, files, the middleware
+    // program): both before anything touches the kernel.
+    let cfg = match cli.validate().and_then(|cfg| cli.resolve(cfg)) {
         Ok(cfg) => cfg,
         Err(errors) => {
             for e in &errors {

@@ -7,6 +7,7 @@
 pub mod packet;
 pub mod pcap;
 pub mod record;
+pub mod settings;
 pub mod tc;
 
 use std::net::SocketAddr;

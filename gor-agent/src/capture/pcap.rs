@@ -27,8 +27,10 @@ use std::path::Path;
 use super::packet::{parse, LinkType, Skipped};
 use crate::capture::Segment;
 
-/// Largest captured length of one record (or pcapng block) we accept. A corrupt length
-/// field must not make us allocate gigabytes; real frames are at most 256 KiB.
+/// Largest captured length of one record (or pcapng block) we accept: 256 MiB. Real
+/// frames are far smaller (tcpdump's largest snapshot length is 256 KiB), so the bound
+/// only has to stop a corrupt length field from making us allocate gigabytes; it is
+/// generous so that no real capture, with whatever snapshot length, is refused.
 pub const MAX_RECORD_LEN: u32 = 256 << 20;
 
 #[derive(Debug, thiserror::Error)]

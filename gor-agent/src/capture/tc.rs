@@ -164,7 +164,7 @@ impl TcCapture {
             .bpf
             .take_map(MAP_EXCLUDED)
             .context("map EXCLUDED missing or already taken")?;
-        Ok(Exclusions(Arc::new(Mutex::new(HashMap::try_from(map)?))))
+        Ok(Exclusions::new(HashMap::try_from(map)?))
     }
 
     /// The eBPF logger, to be polled by the caller; it owns the log map's fd, so the
@@ -300,13 +300,39 @@ pub fn interfaces_up() -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The map behind [`Exclusions`]: the kernel's `MAP_EXCLUDED` in the agent, a plain map
+/// in tests (so the locking around it is tested without a kernel).
+pub trait ExcludeMap: Send {
+    fn insert(&mut self, key: ExcludeKey) -> Result<(), String>;
+    fn remove(&mut self, key: &ExcludeKey);
+}
+
+impl ExcludeMap for HashMap<MapData, ExcludeKey, u8> {
+    fn insert(&mut self, key: ExcludeKey) -> Result<(), String> {
+        HashMap::insert(self, key, 1, 0).map_err(|e| e.to_string())
+    }
+
+    fn remove(&mut self, key: &ExcludeKey) {
+        let _ = HashMap::remove(self, key);
+    }
+}
+
 /// The kernel's list of connections not to capture: the agent's own connections to
 /// staging. Cheap to clone; entries are added before a connection is opened and removed
 /// after it is closed.
-#[derive(Clone)]
-pub struct Exclusions(Arc<Mutex<HashMap<MapData, ExcludeKey, u8>>>);
+pub struct Exclusions<M = HashMap<MapData, ExcludeKey, u8>>(Arc<Mutex<M>>);
 
-impl Exclusions {
+impl<M> Clone for Exclusions<M> {
+    fn clone(&self) -> Self {
+        Exclusions(Arc::clone(&self.0))
+    }
+}
+
+impl<M: ExcludeMap> Exclusions<M> {
+    pub fn new(map: M) -> Self {
+        Exclusions(Arc::new(Mutex::new(map)))
+    }
+
     fn key(local_port: u16, server: SocketAddr) -> ExcludeKey {
         let (family, server_addr) = match server {
             SocketAddr::V4(a) => {
@@ -333,30 +359,89 @@ impl Exclusions {
         }
     }
 
+    /// The map, even when a thread panicked while holding it: the map itself is always
+    /// consistent (each update is one syscall), and skipping the update would let the
+    /// kernel capture our own staging traffic and mirror it again, a silent loop.
+    fn map(&self) -> std::sync::MutexGuard<'_, M> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn add(&self, local_port: u16, server: SocketAddr) {
         let key = Self::key(local_port, server);
-        if let Ok(mut m) = self.0.lock() {
-            if let Err(e) = m.insert(key, 1, 0) {
-                // Full map: this connection may be captured; its traffic then shows up as
-                // ordinary requests, which is visible in the counters, not silent.
-                warn!("excluding our connection {local_port} -> {server} from capture: {e}");
-            }
+        if let Err(e) = self.map().insert(key) {
+            // Full map: this connection may be captured; its traffic then shows up as
+            // ordinary requests, which is visible in the counters, not silent.
+            warn!("excluding our connection {local_port} -> {server} from capture: {e}");
         }
     }
 
     pub fn remove(&self, local_port: u16, server: SocketAddr) {
         let key = Self::key(local_port, server);
-        if let Ok(mut m) = self.0.lock() {
-            let _ = m.remove(&key);
-        }
+        self.map().remove(&key);
     }
 }
 
-impl crate::replay::PortExclusion for Exclusions {
+impl<M: ExcludeMap> crate::replay::PortExclusion for Exclusions<M> {
     fn add(&self, local_port: u16, remote: SocketAddr) {
         Exclusions::add(self, local_port, remote)
     }
     fn remove(&self, local_port: u16, remote: SocketAddr) {
         Exclusions::remove(self, local_port, remote)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel map's stand-in: the keys it holds.
+    #[derive(Default)]
+    struct Keys(Vec<ExcludeKey>);
+
+    impl ExcludeMap for Keys {
+        fn insert(&mut self, key: ExcludeKey) -> Result<(), String> {
+            self.0.push(key);
+            Ok(())
+        }
+
+        fn remove(&mut self, key: &ExcludeKey) {
+            self.0.retain(|k| k != key);
+        }
+    }
+
+    fn ports(e: &Exclusions<Keys>) -> Vec<u16> {
+        e.map().0.iter().map(|k| k.client_port).collect()
+    }
+
+    #[test]
+    fn exclusions_still_update_after_a_panic_while_the_map_was_locked() {
+        let excl = Exclusions::new(Keys::default());
+        let staging: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        excl.add(40000, staging);
+        let holder = excl.clone();
+        let panicked = std::thread::spawn(move || {
+            let _guard = holder.0.lock().unwrap();
+            panic!("poisoning the exclusion map's lock");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(excl.0.is_poisoned());
+        excl.add(40001, staging);
+        assert_eq!(
+            ports(&excl),
+            [40000, 40001],
+            "added despite the poisoned lock"
+        );
+        excl.remove(40000, staging);
+        assert_eq!(ports(&excl), [40001], "removed despite the poisoned lock");
+    }
+
+    #[test]
+    fn ipv4_mapped_staging_addresses_are_excluded_as_ipv4() {
+        let excl = Exclusions::new(Keys::default());
+        excl.add(40000, "[::ffff:127.0.0.1]:9000".parse().unwrap());
+        excl.add(40001, "[::1]:9000".parse().unwrap());
+        let families: Vec<u8> = excl.map().0.iter().map(|k| k.family).collect();
+        assert_eq!(families, [FAMILY_V4, FAMILY_V6]);
     }
 }

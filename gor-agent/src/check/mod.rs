@@ -7,7 +7,8 @@
 //! Each line is `ok`, `warn` (works; the line says what to know) or `FAIL` (the agent
 //! would not start, or would not see or deliver traffic), and a failing line says what to
 //! do. Exit code 0 when no line fails, 1 when one does; invalid settings exit 64 before
-//! any check, as the agent does.
+//! any check, as the agent does: `main` validates and resolves them (`config::resolve`)
+//! for `check` as for the agent, except that a missing interface is a FAIL line here.
 //!
 //! The decisions are plain functions of what was read ([`host`], [`hooks`], [`targets`]),
 //! tested without a kernel; reading the host is left to thin functions beside them.

@@ -113,13 +113,16 @@ impl Driver {
     /// Starts the metrics endpoint if one is configured: before anything is attached, so
     /// an address that is taken fails the start.
     pub async fn start(cfg: &Config) -> Result<Driver> {
-        Ok(Driver::with(cfg, Reporter::start(cfg).await?))
+        Ok(Driver::with(
+            cfg,
+            Reporter::start(cfg.log.metrics_addr, cfg.outputs.stats_file.clone()).await?,
+        ))
     }
 
     /// Without the metrics endpoint, for work that ends in seconds (a pcap file): the log
     /// and the stats file only.
     pub fn offline(cfg: &Config) -> Driver {
-        Driver::with(cfg, Reporter::offline(cfg))
+        Driver::with(cfg, Reporter::offline(cfg.outputs.stats_file.clone()))
     }
 
     fn with(cfg: &Config, reporter: Reporter) -> Driver {

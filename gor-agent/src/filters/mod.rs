@@ -21,6 +21,7 @@
 mod edit;
 mod parse;
 pub mod sample;
+pub mod settings;
 #[cfg(test)]
 mod tests;
 

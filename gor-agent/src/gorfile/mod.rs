@@ -11,6 +11,7 @@
 //! timestamp, skipping and reporting damaged records.
 
 mod reader;
+pub mod settings;
 mod writer;
 
 #[cfg(test)]

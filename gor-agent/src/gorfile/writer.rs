@@ -22,6 +22,8 @@ use flate2::Compression;
 use super::{encode, Record};
 use crate::http::HttpMessage;
 use crate::output::messages::MessageOutput;
+/// Declared with the other outputs' settings.
+pub use crate::output::settings::FileOutputConfig;
 
 /// A batch is written once it holds this many bytes.
 pub const BATCH_BYTES: usize = 64 * 1024;
@@ -36,20 +38,6 @@ pub const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Bytes a gzip file may still grow by at finish: the final empty block and the 8-byte
 /// trailer (the 10-byte header is counted in case nothing was written yet), with slack.
 const GZ_FINISH_BYTES: u64 = 32;
-
-/// Where and how to write.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileOutputConfig {
-    /// The file path. May contain `%Y %m %d %H %M %S` (UTC, from each record's timestamp;
-    /// `%%` is a `%`); a name ending in `.gz` is gzip-compressed.
-    pub pattern: String,
-    /// Rotate to `name_1.ext`, `name_2.ext`... before a record would make the file exceed
-    /// this many bytes (on disk, compressed for gzip). A record larger than this is written
-    /// alone in its own file.
-    pub max_size: Option<u64>,
-    /// Write responses too (type 2); otherwise only requests.
-    pub track_responses: bool,
-}
 
 /// What the output did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]

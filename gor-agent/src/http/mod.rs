@@ -15,6 +15,7 @@
 mod chunked;
 mod conn;
 mod head;
+pub mod settings;
 #[cfg(test)]
 mod tests;
 

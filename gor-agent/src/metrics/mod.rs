@@ -24,8 +24,6 @@ use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, regis
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
-use crate::config::Config;
-
 use histogram::HistogramSnapshot;
 
 /// One histogram of a published snapshot: its labels (e.g. the target) and buckets.
@@ -102,9 +100,13 @@ pub struct Reporter {
 
 impl Reporter {
     /// Starts the metrics endpoint if one is configured. Must run inside the runtime.
-    pub async fn start(cfg: &Config) -> anyhow::Result<Reporter> {
-        let mut reporter = Reporter::offline(cfg);
-        if let Some(addr) = cfg.log.metrics_addr {
+    /// `metrics_addr` is `GOR_METRICS_ADDR`, `stats_file` is `GOR_STATS_FILE`.
+    pub async fn start(
+        metrics_addr: Option<std::net::SocketAddr>,
+        stats_file: Option<PathBuf>,
+    ) -> anyhow::Result<Reporter> {
+        let mut reporter = Reporter::offline(stats_file);
+        if let Some(addr) = metrics_addr {
             let m = Metrics::default();
             server::start(addr, m.clone()).await?;
             reporter.metrics = Some(m);
@@ -114,10 +116,10 @@ impl Reporter {
 
     /// A reporter without the metrics endpoint (for work that ends in seconds): the log
     /// and the stats file only.
-    pub fn offline(cfg: &Config) -> Reporter {
+    pub fn offline(stats_file: Option<PathBuf>) -> Reporter {
         Reporter {
             metrics: None,
-            stats_file: cfg.outputs.stats_file.clone(),
+            stats_file,
             started: Instant::now(),
             last: None,
         }

@@ -23,6 +23,7 @@ mod child;
 mod command;
 mod hex;
 mod lines;
+pub mod settings;
 
 #[cfg(test)]
 mod tests;
@@ -61,23 +62,35 @@ pub struct MiddlewareConfig {
     /// At most this many bytes of hex lines (twice the message size) wait for the child
     /// ([`DEFAULT_MAX_QUEUE_BYTES`]); a message whose line is larger is always dropped.
     pub max_queue_bytes: u64,
+    /// The command line as the operator gave it (`GOR_MIDDLEWARE`), to name it in errors.
+    pub command: String,
 }
 
 impl MiddlewareConfig {
     /// A configuration with the default queue bounds.
     pub fn new(program: impl Into<String>, args: Vec<String>) -> MiddlewareConfig {
+        let program = program.into();
+        let command = std::iter::once(&program)
+            .chain(&args)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
         MiddlewareConfig {
-            program: program.into(),
+            program,
             args,
             queue: DEFAULT_QUEUE,
             max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
+            command,
         }
     }
 
     /// A configuration from a command line as given to `--middleware` ([`parse_command`]).
     pub fn from_command(command: &str) -> Result<MiddlewareConfig, String> {
         let (program, args) = parse_command(command)?;
-        Ok(MiddlewareConfig::new(program, args))
+        Ok(MiddlewareConfig {
+            command: command.to_string(),
+            ..MiddlewareConfig::new(program, args)
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 //! An output takes events one at a time; it must not block the capture path for long
 //! (the debug outputs here write to local files or a terminal).
 pub mod messages;
+pub mod settings;
 pub mod stdout;
 pub mod streams_dir;
 

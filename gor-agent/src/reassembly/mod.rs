@@ -13,6 +13,9 @@
 //!   timeout, when the connection ends, or when buffering it would exceed a memory limit;
 //! - a connection ends on FIN (once every byte before it is delivered) or RST; idle
 //!   connections expire; a connection first seen without its SYN is marked `midstream`.
+
+pub mod settings;
+
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;

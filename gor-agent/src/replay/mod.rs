@@ -18,6 +18,7 @@ mod conn;
 mod lane;
 mod response;
 mod rewrite;
+pub mod settings;
 mod stats;
 mod target;
 #[cfg(test)]

@@ -203,11 +203,20 @@ async fn untrusted_certificate_is_a_connect_error() {
     cfg.timeout = Duration::from_secs(2);
     let r = Replayer::start(cfg);
     let m = msg(1, b"GET / HTTP/1.1\r\nHost: p\r\n\r\n");
-    submit_until(&r, &m, |s| t0(s).connect_errors >= 2).await;
+    // Failures back off like connect failures do: a request that reaches a lane during
+    // the backoff after a failed handshake is dropped. The wait is for both outcomes, not
+    // for two failures alone: on a loaded machine the two failures can come from two
+    // lanes whose handshakes ran at once (the second one during the first's backoff
+    // does not lengthen it), or a lane may pick its next request only after the 50 ms
+    // backoff ended, so two failures say nothing yet about a drop. Backoff doubles with
+    // each failure, so a submission lands in one long before the wait ends.
+    submit_until(&r, &m, |s| {
+        t0(s).connect_errors >= 2 && t0(s).dropped_backoff > 0
+    })
+    .await;
     let s = r.shutdown(Duration::from_secs(2)).await;
     let t = t0(&s);
     assert_eq!((t.sent, t.status_2xx, t.timeouts), (0, 0, 0), "{s:#?}");
-    // Failures back off like connect failures do.
     assert!(t.dropped_backoff > 0, "{s:#?}");
     assert!(staging.rx.try_recv().is_err(), "staging got a request");
     assert!(staging.accepted.load(Ordering::SeqCst) >= 2);
