@@ -4,18 +4,18 @@
 //! its two spaces), a header line (value replaced after the name, colon and the original
 //! whitespace, trailing whitespace and line ending kept), or a new header line appended
 //! after the last one. Every other byte, including the body with its chunked framing and
-//! trailers, is copied unchanged. The result is re-parsed with `httparse` (the same default
-//! configuration as the framer) so `kind`, `headers` and `body_offset` describe the new
-//! bytes; a result that does not parse is refused and the caller keeps the original.
+//! trailers, is copied unchanged. The result is re-parsed by the framer's own head parser
+//! ([`crate::http::head`], with its header limit) so `kind`, `headers` and `body_offset`
+//! describe the new bytes; a result that does not parse is refused and the caller keeps
+//! the original.
 
 use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::http::{HttpMessage, Kind};
-
-/// The framer's bound on header lines; a rewritten head may hold one more per set rule.
-const MAX_HEADERS: usize = 1024 + 64;
+use crate::http::head::{self, HeadResult};
+use crate::http::HttpMessage;
+use crate::stream::Direction;
 
 struct HeaderLine {
     /// The original line (content through its line ending); `None` for an appended header.
@@ -207,34 +207,15 @@ fn line_at(raw: &[u8], pos: usize) -> Option<(Range<usize>, usize)> {
 /// Builds the edited message from new bytes, refusing anything whose head does not parse
 /// to exactly `head_len` bytes (a value that smuggled a line break, a target with a space).
 fn reparse(orig: &HttpMessage, raw: Bytes, head_len: usize) -> Result<HttpMessage, EditError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let len = match req.parse(&raw) {
-        Ok(httparse::Status::Complete(len)) if len == head_len => len,
+    let head = match head::parse(Direction::ClientToServer, &raw) {
+        HeadResult::Complete(h) if h.len == head_len => h,
         _ => return Err(EditError),
     };
-    let kind = Kind::Request {
-        method: req.method.unwrap_or_default().to_owned(),
-        target: req.path.unwrap_or_default().to_owned(),
-        version: req.version.unwrap_or(1),
-    };
-    let headers = req
-        .headers
-        .iter()
-        .map(|h| {
-            let v = if h.value.is_empty() {
-                Bytes::new()
-            } else {
-                raw.slice_ref(h.value)
-            };
-            (h.name.to_owned(), v)
-        })
-        .collect();
     Ok(HttpMessage {
-        raw: raw.clone(),
-        kind,
-        headers,
-        body_offset: len,
+        headers: head.header_values(&raw),
+        kind: head.kind,
+        body_offset: head.len,
+        raw,
         ..orig.clone()
     })
 }

@@ -12,11 +12,13 @@
 //! `max_head + max_body` (plus `max_head` of request bytes held while an upgrade is
 //! decided).
 
-mod chunked;
+pub(crate) mod chunked;
 mod conn;
-mod head;
+pub(crate) mod head;
 #[cfg(test)]
 mod tests;
+pub mod token;
+pub mod validate;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -36,10 +38,14 @@ pub struct Limits {
     pub max_body: u64,
 }
 
+/// The default [`Limits::max_head`], also the bound of every other head the agent reads
+/// (staging's responses, trailers).
+pub const DEFAULT_MAX_HEAD: usize = 64 * 1024;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_head: 64 * 1024,
+            max_head: DEFAULT_MAX_HEAD,
             max_body: 16 * 1024 * 1024,
         }
     }
@@ -62,11 +68,15 @@ pub enum Kind {
     },
 }
 
+/// Identifies a message: unique per framer (or per saved file), and shared by a response
+/// with the request it answers. Treat it as opaque: clone it, compare it, hash it.
+pub type MessageId = u64;
+
 /// One complete HTTP message, with its exact wire bytes and a parsed view of its head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpMessage {
     /// Unique per framer; a response carries the id of the request it answers.
-    pub id: u64,
+    pub id: MessageId,
     pub conn: ConnId,
     pub flow: Flow,
     pub dir: Direction,

@@ -286,21 +286,17 @@ fn start_target(
 }
 
 /// Drops `set_headers` entries that would break the request framing (a CR or LF could
-/// inject headers; a bad name could make staging reject every request).
+/// inject headers; a bad name could make staging reject every request). The check is the
+/// configuration's ([`crate::http::validate::set_header`]): this one catches entries of a
+/// `ReplayConfig` built without it.
 fn valid_set_headers(set: &[(String, String)]) -> Vec<(String, String)> {
-    let is_token = |n: &str| {
-        !n.is_empty()
-            && n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    };
-    let valid_value = |v: &str| !v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
     set.iter()
         .filter(|(n, v)| {
-            let ok = is_token(n) && valid_value(v);
-            if !ok {
-                tracing::warn!(name = %n, "ignoring invalid header to set");
+            let ok = crate::http::validate::set_header(n, v);
+            if let Err(e) = ok {
+                tracing::warn!(name = %n, error = %e, "ignoring invalid header to set");
             }
-            ok
+            ok.is_ok()
         })
         .cloned()
         .collect()
@@ -321,8 +317,7 @@ fn request_of(msg: &HttpMessage) -> Option<Request> {
         msg.headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.split(|&b| b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+            .any(|(_, v)| crate::http::head::lists(v, token))
     };
     let close =
         tokens("connection", "close") || (*version == 0 && !tokens("connection", "keep-alive"));
