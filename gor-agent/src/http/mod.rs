@@ -281,8 +281,9 @@ pub struct WholeHead {
     pub body_offset: usize,
 }
 
-/// The flow used for connections whose `Open` was never seen.
-fn unknown_flow() -> Flow {
+/// The flow used for connections whose `Open` was never seen, and for messages that did
+/// not come from a captured connection.
+pub fn unknown_flow() -> Flow {
     let none = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
     Flow {
         client: none,
