@@ -119,6 +119,7 @@ impl Dispatch {
                 set_headers: m.set_headers.clone(),
                 exclusion,
                 tls_ca: m.tls_ca.clone(),
+                result_body_limit: crate::replay::DEFAULT_RESULT_BODY_LIMIT,
             })
         });
         Ok(Dispatch {

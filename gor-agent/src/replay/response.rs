@@ -142,6 +142,7 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
 /// previous response (empty unless requests were pipelined), and keeps what is read past
 /// this one. `more`: responses to further requests are expected on the connection; if
 /// not, bytes past this response are unsolicited and the connection is not reused.
+#[cfg(test)]
 pub(crate) async fn read_response<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
@@ -151,7 +152,8 @@ pub(crate) async fn read_response<R: AsyncRead + Unpin>(
     read_response_keeping(io, buf, head_request, more, None).await
 }
 
-/// [`read_response`], keeping the final response with at most `keep_body` bytes of its
+/// Reads the final response to a request as `read_response` does (its documentation
+/// tells what `buf` and `more` mean), keeping the final response with at most `keep_body` bytes of its
 /// body when `keep_body` is given.
 pub(crate) async fn read_response_keeping<R: AsyncRead + Unpin>(
     io: &mut R,

@@ -7,6 +7,7 @@ mod fidelity;
 mod ordering;
 mod pipelining;
 mod rate;
+mod results;
 mod shutdown;
 mod tls;
 
@@ -78,6 +79,7 @@ pub(super) fn config(targets: Vec<Target>) -> ReplayConfig {
         set_headers: Vec::new(),
         exclusion: None,
         tls_ca: Vec::new(),
+        result_body_limit: super::DEFAULT_RESULT_BODY_LIMIT,
     }
 }
 
@@ -142,6 +144,8 @@ pub(super) enum Mode {
     /// Answers this many requests per connection, then closes it without a word (but
     /// not abruptly: see [`linger_close`]).
     DropAfter(usize),
+    /// Answers every request with these bytes (a whole keep-alive response).
+    Answer(&'static [u8]),
 }
 
 /// One request as staging received it.
@@ -251,6 +255,13 @@ async fn serve(
             }
             Mode::CloseAfter(n) => close |= answered == n,
             Mode::DropAfter(_) => {}
+            Mode::Answer(resp) if !close => {
+                if s.write_all(resp).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Mode::Answer(_) => {}
         }
         let resp: &[u8] = if close {
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
