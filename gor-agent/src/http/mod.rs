@@ -14,6 +14,7 @@
 
 pub(crate) mod chunked;
 mod conn;
+pub(crate) mod edit;
 pub(crate) mod head;
 #[cfg(test)]
 mod tests;
