@@ -183,3 +183,23 @@ async fn without_a_subscriber_nothing_is_kept_or_dropped() {
     );
     staging.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_request_yields_one_result() {
+    // Staging answers one request per connection, then closes the next without a word:
+    // every later request is written on a reused connection, lost, and sent again.
+    let mut staging = Staging::start(Mode::DropAfter(1)).await;
+    let mut r = Replayer::start(config(vec![target(staging.port)]));
+    let mut rx = r.subscribe(64);
+    let n = 4;
+    for id in 0..n {
+        r.submit(&with_id(1, id, b"GET /again HTTP/1.1\r\nHost: p\r\n\r\n"));
+        staging.next().await;
+        let res = next_result(&mut rx).await;
+        assert_eq!((res.id, res.status()), (id, Some(200)));
+    }
+    let s = r.shutdown(Duration::from_secs(5)).await;
+    assert!(t0(&s).retries >= 1, "{s:#?}");
+    assert!(rx.try_recv().is_err(), "more results than requests");
+    staging.stop().await;
+}
