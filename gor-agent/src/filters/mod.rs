@@ -18,7 +18,6 @@
 //! Regexes are `regex::bytes::Regex` (header values need not be UTF-8, and GoReplay's Go
 //! regexps also match bytes); replacement syntax (`$1`, `${name}`, `$$`) is the same as Go's.
 
-mod edit;
 mod parse;
 pub mod sample;
 pub mod settings;
@@ -31,8 +30,8 @@ pub use parse::parse_rule;
 pub use regex::bytes::Regex;
 
 use crate::envelope::MessageId;
+use crate::http::edit::{EditError, HeadEdit};
 use crate::http::{HttpMessage, Kind};
-use edit::HeadEdit;
 
 /// How many dropped request ids are remembered to drop their responses. A response comes
 /// after its request on the same connection, so this only needs to cover the requests
@@ -244,8 +243,8 @@ impl Filters {
     }
 
     /// Runs the rewrite rules; `Ok(None)` when the message is unchanged.
-    fn rewrite(&self, msg: &HttpMessage) -> Result<Option<HttpMessage>, edit::EditError> {
-        let mut head = HeadEdit::new(msg)?;
+    fn rewrite(&self, msg: &HttpMessage) -> Result<Option<HttpMessage>, EditError> {
+        let mut head = HeadEdit::new(&msg.raw, msg.body_offset)?;
         let mut url_rewritten = false;
         for rule in &self.rules {
             match rule {
@@ -274,7 +273,7 @@ impl Filters {
                 _ => {}
             }
         }
-        head.finish()
+        head.finish(msg)
     }
 
     fn remember_dropped(&mut self, id: MessageId) {

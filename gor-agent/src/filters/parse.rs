@@ -9,6 +9,8 @@
 //! never rewritten, so changing its framing would corrupt the stream).
 
 use super::{Regex, Rule};
+use crate::http::token::{is_tchar, is_token};
+use crate::http::validate::is_field_text;
 
 /// Parses one flag (`flag` is the GoReplay name without dashes) and its value.
 pub fn parse_rule(flag: &str, value: &str) -> Result<Rule, String> {
@@ -18,7 +20,7 @@ pub fn parse_rule(flag: &str, value: &str) -> Result<Rule, String> {
         "http-disallow-url" => Ok(Rule::DisallowUrl(regex(value).map_err(err)?)),
         "http-allow-method" => {
             let m = value.trim();
-            if m.is_empty() || !m.bytes().all(is_tchar) {
+            if !is_token(m.as_bytes()) {
                 return Err(err("expected an HTTP method such as GET".into()));
             }
             Ok(Rule::AllowMethod(vec![m.to_owned()]))
@@ -109,9 +111,10 @@ fn not_framing(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A header value must not hold line breaks or other control bytes (header injection).
+/// A header value must not hold line breaks (header injection) or other control bytes: the
+/// edited head is re-parsed by the framer's parser, which would refuse them at run time.
 fn field_value(v: &str) -> Result<(), String> {
-    if v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+    if !is_field_text(v.as_bytes()) {
         return Err("the value must not contain line breaks or control bytes".into());
     }
     Ok(())
@@ -124,9 +127,4 @@ fn percent(s: &str) -> Result<u32, String> {
         Ok(p) if p <= 100 => Ok(p),
         _ => Err(format!("expected a percentage from 0% to 100%, got {s:?}")),
     }
-}
-
-/// RFC 9110 token characters.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

@@ -8,49 +8,23 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::envelope::{Clock, MessageId, Origin};
+use crate::http::head::HeadResult;
 use crate::http::{HttpMessage, Kind};
 use crate::stream::{Direction, Flow};
 
-/// Frames `raw` as the framer would (default httparse, values sharing `raw`).
+/// Frames `raw` as the framer would (its head parser, values sharing `raw`).
 fn msg(id: u64, raw: &[u8]) -> HttpMessage {
     let raw = Bytes::copy_from_slice(raw);
-    let mut slots = vec![httparse::EMPTY_HEADER; 64];
-    let (kind, dir, len, headers);
-    if raw.starts_with(b"HTTP/") {
-        let mut r = httparse::Response::new(&mut slots);
-        let httparse::Status::Complete(n) = r.parse(&raw).expect("test response parses") else {
-            panic!("partial test response");
-        };
-        kind = Kind::Response {
-            status: r.code.unwrap_or(0),
-            reason: r.reason.unwrap_or("").to_owned(),
-            version: r.version.unwrap_or(1),
-        };
-        headers = r
-            .headers
-            .iter()
-            .map(|h| (h.name.to_owned(), raw.slice_ref(h.value)))
-            .collect();
-        dir = Direction::ServerToClient;
-        len = n;
+    let dir = if raw.starts_with(b"HTTP/") {
+        Direction::ServerToClient
     } else {
-        let mut r = httparse::Request::new(&mut slots);
-        let httparse::Status::Complete(n) = r.parse(&raw).expect("test request parses") else {
-            panic!("partial test request");
-        };
-        kind = Kind::Request {
-            method: r.method.unwrap_or("").to_owned(),
-            target: r.path.unwrap_or("").to_owned(),
-            version: r.version.unwrap_or(1),
-        };
-        headers = r
-            .headers
-            .iter()
-            .map(|h| (h.name.to_owned(), raw.slice_ref(h.value)))
-            .collect();
-        dir = Direction::ClientToServer;
-        len = n;
-    }
+        Direction::ClientToServer
+    };
+    let HeadResult::Complete(head) = crate::http::head::parse(dir, &raw) else {
+        panic!("test message does not parse: {raw:?}");
+    };
+    let headers = head.header_values(&raw);
+    let (kind, len) = (head.kind, head.len);
     let a = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
     HttpMessage {
         id: MessageId::framed(Origin::default(), 7, id),

@@ -19,11 +19,9 @@ mod tests;
 
 use bytes::Bytes;
 
-use std::net::{Ipv4Addr, SocketAddr};
-
 use crate::envelope::{Clock, MessageId};
-use crate::http::{parse_whole, HttpMessage, Kind, WholeError};
-use crate::stream::{ConnId, Direction, Flow};
+use crate::http::{parse_whole, unknown_flow, HttpMessage, Kind, WholeError};
+use crate::stream::{ConnId, Direction};
 
 pub use reader::{GorReader, ReadError};
 pub use writer::{FileOutput, FileOutputConfig, FileStats};
@@ -125,15 +123,11 @@ impl Record {
             Direction::ClientToServer
         };
         let head = parse_whole(dir, &self.payload)?;
-        let none = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
         Ok(HttpMessage {
             id: self.message_id(),
             conn,
             clock: Clock::Realtime,
-            flow: Flow {
-                client: none,
-                server: none,
-            },
+            flow: unknown_flow(),
             dir,
             offset: 0,
             first_ts_ns: self.timestamp_ns,

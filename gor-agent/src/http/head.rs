@@ -11,6 +11,7 @@ use std::ops::Range;
 
 use crate::stream::Direction;
 
+use super::token::is_tchar;
 use super::Kind;
 
 /// Methods accepted as the start of a request when resynchronising.
@@ -21,8 +22,10 @@ const KNOWN_METHODS: [&[u8]; 9] = [
 /// Longest method token accepted in sync; real methods are short, garbage is not.
 const MAX_METHOD: usize = 32;
 
-/// `httparse` needs a fixed header array: start small, grow up to this bound.
-const MAX_HEADERS: usize = 1024;
+/// `httparse` needs a fixed header array: start small, grow up to this bound. Every head
+/// the agent parses (captured, saved, edited by a filter, answered by staging) is held to
+/// it, so a message is never valid in one place and over a limit in another.
+pub const MAX_HEADERS: usize = 1024;
 const FIRST_HEADERS: usize = 32;
 
 /// Whether some bytes can begin a message.
@@ -92,11 +95,6 @@ fn version(c: &mut Cur<'_>) -> Result<(), Verdict> {
     c.lit(b"HTTP/1.")?;
     c.byte(|b| b == b'0' || b == b'1')?;
     Ok(())
-}
-
-/// RFC 9110 §5.6.2 token characters.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn is_target(b: u8, strict: bool) -> bool {
@@ -209,6 +207,14 @@ impl Head {
                 (n.clone(), v)
             })
             .collect()
+    }
+
+    /// Whether any header named `name` lists `token` (see [`lists`]).
+    pub(crate) fn lists(&self, raw: &[u8], name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .any(|(_, r)| lists(raw.get(r.clone()).unwrap_or_default(), token))
     }
 
     pub(crate) fn has(&self, name: &str) -> bool {
@@ -352,6 +358,14 @@ pub(crate) fn declared(head: &Head, raw: &[u8]) -> Declared {
         (false, _, false, Some(n)) => Declared::Length(n),
         (false, _, false, None) => Declared::Nothing,
     }
+}
+
+/// Whether a comma-separated header value (`Connection: keep-alive, Upgrade`) lists
+/// `token`, compared case-insensitively (RFC 9110 §5.6.1, §7.6.1).
+pub(crate) fn lists(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| trim(t).eq_ignore_ascii_case(token.as_bytes()))
 }
 
 fn trim(s: &[u8]) -> &[u8] {

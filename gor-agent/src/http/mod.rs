@@ -11,13 +11,24 @@
 //! line it can recognise with certainty. Memory per direction stays within
 //! `max_head + max_body` (plus `max_head` of request bytes held while an upgrade is
 //! decided).
+//!
+//! The pieces of the framer are the agent's one HTTP toolkit, used wherever it reads or
+//! writes HTTP: [`token`] (RFC 9110 tokens), `head` (start lines, head parsing with one
+//! header limit, framing headers), `chunked` (the chunked-coding decoder), `edit` (the
+//! byte-exact head editor of the filters and the replayer), [`validate`] (headers the
+//! operator asks to set) and [`parse_whole`] (saved records, middleware output). The
+//! staging client reads staging's responses with `head` and `chunked` too, so a response
+//! is read the same whether it was captured or mirrored.
 
-mod chunked;
+pub(crate) mod chunked;
 mod conn;
-mod head;
+pub(crate) mod edit;
+pub(crate) mod head;
 pub mod settings;
 #[cfg(test)]
 mod tests;
+pub mod token;
+pub mod validate;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -38,10 +49,14 @@ pub struct Limits {
     pub max_body: u64,
 }
 
+/// The default [`Limits::max_head`], also the bound of every other head the agent reads
+/// (staging's responses, trailers).
+pub const DEFAULT_MAX_HEAD: usize = 64 * 1024;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_head: 64 * 1024,
+            max_head: DEFAULT_MAX_HEAD,
             max_body: 16 * 1024 * 1024,
         }
     }
@@ -301,8 +316,9 @@ pub struct WholeHead {
     pub body_offset: usize,
 }
 
-/// The flow used for connections whose `Open` was never seen.
-fn unknown_flow() -> Flow {
+/// The flow used for connections whose `Open` was never seen, and for messages that did
+/// not come from a captured connection.
+pub fn unknown_flow() -> Flow {
     let none = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
     Flow {
         client: none,

@@ -176,6 +176,7 @@ pub static FAMILIES: &[Family] = &[
         (&[("kind", "bad_response")], "/bad_responses"),
         (&[("kind", "bad_request")], "/bad_requests"),
     ]),
+    family!("gor_mirror_results_dropped", Counter, PerTarget, "Staging results dropped because their subscriber was not ready (the requests were mirrored).", "/results_dropped"),
     family!("gor_mirror_connections", Gauge, PerTarget, "Connections to the target, by state.", [
         (&[("state", "active")], "/lanes"),
         (&[("state", "idle")], "/idle_connections"),

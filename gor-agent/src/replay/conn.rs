@@ -151,13 +151,43 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// Why a staging connection could not be opened: the two are told apart in the results
+/// (and counted together as connect errors).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    #[error("connect failed: {0}")]
+    Tcp(#[source] io::Error),
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] io::Error),
+}
+
 /// Resolves `addr` (`host:port`), binds a local port of the same family, excludes it,
 /// then connects, and with `tls` does the handshake.
 pub(crate) async fn connect(
     addr: &str,
     tls: Option<&TlsTarget>,
     exclusion: Option<&Arc<dyn PortExclusion>>,
-) -> io::Result<StagingConn> {
+) -> Result<StagingConn, ConnectError> {
+    let (stream, guard) = connect_tcp(addr, exclusion)
+        .await
+        .map_err(ConnectError::Tcp)?;
+    let stream = match tls {
+        None => Stream::Plain(stream),
+        Some(tls) => Stream::Tls(Box::new(
+            tls.handshake(stream).await.map_err(ConnectError::Tls)?,
+        )),
+    };
+    Ok(StagingConn {
+        stream,
+        _port: guard,
+    })
+}
+
+/// The TCP part of [`connect`]; the guard withdraws the port when dropped.
+async fn connect_tcp(
+    addr: &str,
+    exclusion: Option<&Arc<dyn PortExclusion>>,
+) -> io::Result<(TcpStream, PortGuard)> {
     let remote = resolve(addr).await?;
     let (socket, local_ip) = match remote {
         SocketAddr::V4(_) => (TcpSocket::new_v4()?, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
@@ -177,14 +207,7 @@ pub(crate) async fn connect(
     let stream = socket.connect(remote).await?;
     // Requests are written whole; Nagle would only delay the last segment.
     stream.set_nodelay(true)?;
-    let stream = match tls {
-        None => Stream::Plain(stream),
-        Some(tls) => Stream::Tls(Box::new(tls.handshake(stream).await?)),
-    };
-    Ok(StagingConn {
-        stream,
-        _port: guard,
-    })
+    Ok((stream, guard))
 }
 
 async fn resolve(addr: &str) -> io::Result<SocketAddr> {

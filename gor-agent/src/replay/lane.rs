@@ -12,14 +12,20 @@
 //! a slot; a later request of the same client connection then gets a new lane, which
 //! starts only after the old one has finished, so order holds across lanes too.
 //!
-//! Failures (connect or TLS handshake error, reset, timeout, unparsable response) put the whole target
-//! into backoff: requests reaching a lane meanwhile are dropped and counted, so a dead
-//! staging costs no memory and no connection storm, and mirroring resumes by itself.
+//! Failures (connect or TLS handshake error, reset, timeout, unparsable response) put the
+//! whole target into backoff: requests reaching a lane meanwhile are dropped and counted,
+//! so a dead staging costs no memory and no connection storm, and mirroring resumes by
+//! itself.
+//!
+//! When a stage subscribed to results ([`super::result`]), each request written (or
+//! given up on) also yields a [`StagingResult`]: the lane takes the subscriber once per
+//! batch, has the response reader keep the final response up to the body limit, and
+//! hands the result over without waiting.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -28,12 +34,15 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::conn::{connect, Pool, PortExclusion, StagingConn};
-use super::response::{read_response, ReadError};
+use super::conn::{connect, ConnectError, Pool, PortExclusion, StagingConn};
+use super::response::{read_response_keeping, ReadError, Response};
+use super::result::{FailureKind, Outcome, Results, Sink, StagingResponse, StagingResult};
 use super::rewrite::{build_request, Rewrite};
 use super::stats::{inc, sub, Counters};
 use super::tls::TlsTarget;
-use crate::stream::ConnId;
+use crate::envelope::MessageId;
+use crate::http::HttpMessage;
+use crate::stream::{ConnId, Direction};
 
 /// The connection of requests that belong to none (saved traffic): they go to an idle
 /// shared lane, else a new one (up to `workers`), else the least loaded. While staging
@@ -57,6 +66,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A captured request, as the lanes need it; cheap to clone (the bytes are shared).
 #[derive(Clone, Debug)]
 pub(crate) struct Request {
+    /// The captured message's id, carried into the staging result.
+    pub id: MessageId,
     pub conn: ConnId,
     pub raw: Bytes,
     pub body_offset: usize,
@@ -125,6 +136,8 @@ impl Drop for Ticket {
 
 /// Everything the tasks of one target share.
 pub(crate) struct TargetCtx {
+    /// The target's index in the configuration.
+    pub index: usize,
     pub name: String,
     pub addr: String,
     /// For `https://` targets.
@@ -144,6 +157,8 @@ pub(crate) struct TargetCtx {
     /// Most requests a lane writes before reading their responses (1: no pipelining).
     pub pipeline: usize,
     pub backoff: Backoff,
+    /// Where staging results go, when something subscribed.
+    pub results: Arc<Results>,
 }
 
 /// Exponential backoff of a target, shared by its lanes.
@@ -377,6 +392,8 @@ impl Dispatcher {
             out: BytesMut::new(),
             held: None,
             load: load.clone(),
+            sink: None,
+            began: (Instant::now(), SystemTime::now()),
         };
         self.tasks.spawn(lane.run(conn, rx, prev, done_tx));
         self.lanes.insert(conn, LaneEntry { tx, load, done });
@@ -408,21 +425,16 @@ impl Drop for WaitingGuard<'_> {
     }
 }
 
-/// Why the requests still pending on a lane failed; each is counted under it.
-#[derive(Clone, Copy, Debug)]
-enum FailKind {
-    Connect,
-    Reset,
-    BadResponse,
-    Timeout,
-}
-
 /// A request of a batch, built for this target, waiting for its response.
 struct Pending {
     bytes: Vec<u8>,
     head: bool,
     close: bool,
     ticket: Ticket,
+    id: MessageId,
+    conn: ConnId,
+    /// When it was last written (for its result).
+    sent: Option<(Instant, SystemTime)>,
 }
 
 struct Lane {
@@ -437,6 +449,11 @@ struct Lane {
     held: Option<Job>,
     /// Shared with the dispatcher: jobs queued here or being processed.
     load: Arc<AtomicUsize>,
+    /// The subscriber to results, taken once per batch; `None` keeps nothing.
+    sink: Option<Sink>,
+    /// When the current attempt began: the start of a failure's latency when the
+    /// request was not written.
+    began: (Instant, SystemTime),
 }
 
 impl Lane {
@@ -525,6 +542,7 @@ impl Lane {
         let ctx = self.ctx.clone();
         let c = &ctx.counters;
         let mut pending = VecDeque::with_capacity(n);
+        self.sink = ctx.results.sink();
         for job in batch {
             if ctx.backoff.active() {
                 inc(&c.dropped_backoff);
@@ -537,6 +555,9 @@ impl Lane {
                     head: job.req.head,
                     close: job.req.close,
                     ticket: job.ticket,
+                    id: job.req.id,
+                    conn: job.req.conn,
+                    sent: None,
                 }),
                 None => {
                     inc(&c.bad_requests);
@@ -547,18 +568,36 @@ impl Lane {
         while !pending.is_empty() {
             if let Err(kind) = self.attempt(&mut pending).await {
                 let counter = match kind {
-                    FailKind::Connect => &c.connect_errors,
-                    FailKind::Reset => &c.resets,
-                    FailKind::BadResponse => &c.bad_responses,
-                    FailKind::Timeout => &c.timeouts,
+                    FailureKind::Connect | FailureKind::Tls => &c.connect_errors,
+                    FailureKind::Write | FailureKind::Closed => &c.resets,
+                    FailureKind::BadResponse => &c.bad_responses,
+                    FailureKind::Timeout => &c.timeouts,
                 };
                 counter.fetch_add(pending.len() as u64, Ordering::Relaxed);
-                pending.drain(..).for_each(|p| p.ticket.finish());
+                for p in pending.drain(..) {
+                    self.failed(&p, kind);
+                    p.ticket.finish();
+                }
                 self.conn = None;
                 ctx.backoff.failure();
             }
         }
         self.load.fetch_sub(n, Ordering::Relaxed);
+        self.sink = None;
+    }
+
+    /// Hands the subscriber the failure of a request, if there is a subscriber.
+    fn failed(&self, p: &Pending, kind: FailureKind) {
+        let Some(sink) = &self.sink else { return };
+        let (since, sent_at) = p.sent.unwrap_or(self.began);
+        let result = staging_result(
+            &self.ctx,
+            p,
+            sent_at,
+            since.elapsed(),
+            Outcome::Failure(kind),
+        );
+        sink.send(result, &self.ctx.counters.results_dropped);
     }
 
     /// Writes the pending requests on one connection, then reads their responses in
@@ -573,9 +612,10 @@ impl Lane {
     /// again, as HTTP clients do: staging may close an idle connection at any moment. A
     /// new connection is only given up on that way after it answered something, so
     /// every return without a failure makes progress.
-    async fn attempt(&mut self, pending: &mut VecDeque<Pending>) -> Result<(), FailKind> {
+    async fn attempt(&mut self, pending: &mut VecDeque<Pending>) -> Result<(), FailureKind> {
         let ctx = self.ctx.clone();
         let c = &ctx.counters;
+        self.began = (Instant::now(), SystemTime::now());
         let reused = self.conn.is_some();
         let conn = match &mut self.conn {
             Some(conn) => conn,
@@ -585,9 +625,12 @@ impl Lane {
                     Ok(Ok(conn)) => self.conn.insert(conn),
                     Ok(Err(e)) => {
                         tracing::debug!(target = %ctx.name, error = %e, "connect failed");
-                        return Err(FailKind::Connect);
+                        return Err(match e {
+                            ConnectError::Tcp(_) => FailureKind::Connect,
+                            ConnectError::Tls(_) => FailureKind::Tls,
+                        });
                     }
-                    Err(_) => return Err(FailKind::Timeout),
+                    Err(_) => return Err(FailureKind::Timeout),
                 }
             }
         };
@@ -610,18 +653,27 @@ impl Lane {
             }
             Ok(Err(e)) => {
                 tracing::debug!(target = %ctx.name, error = %e, "write failed");
-                return Err(FailKind::Reset);
+                return Err(FailureKind::Write);
             }
-            Err(_) => return Err(FailKind::Timeout),
+            Err(_) => return Err(FailureKind::Timeout),
         }
         c.sent.fetch_add(written as u64, Ordering::Relaxed);
         c.pipelined.fetch_add(written as u64 - 1, Ordering::Relaxed);
         let start = Instant::now();
+        if self.sink.is_some() {
+            let at = (start, SystemTime::now());
+            pending
+                .iter_mut()
+                .take(written)
+                .for_each(|p| p.sent = Some(at));
+        }
+        let keep_body = self.sink.as_ref().map(|s| s.body_limit);
         self.buf.clear();
         for answered in 0..written {
             let p = pending.front().expect("written requests are pending");
             let more = written - answered > 1;
-            let reading = read_response(&mut conn.stream, &mut self.buf, p.head, more);
+            let reading =
+                read_response_keeping(&mut conn.stream, &mut self.buf, p.head, more, keep_body);
             let resp = match tokio::time::timeout(ctx.timeout, reading).await {
                 Ok(Ok(resp)) => resp,
                 Ok(Err(e)) if e.nothing_received() && (reused || answered > 0) => {
@@ -633,21 +685,26 @@ impl Lane {
                 Ok(Err(e)) => {
                     tracing::debug!(target = %ctx.name, error = %e, "replay failed");
                     return Err(match e {
-                        ReadError::Bad(_) => FailKind::BadResponse,
-                        _ => FailKind::Reset,
+                        ReadError::Bad(_) => FailureKind::BadResponse,
+                        _ => FailureKind::Closed,
                     });
                 }
                 Err(_) => {
                     tracing::debug!(target = %ctx.name, "replay timed out");
-                    return Err(FailKind::Timeout);
+                    return Err(FailureKind::Timeout);
                 }
             };
+            let latency = start.elapsed();
             c.status(resp.status);
-            c.latency.record(start.elapsed());
+            c.latency.record(latency);
             ctx.backoff.success();
             let done = pending.pop_front().expect("front");
+            let keep_alive = resp.keep_alive;
+            if let Some(sink) = &self.sink {
+                hand_over_response(sink, &ctx, &done, resp, latency);
+            }
             done.ticket.finish();
-            if !resp.keep_alive || done.close {
+            if !keep_alive || done.close {
                 // Staging did not process what was written behind this one.
                 self.conn = None;
                 let unanswered = written - answered - 1;
@@ -659,5 +716,70 @@ impl Lane {
             }
         }
         Ok(())
+    }
+}
+
+/// Hands the subscriber the response to a request (kept by the response reader).
+// `MessageId` is cloned, not copied: it is meant to become a non-`Copy` type.
+#[allow(clippy::clone_on_copy)]
+fn hand_over_response(
+    sink: &Sink,
+    ctx: &TargetCtx,
+    p: &Pending,
+    resp: Response,
+    latency: Duration,
+) {
+    let Some(kept) = resp.kept else { return };
+    let now = crate::clock::monotonic_ns();
+    let message = HttpMessage {
+        id: p.id.clone(),
+        conn: p.conn,
+        clock: crate::clock::Clock::Monotonic,
+        // The captured flow is not carried along (it would double the size of every
+        // queued request); the id pairs the result with the captured messages.
+        flow: crate::http::unknown_flow(),
+        dir: Direction::ServerToClient,
+        offset: 0,
+        first_ts_ns: now,
+        last_ts_ns: now,
+        raw: kept.raw,
+        kind: kept.kind,
+        headers: kept.headers,
+        body_offset: kept.body_offset,
+        latency_ns: Some(latency.as_nanos() as u64),
+    };
+    let response = StagingResponse {
+        status: resp.status,
+        message,
+        body_len: kept.body_len,
+    };
+    // Written in this attempt, so `sent` is set.
+    let sent_at = p.sent.map_or_else(SystemTime::now, |(_, at)| at);
+    let result = staging_result(
+        ctx,
+        p,
+        sent_at,
+        latency,
+        Outcome::Response(Box::new(response)),
+    );
+    sink.send(result, &ctx.counters.results_dropped);
+}
+
+// `MessageId` is cloned, not copied: it is meant to become a non-`Copy` type.
+#[allow(clippy::clone_on_copy)]
+fn staging_result(
+    ctx: &TargetCtx,
+    p: &Pending,
+    sent_at: SystemTime,
+    latency: Duration,
+    outcome: Outcome,
+) -> StagingResult {
+    StagingResult {
+        id: p.id.clone(),
+        target: ctx.index,
+        target_name: ctx.name.clone(),
+        sent_at,
+        latency,
+        outcome,
     }
 }

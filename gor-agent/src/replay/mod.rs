@@ -13,10 +13,16 @@
 //!
 //! Memory is bounded per target by the queue length, the lane count and lane queue
 //! length, and a byte budget over all accepted requests.
+//!
+//! Staging's answers can be had as data: [`Replayer::subscribe`] returns a bounded channel
+//! of [`StagingResult`]s, one per request sent to a target (see [`result`]), each with
+//! the captured request's id and staging's response framed like a captured one (or the
+//! kind of failure). Without a subscriber nothing of a response is kept.
 
 mod conn;
 mod lane;
 mod response;
+mod result;
 mod rewrite;
 pub mod settings;
 mod stats;
@@ -40,12 +46,16 @@ use stats::{inc, Counters, HistogramSnapshot};
 
 pub use conn::PortExclusion;
 pub use lane::ANY_CONNECTION;
+pub use result::{FailureKind, Outcome, StagingResponse, StagingResult};
 pub use stats::{LatencySummary, ReplayStats, TargetStats};
 pub use target::Target;
 pub use tls::{load_ca_file, CaCert};
 
 /// Requests accepted per target may hold at most this many bytes in total.
 const MAX_PENDING_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Default [`ReplayConfig::result_body_limit`].
+pub const DEFAULT_RESULT_BODY_LIMIT: usize = 64 * 1024;
 
 /// Which share of the captured requests is mirrored.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -80,6 +90,9 @@ pub struct ReplayConfig {
     pub exclusion: Option<Arc<dyn PortExclusion>>,
     /// CA certificates trusted for `https://` targets besides the system roots.
     pub tls_ca: Vec<CaCert>,
+    /// Most body bytes of a staging response kept in its [`StagingResult`] (only kept for
+    /// a subscriber, see [`Replayer::subscribe`]); [`DEFAULT_RESULT_BODY_LIMIT`].
+    pub result_body_limit: usize,
 }
 
 /// Mirrors requests to staging; see the module documentation.
@@ -88,6 +101,7 @@ pub struct Replayer {
     sampler: Sampler,
     globals: Arc<Globals>,
     cancel: watch::Sender<bool>,
+    results: Arc<result::Results>,
 }
 
 #[derive(Default)]
@@ -110,6 +124,7 @@ impl Replayer {
     pub fn start(cfg: ReplayConfig) -> Replayer {
         let set_headers = valid_set_headers(&cfg.set_headers);
         let (cancel, cancel_rx) = watch::channel(false);
+        let results = result::Results::new(cfg.result_body_limit);
         // One TLS configuration for all https targets, built only if there is one.
         let tls = cfg
             .targets
@@ -119,14 +134,33 @@ impl Replayer {
         let targets = cfg
             .targets
             .iter()
-            .map(|t| start_target(&cfg, t, tls.as_ref(), &set_headers, cancel_rx.clone()))
+            .enumerate()
+            .map(|(index, t)| {
+                let shared = Shared {
+                    tls: tls.as_ref(),
+                    set_headers: &set_headers,
+                    results: &results,
+                };
+                start_target(&cfg, index, t, shared, cancel_rx.clone())
+            })
             .collect();
         Replayer {
             targets,
             sampler: Sampler::new(cfg.rate),
             globals: Arc::default(),
             cancel,
+            results,
         }
+    }
+
+    /// Subscribes to staging's answers: from now on every request sent to a target (or
+    /// given up on after a failure) yields one [`StagingResult`] on the returned
+    /// channel, which holds at most `capacity` of them. The lanes never wait for it: a
+    /// result that does not fit is dropped and counted (`results_dropped`). A later call
+    /// replaces the subscriber; without one (or once its receiver is dropped) no response
+    /// is kept.
+    pub fn subscribe(&mut self, capacity: usize) -> mpsc::Receiver<StagingResult> {
+        self.results.subscribe(capacity)
     }
 
     /// Offers a captured message for mirroring. Never blocks or awaits: whatever cannot
@@ -244,15 +278,28 @@ impl TargetHandle {
     }
 }
 
+/// What every target shares, built once by [`Replayer::start`].
+struct Shared<'a> {
+    tls: Option<&'a Arc<rustls::ClientConfig>>,
+    set_headers: &'a [(String, String)],
+    results: &'a Arc<result::Results>,
+}
+
 fn start_target(
     cfg: &ReplayConfig,
+    index: usize,
     t: &Target,
-    tls: Option<&Arc<rustls::ClientConfig>>,
-    set_headers: &[(String, String)],
+    shared: Shared<'_>,
     cancel: watch::Receiver<bool>,
 ) -> TargetHandle {
+    let Shared {
+        tls,
+        set_headers,
+        results,
+    } = shared;
     let workers = cfg.workers.max(1);
     let ctx = Arc::new(TargetCtx {
+        index,
         name: t.scheme_host_port.clone(),
         addr: t.addr.clone(),
         tls: tls
@@ -275,6 +322,7 @@ fn start_target(
         max_pending_bytes: MAX_PENDING_BYTES,
         pipeline: cfg.pipeline.max(1),
         backoff: Backoff::default(),
+        results: results.clone(),
     });
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
     let task = tokio::spawn(lane::run_target(ctx.clone(), rx, cancel));
@@ -287,27 +335,25 @@ fn start_target(
 }
 
 /// Drops `set_headers` entries that would break the request framing (a CR or LF could
-/// inject headers; a bad name could make staging reject every request).
+/// inject headers; a bad name could make staging reject every request). The check is the
+/// configuration's ([`crate::http::validate::set_header`]): this one catches entries of a
+/// `ReplayConfig` built without it.
 fn valid_set_headers(set: &[(String, String)]) -> Vec<(String, String)> {
-    let is_token = |n: &str| {
-        !n.is_empty()
-            && n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    };
-    let valid_value = |v: &str| !v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
     set.iter()
         .filter(|(n, v)| {
-            let ok = is_token(n) && valid_value(v);
-            if !ok {
-                tracing::warn!(name = %n, "ignoring invalid header to set");
+            let ok = crate::http::validate::set_header(n, v);
+            if let Err(e) = ok {
+                tracing::warn!(name = %n, error = %e, "ignoring invalid header to set");
             }
-            ok
+            ok.is_ok()
         })
         .cloned()
         .collect()
 }
 
 /// What the lanes need from a captured message, if it is a request worth mirroring.
+// `MessageId` is cloned, not copied: it is meant to become a non-`Copy` type.
+#[allow(clippy::clone_on_copy)]
 fn request_of(msg: &HttpMessage) -> Option<Request> {
     let Kind::Request {
         method, version, ..
@@ -322,8 +368,7 @@ fn request_of(msg: &HttpMessage) -> Option<Request> {
         msg.headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.split(|&b| b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+            .any(|(_, v)| crate::http::head::lists(v, token))
     };
     let close =
         tokens("connection", "close") || (*version == 0 && !tokens("connection", "keep-alive"));
@@ -331,6 +376,7 @@ fn request_of(msg: &HttpMessage) -> Option<Request> {
         .iter()
         .any(|m| method.eq_ignore_ascii_case(m));
     Some(Request {
+        id: msg.id.clone(),
         conn: msg.conn,
         raw: msg.raw.clone(),
         body_offset: msg.body_offset,

@@ -1,23 +1,50 @@
 //! Reads one HTTP/1.x response from staging, just far enough to know it is complete and
-//! whether the connection can carry the next request. Bodies are discarded as they arrive
-//! (only their framing is walked), so memory stays within the head limit whatever staging
-//! sends. Interim 1xx responses are skipped; 101 ends the exchange and the connection.
+//! whether the connection can carry the next request. Heads are parsed and bodies framed
+//! by the capture framer's own pieces ([`crate::http::head`] with its header limit, its
+//! Content-Length and Transfer-Encoding rules, [`crate::http::chunked`]), so staging's
+//! answer is read exactly as the same answer captured from production would be.
+//!
+//! Bodies are discarded as they arrive (only their framing is walked), so memory stays
+//! within the head limit whatever staging sends, unless the caller asks to keep the
+//! response ([`read_response_keeping`]): then its head and the first bytes of its body, up
+//! to a bound, are kept as they were on the wire. Interim 1xx responses are skipped; 101
+//! ends the exchange and the connection.
 
 use std::io;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// Largest response head accepted, and largest chunk-size or trailer line.
-const MAX_HEAD: usize = 64 * 1024;
-const MAX_HEADERS: usize = 128;
+use crate::http::chunked::{ChunkedDecoder, Progress};
+use crate::http::head::{self, Declared, Head, HeadResult};
+use crate::http::{Kind, DEFAULT_MAX_HEAD};
+use crate::stream::Direction;
+
+/// Largest response head accepted, and largest trailer section: the framer's.
+const MAX_HEAD: usize = DEFAULT_MAX_HEAD;
 
 /// What the lane needs to know about a complete response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Response {
     pub status: u16,
     /// The connection may carry another request.
     pub keep_alive: bool,
+    /// The response itself, when it was asked for.
+    pub kept: Option<Kept>,
+}
+
+/// A final response as staging sent it: the head whole, the body up to a bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Kept {
+    /// The head, then the first bytes of the body as on the wire (chunk framing included).
+    pub raw: Bytes,
+    pub kind: Kind,
+    /// As in [`crate::http::HttpMessage::headers`], sharing `raw`.
+    pub headers: Vec<(String, Bytes)>,
+    /// Where the body starts in `raw`.
+    pub body_offset: usize,
+    /// The length of the whole body on the wire; more than `raw` holds if it was cut.
+    pub body_len: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,17 +78,20 @@ enum BodyKind {
     UntilClose,
 }
 
-/// The parts of a head that matter for framing and reuse.
-#[derive(Debug)]
-struct Head {
-    len: usize,
-    status: u16,
-    version: u8,
-    content_length: Option<u64>,
-    chunked: bool,
-    other_coding: bool,
-    close: bool,
-    keep_alive: bool,
+/// Where body bytes go: counted always, copied up to `limit` bytes into `bytes` (which
+/// starts with the head when the response is kept; `limit` 0 copies nothing).
+struct Sink {
+    bytes: BytesMut,
+    limit: usize,
+    len: u64,
+}
+
+impl Sink {
+    fn take(&mut self, b: &[u8]) {
+        self.len += b.len() as u64;
+        let room = self.limit.saturating_sub(self.bytes.len()).min(b.len());
+        self.bytes.extend_from_slice(&b[..room]);
+    }
 }
 
 /// A buffered reader over the staging connection that remembers whether any byte came.
@@ -88,10 +118,16 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
         }
     }
 
-    /// Reads until EOF, discarding; for bodies delimited by the connection close.
-    async fn drain_to_eof(&mut self) -> Result<(), ReadError> {
+    /// Moves `n` buffered bytes into the body sink.
+    fn consume(&mut self, n: usize, sink: &mut Sink) {
+        sink.take(&self.buf[..n]);
+        self.buf.advance(n);
+    }
+
+    /// Reads until EOF; for bodies delimited by the connection close.
+    async fn drain_to_eof(&mut self, sink: &mut Sink) -> Result<(), ReadError> {
         loop {
-            self.buf.clear();
+            self.consume(self.buf.len(), sink);
             match self.fill().await {
                 Ok(()) => {}
                 Err(ReadError::Closed { .. }) => return Ok(()),
@@ -106,63 +142,108 @@ impl<R: AsyncRead + Unpin> Reader<'_, R> {
 /// previous response (empty unless requests were pipelined), and keeps what is read past
 /// this one. `more`: responses to further requests are expected on the connection; if
 /// not, bytes past this response are unsolicited and the connection is not reused.
+#[cfg(test)]
 pub(crate) async fn read_response<R: AsyncRead + Unpin>(
     io: &mut R,
     buf: &mut BytesMut,
     head_request: bool,
     more: bool,
 ) -> Result<Response, ReadError> {
+    read_response_keeping(io, buf, head_request, more, None).await
+}
+
+/// Reads the final response to a request as `read_response` does (its documentation
+/// tells what `buf` and `more` mean), keeping the final response with at most `keep_body` bytes of its
+/// body when `keep_body` is given.
+pub(crate) async fn read_response_keeping<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    head_request: bool,
+    more: bool,
+    keep_body: Option<usize>,
+) -> Result<Response, ReadError> {
     let any = !buf.is_empty();
     let mut r = Reader { io, buf, any };
     loop {
         let head = read_head(&mut r).await?;
+        let status = head.status();
+        let declared = head::declared(&head, r.buf);
+        let close = head.lists(r.buf, "connection", "close");
+        let keep_alive = head.lists(r.buf, "connection", "keep-alive");
+        let mut sink = Sink {
+            bytes: BytesMut::new(),
+            limit: 0,
+            len: 0,
+        };
+        if let Some(bound) = keep_body.filter(|_| status >= 200 || status == 101) {
+            sink.limit = head.len.saturating_add(bound);
+            sink.bytes.extend_from_slice(&r.buf[..head.len]);
+        }
         r.buf.advance(head.len);
-        if head.status == 101 {
+        if status == 101 {
             // The connection now speaks another protocol: never reuse it.
             return Ok(Response {
                 status: 101,
                 keep_alive: false,
+                kept: keep_body.map(|_| kept(head, sink)),
             });
         }
-        if head.status < 200 {
+        if status < 200 {
             continue; // 100 Continue, 103 Early Hints: the final response follows.
         }
-        let kind = body_kind(&head, head_request);
+        let kind = body_kind(status, declared, head_request)?;
         match kind {
             BodyKind::None => {}
-            BodyKind::Length(n) => skip_length(&mut r, n).await?,
-            BodyKind::Chunked => skip_chunked(&mut r).await?,
-            BodyKind::UntilClose => r.drain_to_eof().await?,
+            BodyKind::Length(n) => copy_length(&mut r, n, &mut sink).await?,
+            BodyKind::Chunked => copy_chunked(&mut r, &mut sink).await?,
+            BodyKind::UntilClose => r.drain_to_eof(&mut sink).await?,
         }
-        let persistent = !head.close && (head.version >= 1 || head.keep_alive);
+        let version = match head.kind {
+            Kind::Response { version, .. } => version,
+            Kind::Request { version, .. } => version,
+        };
+        let persistent = !close && (version >= 1 || keep_alive);
         return Ok(Response {
-            status: head.status,
+            status,
             // Leftover bytes nobody asked for would be an unsolicited response: do not
             // trust the connection.
             keep_alive: persistent && kind != BodyKind::UntilClose && (more || r.buf.is_empty()),
+            kept: keep_body.map(|_| kept(head, sink)),
         });
     }
 }
 
-/// RFC 9112 §6.3, for responses.
-fn body_kind(h: &Head, head_request: bool) -> BodyKind {
-    if head_request || h.status == 204 || h.status == 304 {
-        BodyKind::None
-    } else if h.chunked {
-        BodyKind::Chunked
-    } else if h.other_coding {
-        BodyKind::UntilClose
-    } else if let Some(n) = h.content_length {
-        BodyKind::Length(n)
-    } else {
-        BodyKind::UntilClose
+fn kept(head: Head, sink: Sink) -> Kept {
+    let raw = sink.bytes.freeze();
+    Kept {
+        headers: head.header_values(&raw),
+        kind: head.kind,
+        body_offset: head.len,
+        body_len: sink.len,
+        raw,
     }
+}
+
+/// RFC 9112 §6.3, for responses, as the framer applies it.
+fn body_kind(status: u16, declared: Declared, head_request: bool) -> Result<BodyKind, ReadError> {
+    if head_request || status == 204 || status == 304 {
+        return Ok(BodyKind::None);
+    }
+    Ok(match declared {
+        Declared::Chunked => BodyKind::Chunked,
+        Declared::Length(n) => BodyKind::Length(n),
+        Declared::TeNotChunked | Declared::Nothing => BodyKind::UntilClose,
+        Declared::BadLength => return Err(ReadError::Bad("bad or conflicting content-length")),
+    })
 }
 
 async fn read_head<R: AsyncRead + Unpin>(r: &mut Reader<'_, R>) -> Result<Head, ReadError> {
     loop {
-        if let Some(head) = parse_head(r.buf)? {
-            return Ok(head);
+        match head::parse(Direction::ServerToClient, r.buf) {
+            HeadResult::Complete(head) => return Ok(head),
+            HeadResult::Partial => {}
+            HeadResult::Invalid => return Err(ReadError::Bad("unparsable head")),
+            HeadResult::TooManyHeaders => return Err(ReadError::Bad("too many headers")),
         }
         if r.buf.len() > MAX_HEAD {
             return Err(ReadError::Bad("response head too large"));
@@ -171,77 +252,14 @@ async fn read_head<R: AsyncRead + Unpin>(r: &mut Reader<'_, R>) -> Result<Head, 
     }
 }
 
-/// Parses a complete head at the start of `buf`, or `None` if more bytes are needed.
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(ReadError::Bad("too many headers")),
-        Err(_) => return Err(ReadError::Bad("unparsable head")),
-    };
-    let mut head = Head {
-        len,
-        status: resp.code.unwrap_or(0),
-        version: resp.version.unwrap_or(1),
-        content_length: None,
-        chunked: false,
-        other_coding: false,
-        close: false,
-        keep_alive: false,
-    };
-    for h in resp.headers.iter() {
-        apply_header(&mut head, h.name, h.value)?;
-    }
-    Ok(Some(head))
-}
-
-fn apply_header(head: &mut Head, name: &str, value: &[u8]) -> Result<(), ReadError> {
-    if name.eq_ignore_ascii_case("content-length") {
-        let n = parse_decimal(value).ok_or(ReadError::Bad("bad content-length"))?;
-        if head.content_length.is_some_and(|old| old != n) {
-            return Err(ReadError::Bad("conflicting content-length"));
-        }
-        head.content_length = Some(n);
-    } else if name.eq_ignore_ascii_case("transfer-encoding") {
-        // Only the last coding decides whether the body is chunked.
-        for coding in tokens(value) {
-            head.chunked = coding.eq_ignore_ascii_case(b"chunked");
-            head.other_coding = !head.chunked;
-        }
-    } else if name.eq_ignore_ascii_case("connection") {
-        for t in tokens(value) {
-            head.close |= t.eq_ignore_ascii_case(b"close");
-            head.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
-        }
-    }
-    Ok(())
-}
-
-/// Comma-separated tokens, trimmed, empty ones skipped.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-}
-
-fn parse_decimal(v: &[u8]) -> Option<u64> {
-    let v = v.trim_ascii();
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
-}
-
-async fn skip_length<R: AsyncRead + Unpin>(
+async fn copy_length<R: AsyncRead + Unpin>(
     r: &mut Reader<'_, R>,
     mut left: u64,
+    sink: &mut Sink,
 ) -> Result<(), ReadError> {
     loop {
         let take = left.min(r.buf.len() as u64);
-        r.buf.advance(take as usize);
+        r.consume(take as usize, sink);
         left -= take;
         if left == 0 {
             return Ok(());
@@ -250,59 +268,21 @@ async fn skip_length<R: AsyncRead + Unpin>(
     }
 }
 
-/// Walks the chunked framing (sizes, data, CRLFs, trailers) and discards it.
-async fn skip_chunked<R: AsyncRead + Unpin>(r: &mut Reader<'_, R>) -> Result<(), ReadError> {
+/// Walks the chunked framing (sizes, data, CRLFs, trailers) with the framer's decoder.
+async fn copy_chunked<R: AsyncRead + Unpin>(
+    r: &mut Reader<'_, R>,
+    sink: &mut Sink,
+) -> Result<(), ReadError> {
+    let mut decoder = ChunkedDecoder::new(MAX_HEAD);
     loop {
-        let line = read_line(r).await?;
-        let size = parse_chunk_size(&line).ok_or(ReadError::Bad("bad chunk size"))?;
-        if size == 0 {
-            break;
-        }
-        skip_length(r, size).await?;
-        let crlf = read_line(r).await?;
-        if !crlf.is_empty() {
-            return Err(ReadError::Bad("chunk data not followed by CRLF"));
+        let (used, progress) = decoder.feed(r.buf);
+        r.consume(used, sink);
+        match progress {
+            Progress::Done => return Ok(()),
+            Progress::Error => return Err(ReadError::Bad("bad chunked body")),
+            Progress::More => r.fill().await?,
         }
     }
-    // Trailer section: header lines up to an empty line.
-    let mut trailer_bytes = 0;
-    loop {
-        let line = read_line(r).await?;
-        if line.is_empty() {
-            return Ok(());
-        }
-        trailer_bytes += line.len();
-        if trailer_bytes > MAX_HEAD {
-            return Err(ReadError::Bad("trailers too large"));
-        }
-    }
-}
-
-/// Takes one line from the buffer, without its `\r\n` / `\n`.
-async fn read_line<R: AsyncRead + Unpin>(r: &mut Reader<'_, R>) -> Result<Vec<u8>, ReadError> {
-    loop {
-        if let Some(i) = r.buf.iter().position(|&b| b == b'\n') {
-            let mut line = r.buf.split_to(i + 1).to_vec();
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Ok(line);
-        }
-        if r.buf.len() > MAX_HEAD {
-            return Err(ReadError::Bad("line too long"));
-        }
-        r.fill().await?;
-    }
-}
-
-/// `1a;ext=x` -> 26.
-fn parse_chunk_size(line: &[u8]) -> Option<u64> {
-    let hex = line.split(|&b| b == b';').next()?.trim_ascii();
-    if hex.is_empty() || hex.len() > 15 {
-        return None;
-    }
-    u64::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
 }
 
 #[cfg(test)]
@@ -317,7 +297,11 @@ mod tests {
     }
 
     fn ok(status: u16, keep_alive: bool) -> Response {
-        Response { status, keep_alive }
+        Response {
+            status,
+            keep_alive,
+            kept: None,
+        }
     }
 
     #[tokio::test]
@@ -411,5 +395,57 @@ mod tests {
             .await
             .unwrap_err();
         assert!(!e.nothing_received());
+    }
+
+    #[tokio::test]
+    async fn many_headers_are_a_normal_response() {
+        // The framer's header limit holds here too: 200 headers are not a bad response
+        // (staging's answers used to be held to 128, which backed the target off).
+        let mut wire = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n".to_vec();
+        for i in 0..200 {
+            wire.extend_from_slice(format!("X-H{i}: {i}\r\n").as_bytes());
+        }
+        wire.extend_from_slice(b"\r\nok");
+        let (r, left) = read(&wire, false).await;
+        assert_eq!((r.unwrap(), left), (ok(200, true), 0));
+        let mut too_many = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..=crate::http::head::MAX_HEADERS {
+            too_many.extend_from_slice(format!("X-H{i}: {i}\r\n").as_bytes());
+        }
+        too_many.extend_from_slice(b"\r\n");
+        assert!(matches!(
+            read(&too_many, false).await.0,
+            Err(ReadError::Bad(_))
+        ));
+    }
+
+    async fn keep(wire: &[u8], bound: usize) -> Kept {
+        let mut io = wire;
+        let mut buf = BytesMut::new();
+        let r = read_response_keeping(&mut io, &mut buf, false, false, Some(bound)).await;
+        r.unwrap().kept.expect("kept")
+    }
+
+    #[tokio::test]
+    async fn kept_responses_hold_the_head_and_a_bounded_body() {
+        let wire = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nX-A: 1\r\n\
+                     Content-Length: 10\r\n\r\n0123456789";
+        let k = keep(wire, 4).await;
+        let head = b"HTTP/1.1 201 Created\r\nX-A: 1\r\nContent-Length: 10\r\n\r\n";
+        assert_eq!(&k.raw[..k.body_offset], &head[..]);
+        assert_eq!(&k.raw[k.body_offset..], b"0123");
+        assert_eq!(k.body_len, 10);
+        assert_eq!(k.headers[0], ("X-A".to_string(), Bytes::from_static(b"1")));
+        assert!(matches!(k.kind, Kind::Response { status: 201, .. }));
+        // Chunked bodies are kept with their framing, as on the wire.
+        let body = b"3;x=y\r\nabc\r\n0\r\nT: v\r\n\r\n";
+        let mut wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        wire.extend_from_slice(body);
+        let k = keep(&wire, 1024).await;
+        assert_eq!(&k.raw[k.body_offset..], &body[..]);
+        assert_eq!(k.body_len, body.len() as u64);
+        // Until close, and nothing kept of the body with a bound of 0.
+        let k = keep(b"HTTP/1.1 200 OK\r\n\r\nall of it", 0).await;
+        assert_eq!((k.raw.len(), k.body_len), (k.body_offset, 9));
     }
 }

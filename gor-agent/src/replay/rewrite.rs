@@ -3,6 +3,10 @@
 //! duplicates, line endings), except the `Host` header value (unless the original host is
 //! kept), headers overridden by `set_headers`, and the base path prefixed to the request
 //! target. The body is copied untouched, so Content-Length and chunked framing stay valid.
+//! The editing itself is the filters' ([`crate::http::edit::HeadEdit`]); this module only
+//! decides what changes.
+
+use crate::http::edit::HeadEdit;
 
 /// How one target changes requests.
 #[derive(Clone, Debug)]
@@ -19,97 +23,36 @@ pub(crate) struct Rewrite {
 /// The request bytes for staging, or `None` when the head is not a well-formed request
 /// head (the framer only emits well-formed ones, so this is a defensive check).
 pub(crate) fn build_request(raw: &[u8], body_offset: usize, rw: &Rewrite) -> Option<Vec<u8>> {
-    let head = raw.get(..body_offset)?;
-    let body = &raw[body_offset..];
-    let mut lines = split_lines(head);
-    let request_line = lines.next()?;
-    let mut out = Vec::with_capacity(raw.len() + rw.base_path.len() + 64);
-    write_request_line(&mut out, request_line, rw)?;
-    let mut applied = vec![false; rw.set_headers.len()];
-    let mut host_done = rw.host.is_none();
-    // True while the lines being read continue a header we replaced (obs-fold).
-    let mut skipping_fold = false;
-    let mut end_line = None;
-    for line in lines {
-        let content = trim_eol(line);
-        if content.is_empty() {
-            end_line = Some(line);
-            break;
-        }
-        if matches!(content[0], b' ' | b'\t') {
-            if !skipping_fold {
-                out.extend_from_slice(line);
+    let mut edit = HeadEdit::new(raw, body_offset).ok()?;
+    let mut target = Vec::with_capacity(edit.target().len() + rw.base_path.len());
+    write_target(&mut target, edit.target().as_bytes(), rw);
+    // The original target passed the head parser, so it is ASCII, and so are the base
+    // path and the host (checked when the target was parsed).
+    edit.set_target(String::from_utf8(target).ok()?);
+    // Each set header takes the first header of its name that no earlier one took, so
+    // two entries of one name replace its first two headers; `Host` is rewritten in the
+    // first `Host` header left.
+    let mut taken = Vec::new();
+    for (name, value) in &rw.set_headers {
+        match first_free(&edit, &taken, name) {
+            Some(i) => {
+                edit.set_value(i, value.as_bytes().to_vec());
+                taken.push(i);
             }
-            continue;
-        }
-        let name = &content[..content.iter().position(|&b| b == b':')?];
-        let eol = &line[content.len()..];
-        skipping_fold = false;
-        if let Some(i) = first_unapplied(&rw.set_headers, &applied, name) {
-            applied[i] = true;
-            push_header(&mut out, name, rw.set_headers[i].1.as_bytes(), eol);
-            skipping_fold = true;
-        } else if !host_done && name.eq_ignore_ascii_case(b"host") {
-            host_done = true;
-            let host = rw.host.as_deref().unwrap_or_default();
-            push_header(&mut out, name, host.as_bytes(), eol);
-            skipping_fold = true;
-        } else {
-            out.extend_from_slice(line);
+            None => taken.push(edit.append(name, value.as_bytes())),
         }
     }
-    let end_line = end_line?;
-    let eol = if end_line.starts_with(b"\r") {
-        &b"\r\n"[..]
-    } else {
-        &b"\n"[..]
-    };
-    for ((name, value), done) in rw.set_headers.iter().zip(&applied) {
-        if !done {
-            push_header(&mut out, name.as_bytes(), value.as_bytes(), eol);
+    if let Some(host) = &rw.host {
+        if let Some(i) = first_free(&edit, &taken, "host") {
+            edit.set_value(i, host.as_bytes().to_vec());
         }
     }
-    out.extend_from_slice(end_line);
-    out.extend_from_slice(body);
-    Some(out)
+    Some(edit.into_bytes().0)
 }
 
-/// Lines including their `\n` (a final line without one is yielded as is).
-fn split_lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
-    head.split_inclusive(|&b| b == b'\n')
-}
-
-/// A line without its `\r\n` or `\n`.
-fn trim_eol(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-fn first_unapplied(set: &[(String, String)], applied: &[bool], name: &[u8]) -> Option<usize> {
-    set.iter()
-        .zip(applied)
-        .position(|((n, _), done)| !done && n.as_bytes().eq_ignore_ascii_case(name))
-}
-
-fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8], eol: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(eol);
-}
-
-/// Copies `METHOD SP target SP version EOL`, rewriting only the target.
-fn write_request_line(out: &mut Vec<u8>, line: &[u8], rw: &Rewrite) -> Option<()> {
-    let content = trim_eol(line);
-    let sp1 = content.iter().position(|&b| b == b' ')?;
-    let sp2 = content.iter().rposition(|&b| b == b' ')?;
-    if sp2 <= sp1 {
-        return None;
-    }
-    out.extend_from_slice(&line[..=sp1]);
-    write_target(out, &content[sp1 + 1..sp2], rw);
-    out.extend_from_slice(&line[sp2..]);
-    Some(())
+/// The first header named `name` not in `taken`.
+fn first_free(edit: &HeadEdit<'_>, taken: &[usize], name: &str) -> Option<usize> {
+    edit.find(name).into_iter().find(|i| !taken.contains(i))
 }
 
 /// Origin form (`/p?q`) gets the base path prefixed. Absolute form (`http://a/p`, sent to
@@ -226,5 +169,25 @@ mod tests {
         assert!(build_request(b"GET / HTTP/1.1\r\nHost: p\r\n", 25, &r).is_none());
         assert!(build_request(b"GET\r\n\r\n", 7, &r).is_none());
         assert!(build_request(b"GET / HTTP/1.1\r\nnocolon\r\n\r\n", 27, &r).is_none());
+    }
+
+    #[test]
+    fn repeated_set_headers_take_one_header_each() {
+        let raw = b"GET / HTTP/1.1\r\nX-A: 1\r\nHost: p\r\n\r\n";
+        let set = [("x-a", "8"), ("X-A", "9"), ("X-B", "1"), ("X-B", "2")];
+        assert_eq!(
+            build(raw, &rw(Some("s"), "", &set)),
+            "GET / HTTP/1.1\r\nX-A: 8\r\nHost: s\r\nX-A: 9\r\nX-B: 1\r\nX-B: 2\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn replaced_values_keep_the_whitespace_around_them() {
+        // The one head editor changes the value only, as the filters always did.
+        let raw = b"GET / HTTP/1.1\r\nHost:prod  \r\n\r\n";
+        assert_eq!(
+            build(raw, &rw(Some("s"), "", &[])),
+            "GET / HTTP/1.1\r\nHost:s  \r\n\r\n"
+        );
     }
 }

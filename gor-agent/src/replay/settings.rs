@@ -84,6 +84,7 @@ impl MirrorConfig {
             set_headers: self.set_headers.clone(),
             exclusion,
             tls_ca: self.tls_ca.clone(),
+            result_body_limit: super::DEFAULT_RESULT_BODY_LIMIT,
         }
     }
 }
@@ -160,13 +161,9 @@ pub fn parse_set_headers(s: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, value) = part.split_once(':').ok_or_else(|| EXPECTED.to_string())?;
-        let name = name.trim();
-        let valid_name = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        let value = value.trim();
-        if !valid_name || value.bytes().any(|b| b == b'\r' || b == b'\n') {
+        let (name, value) = (name.trim(), value.trim());
+        // The same check as the replayer's, so a header accepted here is always sent.
+        if crate::http::validate::set_header(name, value).is_err() {
             return Err(EXPECTED.into());
         }
         out.push((name.to_string(), value.to_string()));

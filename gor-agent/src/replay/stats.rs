@@ -34,6 +34,7 @@ pub(crate) struct Counters {
     pub bad_responses: AtomicU64,
     pub bad_requests: AtomicU64,
     pub aborted_at_shutdown: AtomicU64,
+    pub results_dropped: AtomicU64,
     /// Gauge: accepted requests not finished yet (queued or in flight).
     pub pending: AtomicU64,
     /// Gauge: bytes of those requests, bounded by the per-target byte budget.
@@ -93,6 +94,7 @@ impl Counters {
             bad_responses: get(&self.bad_responses),
             bad_requests: get(&self.bad_requests),
             aborted_at_shutdown: get(&self.aborted_at_shutdown),
+            results_dropped: get(&self.results_dropped),
             pending: get(&self.pending),
             pending_bytes: get(&self.pending_bytes),
             lanes: get(&self.lanes),
@@ -143,6 +145,9 @@ pub struct TargetStats {
     pub bad_requests: u64,
     /// Requests queued or in flight when the shutdown grace ran out.
     pub aborted_at_shutdown: u64,
+    /// Staging results a subscriber was not ready for (its channel was full), dropped;
+    /// the requests themselves were mirrored.
+    pub results_dropped: u64,
     /// Gauge: accepted requests not finished yet.
     pub pending: u64,
     /// Gauge: bytes held by those requests.
@@ -177,6 +182,7 @@ impl TargetStats {
         self.bad_responses += o.bad_responses;
         self.bad_requests += o.bad_requests;
         self.aborted_at_shutdown += o.aborted_at_shutdown;
+        self.results_dropped += o.results_dropped;
         self.pending += o.pending;
         self.pending_bytes += o.pending_bytes;
         self.lanes += o.lanes;

@@ -1,12 +1,14 @@
 //! Tests of the replayer against real staging servers on 127.0.0.1: a recording server
-//! that frames requests itself (Content-Length and chunked) and keeps their raw bytes per
-//! connection, with modes for slow, resetting and closing staging.
+//! that frames requests (Content-Length and chunked, with the capture framer's head parser
+//! and chunked decoder) and keeps their raw bytes per connection, with modes for slow,
+//! resetting and closing staging and for answering with given bytes.
 
 mod faults;
 mod fidelity;
 mod ordering;
 mod pipelining;
 mod rate;
+mod results;
 mod shutdown;
 mod tls;
 
@@ -22,6 +24,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{PortExclusion, Rate, ReplayConfig, ReplayStats, Replayer, Target};
+use crate::http::chunked::{ChunkedDecoder, Progress};
+use crate::http::head::{self, Declared, HeadResult};
 use crate::http::{HttpMessage, Kind};
 use crate::stream::{ConnId, Direction, Flow};
 
@@ -30,18 +34,11 @@ const WAIT: Duration = Duration::from_secs(15);
 
 /// A captured request as the framer would emit it.
 pub(super) fn msg(conn: ConnId, raw: &[u8]) -> HttpMessage {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut headers);
-    let body_offset = match req.parse(raw) {
-        Ok(httparse::Status::Complete(n)) => n,
-        other => panic!("test request does not parse: {other:?}"),
-    };
     let raw = Bytes::copy_from_slice(raw);
-    let headers = req
-        .headers
-        .iter()
-        .map(|h| (h.name.to_string(), Bytes::copy_from_slice(h.value)))
-        .collect();
+    let head = match crate::http::parse_whole(Direction::ClientToServer, &raw) {
+        Ok(head) => head,
+        Err(e) => panic!("test request does not parse: {e}"),
+    };
     let addr = |p| SocketAddr::from(([10, 0, 0, 1], p));
     HttpMessage {
         id: crate::envelope::MessageId::framed(Default::default(), conn, 0),
@@ -55,13 +52,9 @@ pub(super) fn msg(conn: ConnId, raw: &[u8]) -> HttpMessage {
         offset: 0,
         first_ts_ns: 0,
         last_ts_ns: 0,
-        kind: Kind::Request {
-            method: req.method.unwrap_or_default().to_string(),
-            target: req.path.unwrap_or_default().to_string(),
-            version: req.version.unwrap_or(1),
-        },
-        headers,
-        body_offset,
+        kind: head.kind,
+        headers: head.headers,
+        body_offset: head.body_offset,
         raw,
         latency_ns: None,
     }
@@ -79,6 +72,7 @@ pub(super) fn config(targets: Vec<Target>) -> ReplayConfig {
         set_headers: Vec::new(),
         exclusion: None,
         tls_ca: Vec::new(),
+        result_body_limit: super::DEFAULT_RESULT_BODY_LIMIT,
     }
 }
 
@@ -143,6 +137,8 @@ pub(super) enum Mode {
     /// Answers this many requests per connection, then closes it without a word (but
     /// not abruptly: see [`linger_close`]).
     DropAfter(usize),
+    /// Answers every request with these bytes (a whole keep-alive response).
+    Answer(&'static [u8]),
 }
 
 /// One request as staging received it.
@@ -252,6 +248,13 @@ async fn serve(
             }
             Mode::CloseAfter(n) => close |= answered == n,
             Mode::DropAfter(_) => {}
+            Mode::Answer(resp) if !close => {
+                if s.write_all(resp).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Mode::Answer(_) => {}
         }
         let resp: &[u8] = if close {
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
@@ -296,64 +299,28 @@ pub(super) async fn next_request<S: tokio::io::AsyncRead + Unpin>(
 }
 
 fn is_close(raw: &[u8]) -> bool {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut headers);
-    let _ = req.parse(raw);
-    req.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close")
-    })
+    match head::parse(Direction::ClientToServer, raw) {
+        HeadResult::Complete(h) => h.lists(raw, "connection", "close"),
+        _ => false,
+    }
 }
 
-/// Length of the complete request at the start of `buf`, if there is one.
+/// Length of the complete request at the start of `buf`, if there is one, framed by the
+/// capture framer's rules (a request without a valid length has no body).
 fn request_len(buf: &[u8]) -> Option<usize> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut headers);
-    let head = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        _ => return None,
+    let HeadResult::Complete(h) = head::parse(Direction::ClientToServer, buf) else {
+        return None;
     };
-    let header = |name: &str| {
-        req.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
-    };
-    if header("transfer-encoding").is_some_and(|v| v.ends_with("chunked")) {
-        return chunked_len(&buf[head..]).map(|n| head + n);
-    }
-    let body: usize = header("content-length").map_or(0, |v| v.trim().parse().unwrap_or(0));
-    (buf.len() >= head + body).then_some(head + body)
-}
-
-/// Length of a complete chunked body (with trailers) at the start of `b`.
-fn chunked_len(b: &[u8]) -> Option<usize> {
-    let line_end = |from: usize| {
-        b[from..]
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map(|i| from + i)
-    };
-    let mut pos = 0;
-    loop {
-        let end = line_end(pos)?;
-        let size_str = String::from_utf8_lossy(&b[pos..end]);
-        let size = usize::from_str_radix(size_str.split(';').next()?.trim(), 16).ok()?;
-        pos = end + 2;
-        if size == 0 {
-            break;
+    match head::declared(&h, buf) {
+        Declared::Chunked => match ChunkedDecoder::new(64 * 1024).feed(&buf[h.len..]) {
+            (n, Progress::Done) => Some(h.len + n),
+            _ => None,
+        },
+        Declared::Length(n) => {
+            let end = h.len.checked_add(usize::try_from(n).ok()?)?;
+            (buf.len() >= end).then_some(end)
         }
-        pos += size + 2;
-        if pos > b.len() {
-            return None;
-        }
-    }
-    loop {
-        let end = line_end(pos)?;
-        let empty = end == pos;
-        pos = end + 2;
-        if empty {
-            return Some(pos);
-        }
+        _ => Some(h.len),
     }
 }
 

@@ -257,3 +257,27 @@ async fn pooled_tls_connections_are_checked() {
         staging.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_handshake_is_a_tls_failure_result() {
+    let (cert, key) = localhost_cert();
+    let staging = TlsStaging::start(cert, key).await;
+    let mut cfg = config(vec![https_target(staging.port)]);
+    cfg.timeout = Duration::from_secs(2);
+    let mut r = Replayer::start(cfg);
+    let mut rx = r.subscribe(4);
+    let mut m = msg(1, b"GET / HTTP/1.1\r\nHost: p\r\n\r\n");
+    m.id = crate::envelope::MessageId::framed(Default::default(), 1, 5);
+    r.submit(&m);
+    let res = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a result in time")
+        .expect("a result");
+    assert_eq!(res.id, m.id);
+    assert_eq!(
+        res.outcome,
+        crate::replay::Outcome::Failure(crate::replay::FailureKind::Tls)
+    );
+    assert_eq!(t0(&r.stats()).connect_errors, 1);
+    staging.stop().await;
+}

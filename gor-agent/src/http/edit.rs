@@ -1,25 +1,31 @@
-//! Byte-exact editing of a request head.
+//! Byte-exact editing of a request head: the one editor behind the filters' rewrite rules
+//! and the replayer's per-target rewrite (`Host`, base path, set headers).
 //!
-//! Rewrites change only the lines they touch: the request line (target replaced between
+//! Edits change only the lines they touch: the request line (target replaced between
 //! its two spaces), a header line (value replaced after the name, colon and the original
-//! whitespace, trailing whitespace and line ending kept), or a new header line appended
+//! whitespace, trailing whitespace and line ending kept; continuation lines of an
+//! obsolete folded value dropped with the old value), or a new header line appended
 //! after the last one. Every other byte, including the body with its chunked framing and
-//! trailers, is copied unchanged. The result is re-parsed with `httparse` (the same default
-//! configuration as the framer) so `kind`, `headers` and `body_offset` describe the new
-//! bytes; a result that does not parse is refused and the caller keeps the original.
+//! trailers, is copied unchanged. [`HeadEdit::finish`] re-parses the result with the
+//! framer's own head parser ([`crate::http::head`], with its header limit) so `kind`,
+//! `headers` and `body_offset` describe the new bytes; a result that does not parse is
+//! refused and the caller keeps the original. [`HeadEdit::into_bytes`] gives the bytes
+//! alone, for a caller that only sends them.
 
 use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::http::{HttpMessage, Kind};
-
-/// The framer's bound on header lines; a rewritten head may hold one more per set rule.
-const MAX_HEADERS: usize = 1024 + 64;
+use crate::http::head::{self, HeadResult};
+use crate::http::HttpMessage;
+use crate::stream::Direction;
 
 struct HeaderLine {
-    /// The original line (content through its line ending); `None` for an appended header.
+    /// The original line (content through its line ending, and through the continuation
+    /// lines of a folded value); `None` for an appended header.
     line: Option<Range<usize>>,
+    /// The end of the first line, through its line ending.
+    first_line_end: usize,
     /// Where the original value starts and ends (leading/trailing OWS excluded).
     value_at: Range<usize>,
     name: String,
@@ -29,7 +35,9 @@ struct HeaderLine {
 
 /// A request head being edited; reads see earlier edits, so rewrite rules chain.
 pub(crate) struct HeadEdit<'m> {
-    msg: &'m HttpMessage,
+    /// The whole message: the head, then the body, which is copied as it is.
+    raw: &'m [u8],
+    body_offset: usize,
     /// The original target's place in `raw`.
     target_at: Range<usize>,
     target: Option<String>,
@@ -45,8 +53,10 @@ pub(crate) struct HeadEdit<'m> {
 pub(crate) struct EditError;
 
 impl<'m> HeadEdit<'m> {
-    pub(crate) fn new(msg: &'m HttpMessage) -> Result<Self, EditError> {
-        let raw = &msg.raw[..msg.body_offset.min(msg.raw.len())];
+    /// Splits the head of `raw` (the first `body_offset` bytes) into its lines.
+    pub(crate) fn new(raw: &'m [u8], body_offset: usize) -> Result<Self, EditError> {
+        let whole = raw;
+        let raw = raw.get(..body_offset).ok_or(EditError)?;
         let mut pos = 0;
         // httparse accepts empty lines before the request line; keep them verbatim.
         while raw[pos..].starts_with(b"\r\n") || raw[pos..].starts_with(b"\n") {
@@ -66,13 +76,22 @@ impl<'m> HeadEdit<'m> {
         }
         let target_at = content.start + first + 1..content.start + last;
         pos = next;
-        let mut headers = Vec::new();
+        let mut headers: Vec<HeaderLine> = Vec::new();
         loop {
             let (content, next) = line_at(raw, pos).ok_or(EditError)?;
             if content.is_empty() {
                 break;
             }
             let line = &raw[content.clone()];
+            // An obsolete line folding (RFC 9112 §5.2) continues the previous value.
+            if matches!(line[0], b' ' | b'\t') {
+                let prev = headers.last_mut().ok_or(EditError)?;
+                if let Some(l) = &mut prev.line {
+                    l.end = next;
+                }
+                pos = next;
+                continue;
+            }
             let colon = line.iter().position(|&b| b == b':').ok_or(EditError)?;
             let name = std::str::from_utf8(&line[..colon]).map_err(|_| EditError)?;
             let mut v0 = colon + 1;
@@ -85,6 +104,7 @@ impl<'m> HeadEdit<'m> {
             }
             headers.push(HeaderLine {
                 line: Some(content.start..next),
+                first_line_end: next,
                 value_at: content.start + v0..content.start + v1,
                 name: name.to_owned(),
                 value: line[v0..v1].to_vec(),
@@ -94,7 +114,8 @@ impl<'m> HeadEdit<'m> {
         }
         let target = None;
         Ok(HeadEdit {
-            msg,
+            raw: whole,
+            body_offset,
             target_at,
             target,
             headers,
@@ -108,7 +129,7 @@ impl<'m> HeadEdit<'m> {
         match &self.target {
             Some(t) => t,
             // The target's bytes passed httparse, which only accepts visible ASCII there.
-            None => std::str::from_utf8(&self.msg.raw[self.target_at.clone()]).unwrap_or(""),
+            None => std::str::from_utf8(&self.raw[self.target_at.clone()]).unwrap_or(""),
         }
     }
 
@@ -139,29 +160,45 @@ impl<'m> HeadEdit<'m> {
     pub(crate) fn set_header(&mut self, name: &str, value: &[u8]) {
         match self.find(name).first() {
             Some(&i) => self.set_value(i, value.to_vec()),
-            None => self.headers.push(HeaderLine {
-                line: None,
-                value_at: 0..0,
-                name: name.to_owned(),
-                value: value.to_vec(),
-                changed: true,
-            }),
+            None => {
+                self.append(name, value);
+            }
         }
+    }
+
+    /// Adds a header line after the last one; returns its index.
+    pub(crate) fn append(&mut self, name: &str, value: &[u8]) -> usize {
+        self.headers.push(HeaderLine {
+            line: None,
+            first_line_end: 0,
+            value_at: 0..0,
+            name: name.to_owned(),
+            value: value.to_vec(),
+            changed: true,
+        });
+        self.headers.len() - 1
     }
 
     fn changed(&self) -> bool {
         self.target
             .as_deref()
-            .is_some_and(|t| t.as_bytes() != &self.msg.raw[self.target_at.clone()])
+            .is_some_and(|t| t.as_bytes() != &self.raw[self.target_at.clone()])
             || self.headers.iter().any(|h| h.changed)
     }
 
-    /// The edited message, or `Ok(None)` when nothing changed.
-    pub(crate) fn finish(self) -> Result<Option<HttpMessage>, EditError> {
+    /// The edited message, or `Ok(None)` when nothing changed; `orig` is the message the
+    /// edited bytes came from (its other fields are kept).
+    pub(crate) fn finish(self, orig: &HttpMessage) -> Result<Option<HttpMessage>, EditError> {
         if !self.changed() {
             return Ok(None);
         }
-        let raw = &self.msg.raw;
+        let (raw, head_len) = self.into_bytes();
+        reparse(orig, Bytes::from(raw), head_len).map(Some)
+    }
+
+    /// The edited bytes (the original ones if nothing changed) and the new head length.
+    pub(crate) fn into_bytes(self) -> (Vec<u8>, usize) {
+        let raw = self.raw;
         let mut out = Vec::with_capacity(raw.len() + 128);
         out.extend_from_slice(&raw[..self.target_at.start]);
         out.extend_from_slice(self.target().as_bytes());
@@ -177,7 +214,7 @@ impl<'m> HeadEdit<'m> {
                 Some(line) => {
                     out.extend_from_slice(&raw[line.start..h.value_at.start]);
                     out.extend_from_slice(&h.value);
-                    out.extend_from_slice(&raw[h.value_at.end..line.end]);
+                    out.extend_from_slice(&raw[h.value_at.end..h.first_line_end]);
                 }
                 None => {
                     out.extend_from_slice(h.name.as_bytes());
@@ -187,9 +224,9 @@ impl<'m> HeadEdit<'m> {
                 }
             }
         }
-        let new_head_len = out.len() + (self.msg.body_offset - self.head_tail);
+        let new_head_len = out.len() + (self.body_offset - self.head_tail);
         out.extend_from_slice(&raw[self.head_tail..]);
-        reparse(self.msg, Bytes::from(out), new_head_len).map(Some)
+        (out, new_head_len)
     }
 }
 
@@ -207,34 +244,15 @@ fn line_at(raw: &[u8], pos: usize) -> Option<(Range<usize>, usize)> {
 /// Builds the edited message from new bytes, refusing anything whose head does not parse
 /// to exactly `head_len` bytes (a value that smuggled a line break, a target with a space).
 fn reparse(orig: &HttpMessage, raw: Bytes, head_len: usize) -> Result<HttpMessage, EditError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let len = match req.parse(&raw) {
-        Ok(httparse::Status::Complete(len)) if len == head_len => len,
+    let head = match head::parse(Direction::ClientToServer, &raw) {
+        HeadResult::Complete(h) if h.len == head_len => h,
         _ => return Err(EditError),
     };
-    let kind = Kind::Request {
-        method: req.method.unwrap_or_default().to_owned(),
-        target: req.path.unwrap_or_default().to_owned(),
-        version: req.version.unwrap_or(1),
-    };
-    let headers = req
-        .headers
-        .iter()
-        .map(|h| {
-            let v = if h.value.is_empty() {
-                Bytes::new()
-            } else {
-                raw.slice_ref(h.value)
-            };
-            (h.name.to_owned(), v)
-        })
-        .collect();
     Ok(HttpMessage {
-        raw: raw.clone(),
-        kind,
-        headers,
-        body_offset: len,
+        headers: head.header_values(&raw),
+        kind: head.kind,
+        body_offset: head.len,
+        raw,
         ..orig.clone()
     })
 }
