@@ -31,8 +31,8 @@ use crate::{
     metrics::{histogram::Histogram, Histograms},
     middleware::{Middleware, MiddlewareStats},
     output::messages::{MessageOutput, MessagesFile},
-    replay::{PortExclusion, ReplayStats, Replayer, ANY_CONNECTION},
-    stream::{ConnId, Flow},
+    replay::{PortExclusion, ReplayStats, Replayer},
+    stream::Flow,
 };
 
 /// Messages in the middleware whose origin (connection, flow, clock) is remembered. A
@@ -321,9 +321,9 @@ impl Back {
         if origin.is_none() {
             self.unknown += 1;
         }
-        // An unknown message has no connection to keep order with: any idle lane serves.
-        let conn = origin.as_ref().map_or(ANY_CONNECTION, |o| o.conn);
-        let mut msg = match rec.to_message(conn) {
+        // The connection to keep order with is in the id; a message of an id gor did not
+        // write has none, and any idle lane serves it.
+        let mut msg = match rec.to_message() {
             Ok(m) => m,
             Err(e) => {
                 self.refused += 1;
@@ -369,7 +369,6 @@ fn replay_json(r: ReplayStats) -> serde_json::Value {
 /// Where a message in the middleware came from.
 #[derive(Clone, Copy)]
 struct Origin {
-    conn: ConnId,
     flow: Flow,
     clock: Clock,
     offset: u64,
@@ -392,7 +391,6 @@ impl Origins {
             }
         }
         let origin = Origin {
-            conn: msg.conn,
             flow: msg.flow,
             clock: msg.clock,
             offset: msg.offset,

@@ -200,3 +200,6 @@ fn report<S: Source>(source: &S, pipeline: &Pipeline) -> Value {
     source.report(&mut v);
     v
 }
+
+#[cfg(test)]
+mod tests;

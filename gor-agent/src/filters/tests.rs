@@ -28,7 +28,6 @@ fn msg(id: u64, raw: &[u8]) -> HttpMessage {
     let a = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
     HttpMessage {
         id: MessageId::framed(Origin::default(), 7, id),
-        conn: 7,
         clock: Clock::Monotonic,
         flow: Flow {
             client: a,

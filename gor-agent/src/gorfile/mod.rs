@@ -21,7 +21,7 @@ use bytes::Bytes;
 
 use crate::envelope::{Clock, MessageId};
 use crate::http::{parse_whole, unknown_flow, HttpMessage, Kind, WholeError};
-use crate::stream::{ConnId, Direction};
+use crate::stream::Direction;
 
 pub use reader::{GorReader, ReadError};
 pub use writer::{FileOutput, FileOutputConfig, FileStats};
@@ -114,9 +114,9 @@ impl Record {
         MessageId::parse(&self.id)
     }
 
-    /// The record as a message for the pipeline after framing. Files carry no connection,
-    /// so the caller says which lane (`conn`) a request is replayed on; the flow is unknown.
-    pub fn to_message(&self, conn: ConnId) -> Result<HttpMessage, WholeError> {
+    /// The record as a message for the pipeline after framing. Its connection is the one
+    /// its id names (ids gor wrote), or none (anyone else's); the flow is unknown.
+    pub fn to_message(&self) -> Result<HttpMessage, WholeError> {
         let dir = if self.kind.is_response() {
             Direction::ServerToClient
         } else {
@@ -125,7 +125,6 @@ impl Record {
         let head = parse_whole(dir, &self.payload)?;
         Ok(HttpMessage {
             id: self.message_id(),
-            conn,
             clock: Clock::Realtime,
             flow: unknown_flow(),
             dir,

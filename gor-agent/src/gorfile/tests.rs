@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::reader::wildcard_match;
 use super::writer::{civil_from_days, expand_time};
 use super::*;
-use crate::envelope::Origin;
+use crate::envelope::{ConnKey, Origin};
 use crate::http::{HttpMessage, Kind};
 use crate::output::messages::MessageOutput;
 use crate::stream::{Direction, Flow};
@@ -55,7 +55,6 @@ fn message(id: u64, ts: u64, request: bool, raw: &[u8]) -> HttpMessage {
     HttpMessage {
         // An id as GoReplay would have written it (framed ids: `envelope::tests`).
         id: MessageId::parse(&format_id(id)),
-        conn: 1,
         clock: Clock::Monotonic,
         flow: Flow {
             client: "10.0.0.2:5000".parse().expect("addr"),
@@ -518,10 +517,15 @@ fn records_become_messages_with_their_ids_and_framing_checked() {
         payload: Bytes::from_static(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"),
     };
     assert_eq!(ours.message_id(), framed, "our ids read back as written");
-    let m = ours.to_message(9).expect("a valid request");
+    let m = ours.to_message().expect("a valid request");
     assert_eq!(
-        (&m.id, m.conn, m.body_offset, m.first_ts_ns),
-        (&framed, 9, 48, 7)
+        (
+            &m.id,
+            m.id.conn().map(|c| c.conn),
+            m.body_offset,
+            m.first_ts_ns
+        ),
+        (&framed, Some(9), 48, 7)
     );
     assert_eq!(m.dir, Direction::ClientToServer);
     assert_eq!(m.header("host").map(|v| &v[..]), Some(&b"a"[..]));
@@ -537,7 +541,7 @@ fn records_become_messages_with_their_ids_and_framing_checked() {
     let req = theirs(RecordType::Request, b"GET / HTTP/1.1\r\n\r\n");
     let resp = theirs(RecordType::Response, b"HTTP/1.1 204 No Content\r\n\r\n");
     assert_eq!(req.message_id(), resp.message_id());
-    let r = resp.to_message(0).expect("a valid response");
+    let r = resp.to_message().expect("a valid response");
     assert_eq!((r.dir, r.latency_ns), (Direction::ServerToClient, Some(5)));
 
     // A body that disagrees with Content-Length, a body without framing, a bad head.
@@ -552,7 +556,7 @@ fn records_become_messages_with_their_ids_and_framing_checked() {
             ..ours.clone()
         };
         assert!(
-            rec.to_message(0).is_err(),
+            rec.to_message().is_err(),
             "{:?}",
             String::from_utf8_lossy(bad)
         );
@@ -563,7 +567,7 @@ fn records_become_messages_with_their_ids_and_framing_checked() {
         ),
         ..ours
     };
-    assert!(chunked.to_message(0).is_ok());
+    assert!(chunked.to_message().is_ok());
 }
 
 #[test]
@@ -632,4 +636,53 @@ fn message_parsing_rejects_bad_meta() {
     let r = parse_message(Bytes::from_static(b"1 a1 5\n")).expect("valid");
     assert_eq!((r.id.as_str(), r.timestamp_ns, r.latency_ns), ("a1", 5, 0));
     assert!(r.payload.is_empty());
+}
+
+#[test]
+fn the_envelope_survives_a_trip_through_a_file() {
+    // Two agent runs (two hosts), two connections each, a request and its response on
+    // each: written, read back, every message names its run, connection and position.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("fleet.gor");
+    let mut out = FileOutput::new(out_cfg(&path, None), 0).expect("new");
+    let mut sent = Vec::new();
+    for (origin, conn, seq) in [(0xa1, 1, 1), (0xa1, 2, 1), (0xb2, 1, 1), (0xa1, 1, 2)] {
+        let id = MessageId::framed(Origin(origin), conn, seq);
+        for request in [true, false] {
+            let raw: &[u8] = if request {
+                b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
+            } else {
+                b"HTTP/1.1 204 No Content\r\n\r\n"
+            };
+            let mut m = message(0, 10 + seq, request, raw);
+            m.id = id.clone();
+            m.clock = Clock::Realtime;
+            out.message(&m).expect("msg");
+        }
+        sent.push(id);
+    }
+    out.finish().expect("finish");
+    let back: Vec<_> = read_all(path.to_str().expect("utf8"))
+        .0
+        .iter()
+        .map(|r| r.to_message().expect("a valid message"))
+        .collect();
+    assert_eq!(back.len(), 8);
+    for id in &sent {
+        let same: Vec<_> = back.iter().filter(|m| &m.id == id).collect();
+        assert_eq!(same.len(), 2, "{id}: its request and its response");
+        assert_eq!(same[0].id.conn(), id.conn());
+    }
+    // Connection 1 of run a1 is one connection; run b2's connection 1 is another.
+    let key = |o, c| {
+        Some(ConnKey {
+            origin: Origin(o),
+            conn: c,
+        })
+    };
+    assert_ne!(key(0xa1, 1), key(0xb2, 1));
+    assert_eq!(
+        back.iter().filter(|m| m.id.conn() == key(0xa1, 1)).count(),
+        4
+    );
 }

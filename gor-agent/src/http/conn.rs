@@ -758,7 +758,6 @@ impl Conn {
         let headers = b.head.header_values(&raw);
         HttpMessage {
             id: MessageId::Framed { conn, seq: b.id },
-            conn: conn.conn,
             clock,
             flow: self.flow,
             dir: DIRS[d],

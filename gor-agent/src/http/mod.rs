@@ -86,7 +86,6 @@ pub struct HttpMessage {
     /// `flow`, `first_ts_ns` and `clock` it is the message's envelope
     /// ([`crate::envelope`]).
     pub id: MessageId,
-    pub conn: ConnId,
     pub flow: Flow,
     /// The clock of the timestamps.
     pub clock: Clock,

@@ -49,7 +49,7 @@ pub fn to_json(m: &HttpMessage) -> serde_json::Value {
         .collect();
     let mut v = json!({
         "id": m.id,
-        "conn": m.conn,
+        "conn": m.id.conn().map(|c| c.conn),
         "clock": m.clock,
         "client": m.flow.client.to_string(),
         "server": m.flow.server.to_string(),

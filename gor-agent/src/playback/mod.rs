@@ -4,10 +4,12 @@
 //! mirroring with its rate limit, message outputs).
 //!
 //! Reading and decompressing run on a thread of their own, a bounded number of records
-//! ahead, so file IO never delays the release of a record that is due. Files carry no
-//! connections: requests are sent in timestamp order on whichever staging connection is
-//! idle ([`ANY_CONNECTION`]), so they reach staging in the recorded order while staging
-//! keeps up, and concurrently (up to `GOR_WORKERS`) where they overlap.
+//! ahead, so file IO never delays the release of a record that is due. A record whose id
+//! gor wrote names its client connection (see the envelope): its requests keep that
+//! connection's order on one staging connection, as live mirroring does. Records of other
+//! tools name none: they are sent in timestamp order on whichever staging connection is
+//! idle, so they reach staging in the recorded order while staging keeps up, and
+//! concurrently (up to `GOR_WORKERS`) where they overlap.
 
 mod progress;
 mod schedule;
@@ -27,7 +29,6 @@ use crate::config::FileInputConfig;
 use crate::driver::{Level, Ready, Source, Waits};
 use crate::gorfile::{GorReader, Record};
 use crate::pipeline::Pipeline;
-use crate::replay::ANY_CONNECTION;
 
 pub use progress::Progress;
 pub use schedule::Schedule;
@@ -193,7 +194,7 @@ impl Source for SavedTraffic {
         } else {
             stats.requests += 1;
         }
-        match rec.to_message(ANY_CONNECTION) {
+        match rec.to_message() {
             Ok(msg) => pipeline.message(msg),
             Err(e) => {
                 stats.invalid += 1;

@@ -40,15 +40,21 @@ use super::result::{FailureKind, Outcome, Results, Sink, StagingResponse, Stagin
 use super::rewrite::{build_request, Rewrite};
 use super::stats::{inc, sub, Counters};
 use super::tls::TlsTarget;
-use crate::envelope::MessageId;
+use crate::envelope::{ConnKey, MessageId};
 use crate::http::HttpMessage;
-use crate::stream::{ConnId, Direction};
+use crate::stream::Direction;
 
-/// The connection of requests that belong to none (saved traffic): they go to an idle
-/// shared lane, else a new one (up to `workers`), else the least loaded. While staging
-/// keeps up, one lane serves them all in order; concurrency grows only when requests
-/// overlap, as they did when they were recorded.
-pub const ANY_CONNECTION: ConnId = u64::MAX;
+/// Which lane a request goes to. A request from a known client connection goes to that
+/// connection's lane (its order is kept). A request of no known connection (saved
+/// traffic written by another tool, a middleware's own messages) goes to an idle shared
+/// lane, else a new one (up to `workers`), else the least loaded: while staging keeps up,
+/// one lane serves them all in order; concurrency grows only when requests overlap, as
+/// they did when they were recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum LaneKey {
+    Conn(ConnKey),
+    Shared(u64),
+}
 
 /// Requests a lane may hold waiting; more are dropped (`lane_queue_full`). About a second
 /// of a busy client connection (500 requests/s), so a staging hiccup or a moment without
@@ -67,8 +73,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub(crate) struct Request {
     /// The captured message's id, carried into the staging result.
+    /// The captured message's id, carried into the staging result; the client connection
+    /// it names (when known) is the lane that keeps its order.
     pub id: MessageId,
-    pub conn: ConnId,
     pub raw: Bytes,
     pub body_offset: usize,
     /// HEAD: the response has no body whatever its headers say.
@@ -224,7 +231,7 @@ pub(crate) async fn run_target(
         lanes: HashMap::new(),
         tasks: JoinSet::new(),
         shared: Vec::new(),
-        next_shared: ANY_CONNECTION - 1,
+        next_shared: 0,
     };
     tokio::select! {
         _ = cancelled(&mut cancel) => {}
@@ -266,11 +273,11 @@ impl LaneEntry {
 
 struct Dispatcher {
     ctx: Arc<TargetCtx>,
-    lanes: HashMap<ConnId, LaneEntry>,
-    tasks: JoinSet<ConnId>,
-    /// The lanes of [`ANY_CONNECTION`] requests, oldest first, under ids of their own.
-    shared: Vec<ConnId>,
-    next_shared: ConnId,
+    lanes: HashMap<LaneKey, LaneEntry>,
+    tasks: JoinSet<LaneKey>,
+    /// The lanes of requests of no known connection, oldest first.
+    shared: Vec<LaneKey>,
+    next_shared: u64,
 }
 
 impl Dispatcher {
@@ -299,7 +306,7 @@ impl Dispatcher {
         while self.tasks.join_next().await.is_some() {}
     }
 
-    fn forget_if_finished(&mut self, conn: ConnId) {
+    fn forget_if_finished(&mut self, conn: LaneKey) {
         if self.lanes.get_mut(&conn).is_some_and(LaneEntry::finished) {
             self.lanes.remove(&conn);
         }
@@ -307,10 +314,9 @@ impl Dispatcher {
 
     /// Hands a job to its client connection's lane, starting the lane if needed.
     fn route(&mut self, job: Job) {
-        if job.req.conn == ANY_CONNECTION {
+        let Some(conn) = job.req.id.conn().map(LaneKey::Conn) else {
             return self.route_any(job);
-        }
-        let conn = job.req.conn;
+        };
         let mut prev = None;
         let job = match self.lanes.get(&conn) {
             None => job,
@@ -327,15 +333,15 @@ impl Dispatcher {
                 }
             },
         };
-        self.start_lane(job, prev);
+        self.start_lane(conn, job, prev);
     }
 
-    /// Routes a job of no connection: see [`ANY_CONNECTION`].
-    fn route_any(&mut self, mut job: Job) {
+    /// Routes a job of no known connection: see [`LaneKey`].
+    fn route_any(&mut self, job: Job) {
         let lanes = &self.lanes;
         self.shared
             .retain(|id| lanes.get(id).is_some_and(|l| !l.tx.is_closed()));
-        let load = |id: &ConnId| {
+        let load = |id: &LaneKey| {
             self.lanes
                 .get(id)
                 .map_or(usize::MAX, |l| l.load.load(Ordering::Relaxed))
@@ -356,10 +362,9 @@ impl Dispatcher {
                 }
             },
             None => {
-                let id = self.next_shared;
-                self.next_shared -= 1;
-                job.req.conn = id;
-                self.start_lane(job, None);
+                let id = LaneKey::Shared(self.next_shared);
+                self.next_shared += 1;
+                self.start_lane(id, job, None);
                 if self.lanes.contains_key(&id) {
                     self.shared.push(id);
                 }
@@ -367,7 +372,7 @@ impl Dispatcher {
         }
     }
 
-    fn start_lane(&mut self, job: Job, prev: Option<oneshot::Receiver<()>>) {
+    fn start_lane(&mut self, conn: LaneKey, job: Job, prev: Option<oneshot::Receiver<()>>) {
         if self.lanes.len() >= self.ctx.max_lanes {
             self.lanes.retain(|_, e| !e.finished());
         }
@@ -376,7 +381,6 @@ impl Dispatcher {
             job.ticket.finish();
             return;
         }
-        let conn = job.req.conn;
         let (tx, rx) = mpsc::channel(LANE_QUEUE);
         let (done_tx, done) = oneshot::channel();
         if let Err(e) = tx.try_send(job) {
@@ -432,7 +436,6 @@ struct Pending {
     close: bool,
     ticket: Ticket,
     id: MessageId,
-    conn: ConnId,
     /// When it was last written (for its result).
     sent: Option<(Instant, SystemTime)>,
 }
@@ -459,11 +462,11 @@ struct Lane {
 impl Lane {
     async fn run(
         mut self,
-        conn_id: ConnId,
+        conn_id: LaneKey,
         mut rx: mpsc::Receiver<Job>,
         prev: Option<oneshot::Receiver<()>>,
         _done: oneshot::Sender<()>,
-    ) -> ConnId {
+    ) -> LaneKey {
         let ctx = self.ctx.clone();
         inc(&ctx.counters.lanes);
         let _lanes = GaugeGuard(&ctx.counters.lanes);
@@ -556,7 +559,6 @@ impl Lane {
                     close: job.req.close,
                     ticket: job.ticket,
                     id: job.req.id,
-                    conn: job.req.conn,
                     sent: None,
                 }),
                 None => {
@@ -733,7 +735,6 @@ fn hand_over_response(
     let now = crate::clock::monotonic_ns();
     let message = HttpMessage {
         id: p.id.clone(),
-        conn: p.conn,
         clock: crate::clock::Clock::Monotonic,
         // The captured flow is not carried along (it would double the size of every
         // queued request); the id pairs the result with the captured messages.

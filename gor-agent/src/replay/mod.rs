@@ -45,7 +45,6 @@ use lane::{Backoff, Job, Request, TargetCtx, Ticket};
 use stats::{inc, Counters, HistogramSnapshot};
 
 pub use conn::PortExclusion;
-pub use lane::ANY_CONNECTION;
 pub use result::{FailureKind, Outcome, StagingResponse, StagingResult};
 pub use stats::{LatencySummary, ReplayStats, TargetStats};
 pub use target::Target;
@@ -377,7 +376,6 @@ fn request_of(msg: &HttpMessage) -> Option<Request> {
         .any(|m| method.eq_ignore_ascii_case(m));
     Some(Request {
         id: msg.id.clone(),
-        conn: msg.conn,
         raw: msg.raw.clone(),
         body_offset: msg.body_offset,
         head: method.eq_ignore_ascii_case("HEAD"),

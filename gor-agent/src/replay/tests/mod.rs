@@ -32,7 +32,12 @@ use crate::stream::{ConnId, Direction, Flow};
 /// Upper bound for any single wait in these tests.
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A captured request as the framer would emit it.
+/// The connection of test requests that name none: their id is foreign, as saved
+/// traffic's from another tool.
+pub(super) const ANY_CONNECTION: ConnId = u64::MAX;
+
+/// A captured request as the framer would emit it (`conn` ANY_CONNECTION: of no known
+/// connection).
 pub(super) fn msg(conn: ConnId, raw: &[u8]) -> HttpMessage {
     let raw = Bytes::copy_from_slice(raw);
     let head = match crate::http::parse_whole(Direction::ClientToServer, &raw) {
@@ -41,8 +46,11 @@ pub(super) fn msg(conn: ConnId, raw: &[u8]) -> HttpMessage {
     };
     let addr = |p| SocketAddr::from(([10, 0, 0, 1], p));
     HttpMessage {
-        id: crate::envelope::MessageId::framed(Default::default(), conn, 0),
-        conn,
+        id: if conn == ANY_CONNECTION {
+            crate::envelope::MessageId::Foreign("no-connection".into())
+        } else {
+            crate::envelope::MessageId::framed(Default::default(), conn, 0)
+        },
         clock: crate::envelope::Clock::Monotonic,
         flow: Flow {
             client: addr(40000),

@@ -88,7 +88,7 @@ async fn requests_of_no_connection_share_one_lane_while_staging_keeps_up() {
     let r = Replayer::start(config(vec![target(staging.port)]));
     for i in 0..20u64 {
         let raw = format!("GET /saved/{i} HTTP/1.1\r\nHost: prod\r\n\r\n");
-        r.submit(&msg(super::super::ANY_CONNECTION, raw.as_bytes()));
+        r.submit(&msg(super::ANY_CONNECTION, raw.as_bytes()));
         answered(&r, i + 1).await;
     }
     let got = staging.take(20).await;
@@ -119,7 +119,7 @@ async fn overlapping_requests_of_no_connection_spread_over_the_workers() {
     let r = Replayer::start(cfg);
     for i in 0..8u64 {
         let raw = format!("GET /burst/{i} HTTP/1.1\r\nHost: prod\r\n\r\n");
-        r.submit(&msg(super::super::ANY_CONNECTION, raw.as_bytes()));
+        r.submit(&msg(super::ANY_CONNECTION, raw.as_bytes()));
     }
     let got = staging.take(8).await;
     let stats = r.shutdown(Duration::from_secs(5)).await;
