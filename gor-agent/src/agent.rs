@@ -20,7 +20,7 @@ use crate::{
 
 /// Runs the agent: replaying saved traffic, reading a pcap file, or live.
 pub async fn run(cfg: Config) -> Result<()> {
-    let origin = Origin::of_this_run(None);
+    let origin = Origin::of_this_run(cfg.agent_id.as_deref());
     if let Some(input) = &cfg.input_file {
         let driver = Driver::start(&cfg).await?;
         let source = SavedTraffic::open(input, cfg.outputs.stats_interval)?;

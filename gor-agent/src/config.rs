@@ -14,6 +14,7 @@
 //! | outputs and the stats file | [`crate::output::settings`] |
 //! | saved-traffic input of `gor-agent replay` | [`crate::gorfile::settings`] |
 //! | logs, metrics endpoint, threads | [`crate::logging`] |
+//! | the host's identity in message ids | [`crate::envelope`] |
 //!
 //! This module only composes them: the command line ([`Cli`], its commands) and the
 //! [`Config`] that the pipeline reads. Settings are checked in two steps, each reporting
@@ -35,6 +36,7 @@ mod probe;
 use clap::{Args, Parser, Subcommand};
 
 pub use crate::capture::settings::{parse_interface_names, parse_ports, CaptureSource};
+pub use crate::envelope::IdentityArgs;
 pub use crate::filters::settings::FilterArgs;
 pub use crate::gorfile::settings::{parse_speed, FileInputConfig, InputFileArgs};
 pub use crate::logging::{LogArgs, LogConfig};
@@ -93,6 +95,8 @@ pub struct SharedArgs {
     pub middleware: MiddlewareArgs,
     #[command(flatten)]
     pub logging: LogArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +144,8 @@ pub struct Config {
     /// Set for `gor-agent replay`: traffic comes from saved files instead of capture.
     pub input_file: Option<FileInputConfig>,
     pub log: LogConfig,
+    /// This host's identity in message ids (`GOR_AGENT_ID`); `None`: the machine id.
+    pub agent_id: Option<String>,
 }
 
 /// The capture stage's settings with the bounds of the stages right behind it.
@@ -220,6 +226,7 @@ fn validate(
         middleware: middleware.expect(MISSING),
         input_file: input_file.map(|i| i.expect(MISSING)),
         log: log.expect(MISSING),
+        agent_id: g.identity.agent_id(),
     })
 }
 

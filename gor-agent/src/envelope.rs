@@ -28,6 +28,27 @@ use std::sync::Arc;
 pub use crate::clock::Clock;
 use crate::stream::ConnId;
 
+/// The host's identity in message ids.
+#[derive(Debug, clap::Args)]
+pub struct IdentityArgs {
+    /// This host's identity in the ids of the messages it frames (hashed with the start time
+    /// and the pid into the run's origin). Default: `/etc/machine-id`, else the host name.
+    /// Set it where those are not unique across the fleet (cloned images, containers).
+    #[arg(long, env = "GOR_AGENT_ID", value_name = "NAME")]
+    pub agent_id: Option<String>,
+}
+
+impl IdentityArgs {
+    /// The identity, if one is set (an empty value means none); nothing to validate.
+    pub fn agent_id(&self) -> Option<String> {
+        self.agent_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    }
+}
+
 /// One run of one agent on one host.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Origin(pub u64);
