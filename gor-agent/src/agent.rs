@@ -14,7 +14,7 @@ use crate::{
     driver::{Driver, Source},
     envelope::Origin,
     pipeline::Pipeline,
-    playback::SavedTraffic,
+    replay::SavedTraffic,
     source::{live::LiveCapture, pcap::PcapFile},
 };
 

@@ -8,7 +8,7 @@
 //! | ports, interfaces, ring buffer, pcap input | [`crate::capture::settings`] |
 //! | reassembly limits | [`crate::reassembly::settings`] |
 //! | HTTP framing limits | [`crate::http::settings`] |
-//! | mirroring (targets, rate, timeouts, workers, queues, headers, TLS CA) | [`crate::replay::settings`] |
+//! | mirroring (targets, rate, timeouts, workers, queues, headers, TLS CA) | [`crate::mirror::settings`] |
 //! | filters and rewrites | [`crate::filters::settings`] |
 //! | middleware | [`crate::middleware::settings`] |
 //! | outputs and the stats file | [`crate::output::settings`] |
@@ -38,13 +38,13 @@ use clap::{Args, Parser, Subcommand};
 pub use crate::capture::settings::{parse_interface_names, parse_ports, CaptureSource};
 pub use crate::envelope::IdentityArgs;
 pub use crate::filters::settings::FilterArgs;
-pub use crate::gorfile::settings::{parse_speed, FileInputConfig, InputFileArgs};
 pub use crate::logging::{LogArgs, LogConfig};
 pub use crate::middleware::settings::MiddlewareArgs;
-pub use crate::output::settings::{OutputArgs, OutputConfig};
-pub use crate::replay::settings::{
-    parse_rate, parse_set_headers, parse_targets, MirrorConfig, ReplayArgs,
+pub use crate::mirror::settings::{
+    parse_rate, parse_set_headers, parse_targets, MirrorArgs, MirrorConfig,
 };
+pub use crate::output::settings::{OutputArgs, OutputConfig};
+pub use crate::gorfile::settings::{parse_speed, FileInputConfig, InputFileArgs};
 pub use crate::settings::{parse_duration, parse_size, ConfigError};
 pub use probe::{parse_interfaces, resolve, Interfaces};
 
@@ -88,7 +88,7 @@ pub struct SharedArgs {
     #[command(flatten)]
     pub outputs: OutputArgs,
     #[command(flatten)]
-    pub replay: ReplayArgs,
+    pub mirror: MirrorArgs,
     #[command(flatten)]
     pub filters: FilterArgs,
     #[command(flatten)]
@@ -201,7 +201,7 @@ fn validate(
     let source = a.source.validate(&a.pcap, &mut p, input.is_none());
     let reassembly = a.reassembly.validate(&mut p);
     let http = a.http.validate(&mut p);
-    let mirror = g.replay.validate(&mut p);
+    let mirror = g.mirror.validate(&mut p);
     let filters = g.filters.validate(&mut p);
     let middleware = g.middleware.validate(&mut p);
     let input_file = input.map(|i| i.validate(&mut p));
@@ -346,7 +346,7 @@ mod tests {
         .validate()
         .unwrap();
         assert_eq!(c.mirror.targets.len(), 1);
-        assert!(matches!(c.mirror.rate, crate::replay::Rate::Percent(p) if p == 10.0));
+        assert!(matches!(c.mirror.rate, crate::mirror::Rate::Percent(p) if p == 10.0));
         assert_eq!(
             c.mirror.set_headers,
             vec![

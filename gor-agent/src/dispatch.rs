@@ -10,7 +10,7 @@
 //! messages they always saw. It is asynchronous: [`Dispatch::message`] hands a message to
 //! its bounded queue and returns; what the child writes back arrives later through
 //! [`Dispatch::next_returned`] and goes on with [`Dispatch::returned`]. Nothing here blocks
-//! the byte source: the middleware queue and the replayer drop and count what they cannot
+//! the byte source: the middleware queue and the mirror drop and count what they cannot
 //! take.
 
 use std::collections::{HashMap, VecDeque};
@@ -30,8 +30,8 @@ use crate::{
     http::{HttpMessage, Kind},
     metrics::{histogram::Histogram, Histograms},
     middleware::{Middleware, MiddlewareStats},
+    mirror::{Mirror, MirrorStats, PortExclusion},
     output::messages::{MessageOutput, MessagesFile},
-    replay::{PortExclusion, ReplayStats, Replayer},
     stream::Flow,
 };
 
@@ -45,7 +45,7 @@ pub struct Dispatch {
     filters: Filters,
     middleware: Option<Stage>,
     /// Mirroring to staging, when targets are configured. `submit` never blocks.
-    replayer: Option<Replayer>,
+    mirror: Option<Mirror>,
     outputs: Vec<Box<dyn MessageOutput>>,
     output_errors: u64,
     /// Capture to dispatch, for messages stamped by this host's monotonic clock (live
@@ -106,12 +106,12 @@ impl Dispatch {
                 },
             }
         });
-        let replayer = (!cfg.mirror.targets.is_empty())
-            .then(|| Replayer::start(cfg.mirror.replay_config(exclusion)));
+        let mirror =
+            (!cfg.mirror.targets.is_empty()).then(|| Mirror::start(cfg.mirror.options(exclusion)));
         Ok(Dispatch {
             filters: Filters::new(cfg.filters.clone()),
             middleware,
-            replayer,
+            mirror,
             outputs,
             output_errors: 0,
             capture_latency: Histogram::default(),
@@ -140,7 +140,7 @@ impl Dispatch {
         self.after_middleware(msg);
     }
 
-    /// Waits until the middleware's queue has room (and, with `staging`, the replayer's),
+    /// Waits until the middleware's queue has room (and, with `staging`, the mirror's),
     /// taking the middleware's answers meanwhile. For sources that can wait (saved
     /// traffic), so a burst is not lost to a full queue; capture never waits.
     pub async fn room(&mut self, staging: bool) {
@@ -148,7 +148,7 @@ impl Dispatch {
             .middleware
             .as_ref()
             .is_some_and(|s| !s.child.has_room())
-            || (staging && self.replayer.as_ref().is_some_and(|r| !r.has_room()))
+            || (staging && self.mirror.as_ref().is_some_and(|r| !r.has_room()))
         {
             tokio::select! {
                 Some(rec) = self.next_returned() => self.returned(rec),
@@ -196,7 +196,7 @@ impl Dispatch {
             Verdict::Keep(m) => m,
             Verdict::Drop => return,
         };
-        if let Some(r) = &self.replayer {
+        if let Some(r) = &self.mirror {
             r.submit(&msg);
         }
         for o in &mut self.outputs {
@@ -250,16 +250,16 @@ impl Dispatch {
                 warn!("finishing an output: {e}");
             }
         }
-        let replay = match self.replayer.take() {
+        let mirror = match self.mirror.take() {
             Some(r) => Some(r.shutdown(grace).await),
             None => None,
         };
-        Closed { replay, middleware }
+        Closed { mirror, middleware }
     }
 
     /// Mirroring's counters now, if mirroring.
-    pub fn replay_stats(&self) -> Option<ReplayStats> {
-        self.replayer.as_ref().map(Replayer::stats)
+    pub fn mirror_stats(&self) -> Option<MirrorStats> {
+        self.mirror.as_ref().map(Mirror::stats)
     }
 
     /// The latency histograms, for the metrics endpoint.
@@ -267,9 +267,9 @@ impl Dispatch {
         Histograms {
             capture_to_dispatch: self.live.then(|| self.capture_latency.snapshot()),
             staging_response: self
-                .replayer
+                .mirror
                 .as_ref()
-                .map(Replayer::latency_histograms)
+                .map(Mirror::latency_histograms)
                 .unwrap_or_default(),
         }
     }
@@ -281,7 +281,7 @@ impl Dispatch {
 
     pub fn report(&self) -> serde_json::Value {
         self.report_with(&Closed {
-            replay: self.replay_stats(),
+            mirror: self.mirror_stats(),
             middleware: self
                 .middleware
                 .as_ref()
@@ -298,7 +298,7 @@ impl Dispatch {
             }
         }
         json!({
-            "replay": closed.replay.clone().map(replay_json),
+            "mirror": closed.mirror.clone().map(mirror_json),
             "middleware": closed.middleware,
             "filters": self.filters.stats(),
             "outputs": outputs,
@@ -309,7 +309,7 @@ impl Dispatch {
 /// Final counts of the stages that run tasks.
 #[derive(Default)]
 pub struct Closed {
-    pub replay: Option<ReplayStats>,
+    pub mirror: Option<MirrorStats>,
     pub middleware: Option<serde_json::Value>,
 }
 
@@ -355,7 +355,7 @@ impl Back {
 
 /// Mirroring's counters for reports: the totals over targets at the top level (the
 /// figures an operator reads first), latency percentiles, and each target's own.
-fn replay_json(r: ReplayStats) -> serde_json::Value {
+fn mirror_json(r: MirrorStats) -> serde_json::Value {
     let mut v = serde_json::to_value(&r.total).unwrap_or_default();
     v["submitted"] = r.submitted.into();
     v["sampled_out"] = r.sampled_out.into();

@@ -1,12 +1,17 @@
-//! gor's agent, as a pipeline:
+//! gor's agent, as a pipeline run by one driver (`driver`), one module a stage:
 //!
 //! ```text
-//! capture (TC programs, ring buffer) ─Segment─> reassembly ─StreamEvent─> http framing ─HttpMessage─> dispatch
-//! pcap files ────────────────────────────────────┘                                                  │
-//! saved traffic (gorfile reader, playback) ─────────────────────────────────────────────────────────┤
+//! source::live (TC programs, ring buffer) ─┐
+//! source::pcap (capture files) ────────────┴─ Segment ─> reassembly ─ StreamEvent ─> http framing ─┐
+//! (TLS plaintext, next) ─────────────────────────────────────────── StreamEvent ──────────────────┤
+//! replay (saved traffic, `gor-agent replay`) ─────────────────────────────────────── HttpMessage ──┤
 //!                                                                                                  v
-//!                        middleware ─> filters ─> replay (staging)  +  message outputs (gorfile, JSON lines)
+//!               pipeline ─> dispatch: middleware ─> filters ─> mirror (staging, StagingResult)
+//!                                                           └─> output (saved traffic, JSON lines)
 //! ```
+//!
+//! `agent` picks the source, `config` composes the stages' settings, `envelope` and
+//! `clock` say what identifies a message and when it was seen.
 pub mod agent;
 pub mod capture;
 pub mod check;
@@ -21,10 +26,10 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;
+pub mod mirror;
 pub mod notify;
 pub mod output;
 pub mod pipeline;
-pub mod playback;
 pub mod reassembly;
 pub mod replay;
 pub mod settings;

@@ -25,9 +25,9 @@ use crate::{
     dispatch::{Closed, Dispatch},
     envelope::{Clock, ConnIds, Origin},
     http::{HttpFramer, HttpMessage},
+    mirror::PortExclusion,
     output::{stdout::StdoutStreams, streams_dir::StreamsDir, StreamOutput},
     reassembly::Reassembler,
-    replay::PortExclusion,
     stream::{ConnId, StreamEvent},
 };
 

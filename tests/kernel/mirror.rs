@@ -184,7 +184,7 @@ fn rate_per_second_is_held() {
         cap.stats
     );
     assert!(
-        cap.stats["replay"]["rate_limited"].as_u64().unwrap_or(0) > 2000,
+        cap.stats["mirror"]["rate_limited"].as_u64().unwrap_or(0) > 2000,
         "{}",
         cap.stats
     );
@@ -311,7 +311,7 @@ fn staging_faults_never_reach_production_and_mirroring_resumes() {
         }
     };
     let counter = |name: &'static str| {
-        move |s: &serde_json::Value| s["replay"][name].as_u64().unwrap_or(0) > 0
+        move |s: &serde_json::Value| s["mirror"][name].as_u64().unwrap_or(0) > 0
     };
     until("refused", &counter("connect_errors"));
 
@@ -432,7 +432,7 @@ fn pipelined_mirroring_survives_staging_closing_every_few_requests() {
     }
     // The agent finishes what it has in flight before it exits.
     let cap = agent.stop();
-    let replay = &cap.stats["replay"];
+    let mirror = &cap.stats["mirror"];
     let total = CLIENTS * ROUNDS * BURST;
     let logged: Vec<String> = staging
         .access_log()
@@ -440,7 +440,7 @@ fn pipelined_mirroring_survives_staging_closing_every_few_requests() {
         .map(|l| l.request_line)
         .filter(|l| l.starts_with("GET /index.html?c="))
         .collect();
-    assert_eq!(logged.len(), total, "staging served each once: {replay}");
+    assert_eq!(logged.len(), total, "staging served each once: {mirror}");
     for c in 0..CLIENTS {
         let prefix = format!("GET /index.html?c={c}&i=");
         let seqs: Vec<usize> = logged
@@ -453,15 +453,15 @@ fn pipelined_mirroring_survives_staging_closing_every_few_requests() {
             "client {c}'s requests, each once and in order"
         );
     }
-    let n = |name: &str| replay[name].as_u64().unwrap_or(0);
-    assert_eq!(n("status_2xx") as usize, total, "{replay}");
-    assert!(n("pipelined") > 0, "requests were pipelined: {replay}");
+    let n = |name: &str| mirror[name].as_u64().unwrap_or(0);
+    assert_eq!(n("status_2xx") as usize, total, "{mirror}");
+    assert!(n("pipelined") > 0, "requests were pipelined: {mirror}");
     assert!(
         n("retries") > 0,
-        "cut-short batches were sent again: {replay}"
+        "cut-short batches were sent again: {mirror}"
     );
     for failure in ["resets", "timeouts", "bad_responses", "connect_errors"] {
-        assert_eq!(n(failure), 0, "{failure}: {replay}");
+        assert_eq!(n(failure), 0, "{failure}: {mirror}");
     }
     host.assert_clean();
 }

@@ -65,8 +65,8 @@ fn https_staging_receives_requests_byte_exact() {
         got.iter().all(|r| r.conn == got[0].conn),
         "one client connection -> one staging connection"
     );
-    let replay = &cap.stats["replay"];
-    assert_eq!(replay["connect_errors"], 0, "{}", cap.stats);
+    let mirror = &cap.stats["mirror"];
+    assert_eq!(mirror["connect_errors"], 0, "{}", cap.stats);
     assert_eq!(
         staging.received().len(),
         reqs.len(),

@@ -208,7 +208,7 @@ fn metrics_agree_with_what_production_and_staging_saw() {
 
     let cap = agent.stop();
     // The stats file and the metrics tell the same story.
-    assert_eq!(cap.stats["replay"]["status_2xx"], mirrored);
+    assert_eq!(cap.stats["mirror"]["status_2xx"], mirrored);
     assert_eq!(cap.stats["http"]["requests"], 40);
     host.assert_clean();
 }

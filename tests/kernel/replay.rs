@@ -76,7 +76,7 @@ fn capture_to_file_to_replay_keeps_requests_order_and_scaled_gaps() {
         );
     }
     assert_eq!(run.stats["input"]["requests"], 30, "{}", run.stats);
-    assert_eq!(run.stats["replay"]["status_2xx"], 30, "{}", run.stats);
+    assert_eq!(run.stats["mirror"]["status_2xx"], 30, "{}", run.stats);
 
     // Offsets from the first request: staging's arrivals against the client's sends
     // halved. Tolerance for a busy 2-core machine: 25 ms plus 10%.
@@ -392,7 +392,7 @@ fn replay_goes_through_the_same_middleware_and_rate_limit_as_capture() {
         m["returned"], 60,
         "every record went through the middleware: {m}"
     );
-    let r = &run.stats["replay"];
+    let r = &run.stats["mirror"];
     let sent = r["status_2xx"].as_u64().unwrap_or(0);
     let limited = r["rate_limited"].as_u64().unwrap_or(0);
     assert_eq!(sent + limited, 60, "{r}");
@@ -470,7 +470,7 @@ fn max_speed_replays_an_hour_as_fast_as_staging_takes_it_and_drops_nothing() {
         &env,
     );
     assert_eq!(run.status, 0, "{}", run.stderr);
-    let r = &run.stats["replay"];
+    let r = &run.stats["mirror"];
     assert_eq!(
         (r["queue_full"].as_u64(), r["lane_queue_full"].as_u64()),
         (Some(0), Some(0)),
@@ -494,7 +494,7 @@ fn max_speed_replays_an_hour_as_fast_as_staging_takes_it_and_drops_nothing() {
     let file = burst.to_str().expect("utf-8");
     let run = run_replay("replay-burst-run", &["--input-file", file], &env);
     assert_eq!(run.status, 0, "{}", run.stderr);
-    let r = &run.stats["replay"];
+    let r = &run.stats["mirror"];
     let dropped =
         r["queue_full"].as_u64().unwrap_or(0) + r["lane_queue_full"].as_u64().unwrap_or(0);
     assert!(dropped > 0, "paced replay of a burst should drop: {r}");

@@ -381,7 +381,7 @@ impl<M: ExcludeMap> Exclusions<M> {
     }
 }
 
-impl<M: ExcludeMap> crate::replay::PortExclusion for Exclusions<M> {
+impl<M: ExcludeMap> crate::mirror::PortExclusion for Exclusions<M> {
     fn add(&self, local_port: u16, remote: SocketAddr) {
         Exclusions::add(self, local_port, remote)
     }

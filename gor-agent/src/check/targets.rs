@@ -1,4 +1,4 @@
-//! Staging targets: each resolves with the system's resolver (as the replayer's connects
+//! Staging targets: each resolves with the system's resolver (as the mirror's connects
 //! do) and accepts a TCP connection within [`CONNECT_TIMEOUT`]. The TLS handshake of an
 //! `https://` target is not tried.
 
@@ -9,7 +9,7 @@ use std::{
 };
 
 use super::Line;
-use crate::replay::Target;
+use crate::mirror::Target;
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use super::{Config, InputFileArgs, MiddlewareArgs, ReplayArgs};
+use super::{Config, InputFileArgs, MiddlewareArgs, MirrorArgs};
 use crate::capture::settings::{parse_interface_names, PcapArgs, SourceArgs};
 use crate::settings::{ConfigError, Problems};
 
@@ -43,9 +43,9 @@ pub fn resolve(mut cfg: Config, interfaces: Interfaces) -> Result<Config, Vec<Co
         }
     }
     if let Some(file) = &cfg.mirror.tls_ca_file {
-        let certs = crate::replay::load_ca_file(file);
+        let certs = crate::mirror::load_ca_file(file);
         if let Some(certs) =
-            p.of::<ReplayArgs>()
+            p.of::<MirrorArgs>()
                 .field("tls_ca", &file.display().to_string(), certs)
         {
             cfg.mirror.tls_ca = certs;

@@ -11,7 +11,6 @@
 //! timestamp, skipping and reporting damaged records.
 
 mod reader;
-pub mod settings;
 mod writer;
 
 #[cfg(test)]
@@ -22,6 +21,8 @@ use bytes::Bytes;
 use crate::envelope::{Clock, MessageId};
 use crate::http::{parse_whole, unknown_flow, HttpMessage, Kind, WholeError};
 use crate::stream::Direction;
+
+pub mod settings;
 
 pub use reader::{GorReader, ReadError};
 pub use writer::{FileOutput, FileOutputConfig, FileStats};

@@ -3,10 +3,10 @@
 //! values only; whether the files can be opened is the resolve step's question
 //! (`config::resolve`).
 //!
-//! They are declared beside the reader rather than in `playback`, which plays them:
-//! `playback` runs on the agent's loop (its stop signals, and the dispatch stages built
-//! from the whole configuration), so the configuration cannot import it without an
-//! import cycle; the reader's module depends on nothing that reads the configuration.
+//! They are declared beside the reader rather than in `replay`, which plays them: `replay`
+//! is a driver source and builds on the pipeline, which reads the whole configuration,
+//! so the configuration cannot import it without an import cycle; the reader's module
+//! depends on nothing that reads the configuration.
 
 use std::time::Duration;
 

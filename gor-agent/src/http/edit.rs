@@ -1,5 +1,5 @@
 //! Byte-exact editing of a request head: the one editor behind the filters' rewrite rules
-//! and the replayer's per-target rewrite (`Host`, base path, set headers).
+//! and the mirror's per-target rewrite (`Host`, base path, set headers).
 //!
 //! Edits change only the lines they touch: the request line (target replaced between
 //! its two spaces), a header line (value replaced after the name, colon and the original

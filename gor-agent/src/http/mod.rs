@@ -15,7 +15,7 @@
 //! The pieces of the framer are the agent's one HTTP toolkit, used wherever it reads or
 //! writes HTTP: [`token`] (RFC 9110 tokens), `head` (start lines, head parsing with one
 //! header limit, framing headers), `chunked` (the chunked-coding decoder), `edit` (the
-//! byte-exact head editor of the filters and the replayer), [`validate`] (headers the
+//! byte-exact head editor of the filters and the mirror), [`validate`] (headers the
 //! operator asks to set) and [`parse_whole`] (saved records, middleware output). The
 //! staging client reads staging's responses with `head` and `chunked` too, so a response
 //! is read the same whether it was captured or mirrored.

@@ -2,7 +2,7 @@
 //! into mirrored requests (`--set-header`, the filters' set and rewrite rules).
 //!
 //! There is one rule for a header to set, checked by [`set_header`] both when the
-//! configuration is read and again when the replayer starts (a `ReplayConfig` can be
+//! configuration is read and again when the mirror starts (a `MirrorOptions` can be
 //! built without the configuration parser): the name is a token and the value holds no
 //! CR, LF or NUL. RFC 9110 §5.5 calls exactly those three "invalid and dangerous" in a
 //! field value: CR and LF would let a value inject header lines or end the head, and NUL

@@ -26,7 +26,7 @@ pub enum Type {
 pub enum Scope {
     /// The report itself.
     Report,
-    /// Each element of `/replay/targets`, labelled `target="<url>"`.
+    /// Each element of `/mirror/targets`, labelled `target="<url>"`.
     PerTarget,
 }
 
@@ -147,7 +147,7 @@ pub static FAMILIES: &[Family] = &[
     family!("gor_filter_rewritten", Counter, Report, "Requests changed by a rewrite.", "/filters/rewritten"),
     family!("gor_filter_rewrite_errors", Counter, Report, "Requests kept unrewritten because the rewrite broke their head.", "/filters/rewrite_errors"),
     // Mirroring to staging, per target.
-    family!("gor_mirror_sampled_out", Counter, Report, "Requests left out by a percentage GOR_RATE (one draw for all targets).", "/replay/sampled_out"),
+    family!("gor_mirror_sampled_out", Counter, Report, "Requests left out by a percentage GOR_RATE (one draw for all targets).", "/mirror/sampled_out"),
     family!("gor_mirror_accepted", Counter, PerTarget, "Requests queued for the target.", "/accepted"),
     family!("gor_mirror_rate_limited", Counter, PerTarget, "Requests over the target's GOR_RATE, dropped.", "/rate_limited"),
     family!("gor_mirror_dropped", Counter, PerTarget, "Requests for the target dropped, by reason.", [
@@ -205,7 +205,7 @@ pub fn encode(
     encoder: &mut DescriptorEncoder,
 ) -> Result<(), std::fmt::Error> {
     let targets: Vec<(String, &Value)> = report
-        .pointer("/replay/targets")
+        .pointer("/mirror/targets")
         .and_then(Value::as_array)
         .map(|ts| {
             ts.iter()
@@ -298,7 +298,7 @@ mod tests {
             "http": {"requests": 4, "responses": 3},
             "open_connections": 2,
             "middleware": null,
-            "replay": {"sampled_out": 0, "targets": [
+            "mirror": {"sampled_out": 0, "targets": [
                 {"target": "http://127.0.0.1:8080", "status_2xx": 3, "status_5xx": 1,
                  "queue_full": 5, "pending": 7, "timeouts": 2},
             ]},

@@ -1,5 +1,5 @@
 //! Latency histograms: lock-free, fixed-size, log-linear (HDR style), recorded on the hot
-//! paths (dispatch, the replay lanes) and read as percentiles for the logs; beside the
+//! paths (dispatch, the mirroring lanes) and read as percentiles for the logs; beside the
 //! fine buckets, exact counts per Prometheus bucket ([`BOUNDS_US`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};

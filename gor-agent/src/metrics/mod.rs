@@ -89,7 +89,7 @@ impl Collector for Metrics {
 
 /// Where the counters go: the metrics endpoint (about once a second), and every
 /// `GOR_STATS_INTERVAL` the summary line in the log and the stats file. Live capture and
-/// replay report through one of these.
+/// file replay report through one of these.
 pub struct Reporter {
     metrics: Option<Metrics>,
     stats_file: Option<PathBuf>,

@@ -14,14 +14,14 @@ fn sum(v: &Value, paths: &[&str]) -> u64 {
     paths.iter().map(|p| get(v, p)).sum()
 }
 
-/// The sum over all targets (`/replay`) of a per-target family of the catalog, e.g. every
+/// The sum over all targets (`/mirror`) of a per-target family of the catalog, e.g. every
 /// drop reason of `gor_mirror_dropped`: a reason added there counts here too.
 fn mirror_sum(v: &Value, family: &str) -> u64 {
     catalog::FAMILIES
         .iter()
         .filter(|f| f.name == family)
         .flat_map(|f| f.samples)
-        .map(|s| get(v, &format!("/replay{}", s.path)))
+        .map(|s| get(v, &format!("/mirror{}", s.path)))
         .sum()
 }
 
@@ -55,18 +55,18 @@ pub fn line(now: &Value, before: Option<&Value>, secs: f64, rss_bytes: Option<u6
     if !replaying {
         parts.push(format!("connections {}", get(now, "/open_connections")));
     }
-    if now["replay"].is_object() {
+    if now["mirror"].is_object() {
         let classes: Vec<String> = ["2xx", "3xx", "4xx", "5xx"]
             .iter()
             .filter_map(|c| {
-                let n = get(now, &format!("/replay/status_{c}"));
+                let n = get(now, &format!("/mirror/status_{c}"));
                 (n > 0).then(|| format!("{c} {n}"))
             })
             .collect();
         let mut mirrored = format!(
             "mirrored {} ({:.0}/s",
-            get(now, "/replay/sent"),
-            rate("/replay/sent")
+            get(now, "/mirror/sent"),
+            rate("/mirror/sent")
         );
         for c in classes {
             mirrored += &format!(", {c}");
@@ -75,12 +75,12 @@ pub fn line(now: &Value, before: Option<&Value>, secs: f64, rss_bytes: Option<u6
         if errors > 0 {
             mirrored += &format!(", errors {errors}");
         }
-        let p99 = get(now, "/replay/latency/p99_us");
+        let p99 = get(now, "/mirror/latency/p99_us");
         if p99 > 0 {
             mirrored += &format!(", p99 {:.1} ms", p99 as f64 / 1000.0);
         }
         parts.push(mirrored + ")");
-        parts.push(format!("rate-limited {}", get(now, "/replay/rate_limited")));
+        parts.push(format!("rate-limited {}", get(now, "/mirror/rate_limited")));
     }
     let filtered: u64 = now
         .pointer("/filters/dropped_by_rule")
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn live_capture_with_mirroring() {
-        let before = json!({"http": {"requests": 1000}, "replay": {"sent": 900}});
+        let before = json!({"http": {"requests": 1000}, "mirror": {"sent": 900}});
         let now = json!({
             "kernel": {"ringbuf_drops": 2, "truncated_packets": 0},
             "http": {"requests": 3000, "incomplete_requests": 1},
@@ -135,7 +135,7 @@ mod tests {
             "reassembly": {"gaps": 0},
             "filters": {"dropped_by_rule": {"allow_url": 5, "disallow_url": 1}},
             "middleware": null,
-            "replay": {"sent": 2900, "status_2xx": 2890, "status_5xx": 10, "timeouts": 3,
+            "mirror": {"sent": 2900, "status_2xx": 2890, "status_5xx": 10, "timeouts": 3,
                        "rate_limited": 7, "queue_full": 4, "latency": {"p99_us": 4321}},
             "outputs": {"errors": 0},
         });
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn replay_without_mirroring_and_nothing_lost() {
-        let now = json!({"input": {"requests": 50, "damaged": 0}, "replay": null, "filters": {}});
+        let now = json!({"input": {"requests": 50, "damaged": 0}, "mirror": null, "filters": {}});
         assert_eq!(line(&now, None, 5.0, None), "requests 50 (10/s) · lost 0");
     }
 }

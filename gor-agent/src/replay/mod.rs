@@ -1,509 +1,272 @@
-//! Replay to staging: mirrors captured HTTP requests to one or more staging targets.
+//! `gor-agent replay`: saved traffic as a byte source. Records of `.gor` files (merged by
+//! timestamp, see [`GorReader`]) are released at their original pace, scaled by the speed
+//! factor, into the same path as captured messages ([`Dispatch`]: middleware, filters,
+//! mirroring with its rate limit, message outputs).
 //!
-//! [`Replayer::submit`] is called on the capture path and never blocks: it samples the
-//! request (`Rate`), then for each target applies the rate limit and a bounded queue,
-//! dropping and counting whatever does not fit. Behind each queue a dispatcher routes
-//! requests to one lane per client connection, which replays them in order on a
-//! keep-alive staging connection (see [`lane`]). Requests are rewritten minimally
-//! ([`rewrite`]): only `Host`, configured headers and the base path change, everything
-//! else is sent byte for byte as the client sent it.
-//!
-//! `https://` targets are reached over TLS (rustls; system roots plus
-//! [`ReplayConfig::tls_ca`]); everything else is the same for them.
-//!
-//! Memory is bounded per target by the queue length, the lane count and lane queue
-//! length, and a byte budget over all accepted requests.
-//!
-//! Staging's answers can be had as data: [`Replayer::subscribe`] returns a bounded channel
-//! of [`StagingResult`]s, one per request sent to a target (see [`result`]), each with
-//! the captured request's id and staging's response framed like a captured one (or the
-//! kind of failure). Without a subscriber nothing of a response is kept.
+//! Reading and decompressing run on a thread of their own, a bounded number of records
+//! ahead, so file IO never delays the release of a record that is due. A record whose id
+//! gor wrote names its client connection (see the envelope): its requests keep that
+//! connection's order on one staging connection, as live mirroring does. Records of other
+//! tools name none: they are sent in timestamp order on whichever staging connection is
+//! idle, so they reach staging in the recorded order while staging keeps up, and
+//! concurrently (up to `GOR_WORKERS`) where they overlap.
 
-mod conn;
-mod lane;
-mod response;
-mod result;
-mod rewrite;
-pub mod settings;
-mod stats;
-mod target;
-#[cfg(test)]
-mod tests;
-mod tls;
+mod progress;
+mod schedule;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use leaky_bucket::RateLimiter;
-use tokio::sync::{mpsc, watch, Semaphore};
-use tokio::task::JoinHandle;
+use anyhow::{Context, Result};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{info, warn};
 
-use crate::http::{HttpMessage, Kind};
-use crate::stream::Direction;
-use lane::{Backoff, Job, Request, TargetCtx, Ticket};
-use stats::{inc, Counters, HistogramSnapshot};
+use crate::clock::Clock;
+use crate::driver::{Level, Ready, Source, Waits};
+use crate::gorfile::{GorReader, Record};
+use crate::pipeline::Pipeline;
+use crate::gorfile::settings::FileInputConfig;
 
-pub use conn::PortExclusion;
-pub use result::{FailureKind, Outcome, StagingResponse, StagingResult};
-pub use stats::{LatencySummary, ReplayStats, TargetStats};
-pub use target::Target;
-pub use tls::{load_ca_file, CaCert};
+pub use progress::Progress;
+pub use schedule::Schedule;
 
-/// Requests accepted per target may hold at most this many bytes in total.
-const MAX_PENDING_BYTES: u64 = 64 * 1024 * 1024;
+/// Records read ahead of the one being waited for.
+const READ_AHEAD: usize = 1024;
 
-/// Default [`ReplayConfig::result_body_limit`].
-pub const DEFAULT_RESULT_BODY_LIMIT: usize = 64 * 1024;
+/// How often the progress is looked at: as often as the bar is redrawn.
+const CHORES_EVERY: Duration = progress::BAR_REFRESH;
 
-/// Which share of the captured requests is mirrored.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Rate {
-    All,
-    /// At most this many requests per second per target; the excess is dropped.
-    PerSecond(u32),
-    /// Each request is kept with this probability (0..=100), the same decision for all
-    /// targets.
-    Percent(f64),
+/// Records released back to back (already due) before the source yields to the runtime.
+const BURST: u32 = 256;
+
+/// What the reading thread sends.
+enum Item {
+    Record(Record),
+    /// One pass over the files is done, with the number of damaged records skipped.
+    EndOfPass {
+        damaged: u64,
+    },
+    /// The files could not be opened again for another pass.
+    Failed(String),
 }
 
-/// How to replay.
-#[derive(Clone)]
-pub struct ReplayConfig {
-    pub targets: Vec<Target>,
-    pub rate: Rate,
-    /// Per request: connect + write + read of the full response.
-    pub timeout: Duration,
-    /// Most concurrent staging connections (lanes) per target.
-    pub workers: usize,
-    /// Most requests written on a staging connection before their responses are read
-    /// (HTTP/1.1 pipelining, only of requests already waiting); 1 turns it off.
-    pub pipeline: usize,
-    /// Length of each target's queue.
-    pub queue: usize,
-    /// Keep the client's `Host` header instead of the target's.
-    pub original_host: bool,
-    /// Headers to set: each replaces the first header of that name, or is appended.
-    pub set_headers: Vec<(String, String)>,
-    /// Told the local port of every staging connection, so capture can skip it.
-    pub exclusion: Option<Arc<dyn PortExclusion>>,
-    /// CA certificates trusted for `https://` targets besides the system roots.
-    pub tls_ca: Vec<CaCert>,
-    /// Most body bytes of a staging response kept in its [`StagingResult`] (only kept for
-    /// a subscriber, see [`Replayer::subscribe`]); [`DEFAULT_RESULT_BODY_LIMIT`].
-    pub result_body_limit: usize,
+/// Counters of the input side.
+#[derive(Debug, Default, serde::Serialize)]
+struct InputStats {
+    records: u64,
+    requests: u64,
+    responses: u64,
+    /// Records whose payload is not a valid HTTP message: skipped.
+    invalid: u64,
+    /// Damaged records skipped by the reader (each logged with its file and offset).
+    damaged: u64,
+    passes: u64,
 }
 
-/// Mirrors requests to staging; see the module documentation.
-pub struct Replayer {
-    targets: Vec<TargetHandle>,
-    sampler: Sampler,
-    globals: Arc<Globals>,
-    cancel: watch::Sender<bool>,
-    results: Arc<result::Results>,
+/// Saved traffic as a driver source; see the module documentation.
+pub struct SavedTraffic {
+    input: FileInputConfig,
+    rx: mpsc::Receiver<Item>,
+    reading: Option<std::thread::JoinHandle<()>>,
+    schedule: Schedule,
+    start: Instant,
+    /// The next record and when it is due (the schedule is computed once per record).
+    next: Option<(Record, Instant)>,
+    /// Records released back to back without a timer.
+    burst: u32,
+    stats: InputStats,
+    progress: Progress,
 }
 
-#[derive(Default)]
-struct Globals {
-    submitted: AtomicU64,
-    ignored: AtomicU64,
-    sampled_out: AtomicU64,
-}
-
-struct TargetHandle {
-    ctx: Arc<TargetCtx>,
-    limiter: Limiter,
-    tx: mpsc::Sender<Job>,
-    task: JoinHandle<()>,
-}
-
-impl Replayer {
-    /// Starts the target tasks on the current tokio runtime (panics outside one, like
-    /// `tokio::spawn`).
-    pub fn start(cfg: ReplayConfig) -> Replayer {
-        let set_headers = valid_set_headers(&cfg.set_headers);
-        let (cancel, cancel_rx) = watch::channel(false);
-        let results = result::Results::new(cfg.result_body_limit);
-        // One TLS configuration for all https targets, built only if there is one.
-        let tls = cfg
-            .targets
-            .iter()
-            .any(|t| t.tls)
-            .then(|| tls::client_config(&cfg.tls_ca));
-        let targets = cfg
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(index, t)| {
-                let shared = Shared {
-                    tls: tls.as_ref(),
-                    set_headers: &set_headers,
-                    results: &results,
-                };
-                start_target(&cfg, index, t, shared, cancel_rx.clone())
+impl SavedTraffic {
+    /// Opens the files of `input` and starts reading them ahead.
+    pub fn open(input: &FileInputConfig, stats_interval: Duration) -> Result<SavedTraffic> {
+        let reader = GorReader::open(&input.pattern)
+            .with_context(|| format!("opening saved traffic {}", input.pattern))?;
+        info!(
+            files = ?reader.files(),
+            speed = input.speed,
+            looping = input.looping,
+            "replaying saved traffic"
+        );
+        let read = reader.bytes_read();
+        let total = reader.total_bytes();
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        let reading = std::thread::Builder::new()
+            .name("gor-read".into())
+            .spawn({
+                let input = input.clone();
+                let read = read.clone();
+                move || read_files(reader, &input, &read, &tx)
             })
-            .collect();
-        Replayer {
-            targets,
-            sampler: Sampler::new(cfg.rate),
-            globals: Arc::default(),
-            cancel,
-            results,
-        }
+            .context("starting the reader thread")?;
+        Ok(SavedTraffic {
+            input: input.clone(),
+            rx,
+            reading: Some(reading),
+            schedule: Schedule::new(input.speed, input.max_wait),
+            start: Instant::now(),
+            next: None,
+            burst: 0,
+            stats: InputStats::default(),
+            progress: Progress::new(total, read, stats_interval),
+        })
+    }
+}
+
+impl Source for SavedTraffic {
+    fn name(&self) -> &'static str {
+        "saved traffic"
     }
 
-    /// Subscribes to staging's answers: from now on every request sent to a target (or
-    /// given up on after a failure) yields one [`StagingResult`] on the returned
-    /// channel, which holds at most `capacity` of them. The lanes never wait for it: a
-    /// result that does not fit is dropped and counted (`results_dropped`). A later call
-    /// replaces the subscriber; without one (or once its receiver is dropped) no response
-    /// is kept.
-    pub fn subscribe(&mut self, capacity: usize) -> mpsc::Receiver<StagingResult> {
-        self.results.subscribe(capacity)
+    fn level(&self) -> Level {
+        Level::Messages
     }
 
-    /// Offers a captured message for mirroring. Never blocks or awaits: whatever cannot
-    /// be taken at once is dropped and counted. Only client requests are mirrored
-    /// (CONNECT excepted: tunnels cannot be replayed).
-    pub fn submit(&self, msg: &HttpMessage) {
-        inc(&self.globals.submitted);
-        let Some(req) = request_of(msg) else {
-            return inc(&self.globals.ignored);
-        };
-        if !self.sampler.keep() {
-            return inc(&self.globals.sampled_out);
-        }
-        for t in &self.targets {
-            t.offer(&req);
-        }
+    /// Record timestamps are wall-clock already.
+    fn clock(&self) -> Clock {
+        Clock::Realtime
     }
 
-    /// Whether every target can take another request now without dropping it: a source
-    /// that can wait (saved traffic replayed as fast as staging goes) waits for this.
-    pub fn has_room(&self) -> bool {
-        self.targets.iter().all(TargetHandle::has_room)
-    }
-
-    /// Each target's staging response times, labelled with the target.
-    pub fn latency_histograms(&self) -> Vec<crate::metrics::Series> {
-        self.targets
-            .iter()
-            .map(|t| crate::metrics::Series {
-                labels: vec![("target", t.ctx.name.clone())],
-                histogram: t.ctx.counters.latency.snapshot(),
-            })
-            .collect()
-    }
-
-    /// A snapshot of the counters.
-    pub fn stats(&self) -> ReplayStats {
-        let ctxs: Vec<&TargetCtx> = self.targets.iter().map(|t| &*t.ctx).collect();
-        snapshot(&self.globals, &ctxs)
-    }
-
-    /// Stops accepting, lets queued and in-flight requests finish within `grace`, then
-    /// aborts the rest (counted as `aborted_at_shutdown`) and returns the final stats.
-    pub async fn shutdown(self, grace: Duration) -> ReplayStats {
-        let Replayer {
-            targets,
-            globals,
-            cancel,
-            ..
-        } = self;
-        let deadline = tokio::time::Instant::now() + grace;
-        let mut tasks = Vec::with_capacity(targets.len());
-        let mut ctxs = Vec::with_capacity(targets.len());
-        for t in targets {
-            // Closing the queue makes the dispatcher drain it and let its lanes finish.
-            drop(t.tx);
-            tasks.push(t.task);
-            ctxs.push(t.ctx);
-        }
-        let mut results = Vec::with_capacity(tasks.len());
-        let mut rest = tasks.into_iter();
-        for mut task in rest.by_ref() {
-            match tokio::time::timeout_at(deadline, &mut task).await {
-                Ok(res) => results.push(res),
-                Err(_) => {
-                    // Grace is over: cancel every target, then wait for the cancellations.
-                    let _ = cancel.send(true);
-                    results.push(task.await);
+    async fn ready(&mut self) -> Result<Ready> {
+        while self.next.is_none() {
+            match self.rx.recv().await {
+                None => return Ok(Ready::Done),
+                Some(Item::Record(rec)) => {
+                    let due = self.start + self.schedule.due(rec.timestamp_ns);
+                    self.next = Some((rec, due));
+                }
+                Some(Item::EndOfPass { damaged }) => {
+                    self.stats.damaged += damaged;
+                    self.stats.passes += 1;
+                    if self.input.looping {
+                        self.schedule.new_pass();
+                        self.progress.new_pass();
+                    }
+                }
+                Some(Item::Failed(e)) => {
+                    warn!("{e}");
+                    return Ok(Ready::Done);
                 }
             }
         }
-        let _ = cancel.send(true);
-        for res in results {
-            // A panic in a task is reported, not rethrown.
-            if let Err(e) = res {
-                tracing::warn!(error = %e, "replay task failed");
+        let due = self
+            .next
+            .as_ref()
+            .map_or_else(Instant::now, |(_, due)| *due);
+        if due > Instant::now() {
+            self.burst = 0;
+            tokio::time::sleep_until(due).await;
+        } else {
+            // Late (a burst in the recording, or a high speed): no timer, but the rest
+            // gets its turn now and then.
+            self.burst += 1;
+            if self.burst >= BURST {
+                self.burst = 0;
+                tokio::task::yield_now().await;
             }
         }
-        let refs: Vec<&TargetCtx> = ctxs.iter().map(|c| &**c).collect();
-        snapshot(&globals, &refs)
-    }
-}
-
-impl TargetHandle {
-    /// Room in the queue, in the lanes and in the byte budget. Requests of no connection
-    /// go to the least loaded lane, so fewer pending than all lanes can hold leaves one
-    /// with room; half the byte budget leaves room for any request up to the body limit.
-    fn has_room(&self) -> bool {
-        let c = &self.ctx.counters;
-        let lanes = (self.ctx.slots_total * lane::LANE_QUEUE) as u64;
-        c.pending.load(Ordering::Relaxed) < lanes
-            && self.tx.capacity() > 0
-            && c.pending_bytes.load(Ordering::Relaxed) < self.ctx.max_pending_bytes / 2
+        Ok(Ready::Input)
     }
 
-    fn offer(&self, req: &Request) {
-        let c = &self.ctx.counters;
-        if !self.limiter.allow() {
-            return inc(&c.rate_limited);
+    /// A file can wait for a slow middleware, and at `max` speed for staging; capture
+    /// cannot (it drops). At a set speed, requests staging cannot take in time are
+    /// dropped, to keep the recorded pace.
+    fn waits(&self) -> Waits {
+        if self.input.speed.is_infinite() {
+            Waits::ForMiddlewareAndStaging
+        } else {
+            Waits::ForMiddleware
         }
-        let Some(ticket) = Ticket::reserve(&self.ctx, req.raw.len()) else {
-            return inc(&c.queue_full);
+    }
+
+    fn deliver(&mut self, pipeline: &mut Pipeline) {
+        let Some((rec, _)) = self.next.take() else {
+            return;
         };
-        let job = Job {
-            req: req.clone(),
-            ticket,
-        };
-        match self.tx.try_send(job) {
-            Ok(()) => inc(&c.accepted),
+        let stats = &mut self.stats;
+        stats.records += 1;
+        if rec.kind.is_response() {
+            stats.responses += 1;
+        } else {
+            stats.requests += 1;
+        }
+        match rec.to_message() {
+            Ok(msg) => pipeline.message(msg),
             Err(e) => {
-                inc(&c.queue_full);
-                e.into_inner().ticket.finish();
+                stats.invalid += 1;
+                if stats.invalid <= 10 || stats.invalid.is_power_of_two() {
+                    warn!(id = %rec.id, invalid = stats.invalid, "skipping a record that is not a valid HTTP message: {e}");
+                }
             }
         }
     }
-}
 
-/// What every target shares, built once by [`Replayer::start`].
-struct Shared<'a> {
-    tls: Option<&'a Arc<rustls::ClientConfig>>,
-    set_headers: &'a [(String, String)],
-    results: &'a Arc<result::Results>,
-}
-
-fn start_target(
-    cfg: &ReplayConfig,
-    index: usize,
-    t: &Target,
-    shared: Shared<'_>,
-    cancel: watch::Receiver<bool>,
-) -> TargetHandle {
-    let Shared {
-        tls,
-        set_headers,
-        results,
-    } = shared;
-    let workers = cfg.workers.max(1);
-    let ctx = Arc::new(TargetCtx {
-        index,
-        name: t.scheme_host_port.clone(),
-        addr: t.addr.clone(),
-        tls: tls
-            .filter(|_| t.tls)
-            .map(|c| tls::TlsTarget::new(c.clone(), &t.host)),
-        rewrite: rewrite::Rewrite {
-            host: (!cfg.original_host).then(|| t.host_header.clone()),
-            base_path: t.base_path.clone(),
-            set_headers: set_headers.to_vec(),
-        },
-        timeout: cfg.timeout,
-        exclusion: cfg.exclusion.clone(),
-        counters: Counters::default(),
-        pool: conn::Pool::new(workers),
-        slots: Arc::new(Semaphore::new(workers)),
-        slots_total: workers,
-        waiting: Default::default(),
-        // Lanes waiting for a slot hold queued requests, so their number is bounded too.
-        max_lanes: (workers * 4).max(64),
-        max_pending_bytes: MAX_PENDING_BYTES,
-        pipeline: cfg.pipeline.max(1),
-        backoff: Backoff::default(),
-        results: results.clone(),
-    });
-    let (tx, rx) = mpsc::channel(cfg.queue.max(1));
-    let task = tokio::spawn(lane::run_target(ctx.clone(), rx, cancel));
-    TargetHandle {
-        ctx,
-        limiter: Limiter::new(cfg.rate),
-        tx,
-        task,
-    }
-}
-
-/// Drops `set_headers` entries that would break the request framing (a CR or LF could
-/// inject headers; a bad name could make staging reject every request). The check is the
-/// configuration's ([`crate::http::validate::set_header`]): this one catches entries of a
-/// `ReplayConfig` built without it.
-fn valid_set_headers(set: &[(String, String)]) -> Vec<(String, String)> {
-    set.iter()
-        .filter(|(n, v)| {
-            let ok = crate::http::validate::set_header(n, v);
-            if let Err(e) = ok {
-                tracing::warn!(name = %n, error = %e, "ignoring invalid header to set");
+    /// Stops the reader (it may be blocked on a full channel) and collects what it
+    /// counted.
+    fn stop(&mut self, _pipeline: &mut Pipeline) {
+        self.rx.close();
+        while let Ok(item) = self.rx.try_recv() {
+            if let Item::EndOfPass { damaged } = item {
+                self.stats.damaged += damaged;
             }
-            ok.is_ok()
-        })
-        .cloned()
-        .collect()
-}
-
-/// What the lanes need from a captured message, if it is a request worth mirroring.
-// `MessageId` is cloned, not copied: it is meant to become a non-`Copy` type.
-#[allow(clippy::clone_on_copy)]
-fn request_of(msg: &HttpMessage) -> Option<Request> {
-    let Kind::Request {
-        method, version, ..
-    } = &msg.kind
-    else {
-        return None;
-    };
-    if msg.dir != Direction::ClientToServer || method.eq_ignore_ascii_case("CONNECT") {
-        return None;
-    }
-    let tokens = |name: &str, token: &str| {
-        msg.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .any(|(_, v)| crate::http::head::lists(v, token))
-    };
-    let close =
-        tokens("connection", "close") || (*version == 0 && !tokens("connection", "keep-alive"));
-    let idempotent = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]
-        .iter()
-        .any(|m| method.eq_ignore_ascii_case(m));
-    Some(Request {
-        id: msg.id.clone(),
-        raw: msg.raw.clone(),
-        body_offset: msg.body_offset,
-        head: method.eq_ignore_ascii_case("HEAD"),
-        close,
-        idempotent,
-        pipeline_after: idempotent && *version >= 1 && !close && !tokens("connection", "upgrade"),
-    })
-}
-
-fn snapshot(globals: &Globals, ctxs: &[&TargetCtx]) -> ReplayStats {
-    let mut total = TargetStats {
-        target: "total".into(),
-        ..TargetStats::default()
-    };
-    let mut hist = HistogramSnapshot::empty();
-    let mut targets = Vec::with_capacity(ctxs.len());
-    for ctx in ctxs {
-        let mut s = ctx.counters.snapshot(&ctx.name);
-        s.idle_connections = ctx.pool.len() as u64;
-        total.add(&s);
-        hist.merge(&ctx.counters.latency.snapshot());
-        targets.push(s);
-    }
-    total.latency = hist.summary();
-    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    ReplayStats {
-        submitted: get(&globals.submitted),
-        ignored: get(&globals.ignored),
-        sampled_out: get(&globals.sampled_out),
-        total,
-        targets,
-    }
-}
-
-/// The `Rate::Percent` decision: one draw per request from a lock-free xorshift64
-/// generator (statistical quality is plenty for sampling; no `rand` dependency).
-struct Sampler {
-    keep_below: Option<u64>,
-    state: AtomicU64,
-}
-
-impl Sampler {
-    fn new(rate: Rate) -> Sampler {
-        let keep_below = match rate {
-            Rate::Percent(p) if p.is_finite() && p < 100.0 => {
-                // Compare the top 53 bits of the draw with p% of 2^53.
-                Some(((p.max(0.0) / 100.0) * (1u64 << 53) as f64) as u64)
+        }
+        if let Some(reading) = self.reading.take() {
+            if reading.join().is_err() {
+                warn!("the reader thread panicked");
             }
-            Rate::Percent(p) if p.is_nan() => Some(0),
-            _ => None,
+        }
+    }
+
+    fn chores_every(&self) -> Option<Duration> {
+        Some(CHORES_EVERY)
+    }
+
+    fn chores(&mut self, pipeline: &Pipeline) {
+        if self.progress.due() {
+            self.progress.show(self.stats.records, &pipeline.dispatch);
+        }
+    }
+
+    fn before_close(&mut self, pipeline: &Pipeline) {
+        self.progress.finish(self.stats.records, &pipeline.dispatch);
+    }
+
+    fn report(&self, report: &mut serde_json::Value) {
+        report["input"] = json!(self.stats);
+    }
+}
+
+/// The reading thread: every pass over the files, records in timestamp order.
+fn read_files(
+    mut reader: GorReader,
+    input: &FileInputConfig,
+    read: &Arc<AtomicU64>,
+    tx: &mpsc::Sender<Item>,
+) {
+    loop {
+        for rec in reader.by_ref() {
+            if tx.blocking_send(Item::Record(rec)).is_err() {
+                return;
+            }
+        }
+        let damaged = reader.damaged().len() as u64;
+        if tx.blocking_send(Item::EndOfPass { damaged }).is_err() || !input.looping {
+            return;
+        }
+        read.store(0, Ordering::Relaxed);
+        reader = match GorReader::open_counting(&input.pattern, read.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.blocking_send(Item::Failed(format!(
+                    "opening {} again for the next pass: {e}",
+                    input.pattern
+                )));
+                return;
+            }
         };
-        Sampler {
-            keep_below,
-            state: AtomicU64::new(seed()),
-        }
     }
-
-    fn keep(&self) -> bool {
-        let Some(limit) = self.keep_below else {
-            return true;
-        };
-        // fetch_update returns the previous state; the draw is its successor.
-        let prev = self
-            .state
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| Some(xorshift(x)))
-            .unwrap_or_else(|x| x);
-        (xorshift(prev) >> 11) < limit
-    }
-}
-
-fn xorshift(mut x: u64) -> u64 {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    x
-}
-
-/// A non-zero seed from the clock, mixed (splitmix64) so close seeds diverge at once.
-fn seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0x9e37_79b9, |d| d.as_nanos() as u64);
-    let mut z = nanos.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) | 1
-}
-
-/// The `Rate::PerSecond` limit of one target.
-enum Limiter {
-    Unlimited,
-    Never,
-    Bucket(RateLimiter),
-}
-
-impl Limiter {
-    fn new(rate: Rate) -> Limiter {
-        match rate {
-            Rate::PerSecond(0) => Limiter::Never,
-            Rate::PerSecond(n) => Limiter::Bucket(bucket(n)),
-            _ => Limiter::Unlimited,
-        }
-    }
-
-    fn allow(&self) -> bool {
-        match self {
-            Limiter::Unlimited => true,
-            Limiter::Never => false,
-            Limiter::Bucket(b) => b.try_acquire(1),
-        }
-    }
-}
-
-/// A leaky bucket for `n` per second: `k` tokens every `1000 k / n` ms, with `k` chosen
-/// so that the period is about 100 ms. The crate counts time in whole milliseconds and
-/// loses the fraction at each refill (about half a millisecond): over a 10 ms period that
-/// was 4-5% below the rate, over 100 ms it is under 1%. The burst is a tenth of a second's
-/// worth, so a second never lets through much more than `n`.
-fn bucket(n: u32) -> RateLimiter {
-    let n = u64::from(n);
-    let k = n.div_ceil(10);
-    let interval_ms = (1000 * k / n).max(1);
-    let burst = (n / 10).max(k);
-    RateLimiter::builder()
-        .interval(Duration::from_millis(interval_ms))
-        .refill(k as usize)
-        .initial(burst as usize)
-        .max(burst as usize)
-        .fair(false)
-        .build()
 }

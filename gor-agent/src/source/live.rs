@@ -19,8 +19,8 @@ use tracing::debug;
 use crate::capture::{record, tc::TcCapture, Segment};
 use crate::clock::Clock;
 use crate::driver::{Level, Ready, Source};
+use crate::mirror::PortExclusion;
 use crate::pipeline::Pipeline;
-use crate::replay::PortExclusion;
 
 /// Records taken from the ring buffer per delivery: a bound on the segments held between
 /// the ring and the reassembler.

@@ -4,6 +4,6 @@
 //! - [`live`]: the TC programs' ring buffer, TCP segments on the monotonic clock;
 //! - [`pcap`]: a capture file read on a thread, TCP segments on the packets' clock.
 //!
-//! Saved traffic (`playback`) is the third, entering with whole messages.
+//! Saved traffic (`replay`, `gor-agent replay`) is the third, entering with whole messages.
 pub mod live;
 pub mod pcap;

@@ -59,7 +59,7 @@ pub fn run(plan: &Plan, dir: &Path) -> Outcome {
     table.row(vec![
         format!("{:.0} requests/s", sent.rps()),
         sent.sent.len().to_string(),
-        counter(&stats, &["replay", "rate_limited"]).to_string(),
+        counter(&stats, &["mirror", "rate_limited"]).to_string(),
         got.len().to_string(),
         expected.to_string(),
         format!("{:.3}", ratio(got.len() as f64, expected as f64)),

@@ -88,7 +88,7 @@ pub fn run(plan: &Plan, dir: &Path) -> Result<Outcome> {
             "timeouts",
         ]
         .iter()
-        .map(|k| counter(&stats, &["replay", k]))
+        .map(|k| counter(&stats, &["mirror", k]))
         .sum();
         // The replay exits after staging answered every request: its log is complete.
         let arrived = staging.served(&format!("GET {path} HTTP/1.1"));

@@ -98,7 +98,7 @@ fn main() {
     while start.elapsed() < Duration::from_secs(SECONDS) {
         std::thread::sleep(Duration::from_secs(1));
         let s = agent.stats_now();
-        let r = &s["replay"];
+        let r = &s["mirror"];
         println!(
             "{:>4} {:>10} {:>9} {:>9} {:>12} {:>9} {:>10} {:>9.1} {:>9.1}",
             start.elapsed().as_secs(),
@@ -148,7 +148,7 @@ fn main() {
             exact += 1;
         }
     }
-    let r = &cap.stats["replay"];
+    let r = &cap.stats["mirror"];
     println!("\nreport");
     println!(
         "  production served        {} requests (nginx access log)",

@@ -61,7 +61,7 @@ impl TlsStaging {
             .expect("server config");
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(cfg));
-        // Where `localhost` resolves first is where the replayer connects.
+        // Where `localhost` resolves first is where the mirror connects.
         let addr = tokio::net::lookup_host("localhost:0")
             .await
             .unwrap()
@@ -155,7 +155,7 @@ async fn requests_arrive_byte_exact_over_tls() {
     let mut cfg = config(vec![https_target(staging.port)]);
     cfg.tls_ca = vec![cert];
     cfg.exclusion = Some(exclusion.clone());
-    let r = Replayer::start(cfg);
+    let r = Mirror::start(cfg);
 
     let reqs: [&[u8]; 3] = [
         b"GET /a?x=1 HTTP/1.1\r\nHost: shop.example\r\nAccept: */*\r\n\r\n",
@@ -201,7 +201,7 @@ async fn untrusted_certificate_is_a_connect_error() {
     let mut cfg = config(vec![https_target(staging.port)]);
     cfg.exclusion = Some(exclusion.clone());
     cfg.timeout = Duration::from_secs(2);
-    let r = Replayer::start(cfg);
+    let r = Mirror::start(cfg);
     let m = msg(1, b"GET / HTTP/1.1\r\nHost: p\r\n\r\n");
     // Failures back off like connect failures do: a request that reaches a lane during
     // the backoff after a failed handshake is dropped. The wait is for both outcomes, not
@@ -264,7 +264,7 @@ async fn a_failed_handshake_is_a_tls_failure_result() {
     let staging = TlsStaging::start(cert, key).await;
     let mut cfg = config(vec![https_target(staging.port)]);
     cfg.timeout = Duration::from_secs(2);
-    let mut r = Replayer::start(cfg);
+    let mut r = Mirror::start(cfg);
     let mut rx = r.subscribe(4);
     let mut m = msg(1, b"GET / HTTP/1.1\r\nHost: p\r\n\r\n");
     m.id = crate::envelope::MessageId::framed(Default::default(), 1, 5);
@@ -276,7 +276,7 @@ async fn a_failed_handshake_is_a_tls_failure_result() {
     assert_eq!(res.id, m.id);
     assert_eq!(
         res.outcome,
-        crate::replay::Outcome::Failure(crate::replay::FailureKind::Tls)
+        crate::mirror::Outcome::Failure(crate::mirror::FailureKind::Tls)
     );
     assert_eq!(t0(&r.stats()).connect_errors, 1);
     staging.stop().await;

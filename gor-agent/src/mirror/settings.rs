@@ -1,18 +1,18 @@
 //! Mirroring's settings: the staging targets, the rate limit, the time limits, the
 //! workers and queues per target, the header rewrites and the extra CA certificates for
-//! https targets. [`ReplayArgs::validate`] reads the values only; the CA file is read
+//! https targets. [`MirrorArgs::validate`] reads the values only; the CA file is read
 //! and parsed by the resolve step (`config::resolve`), into [`MirrorConfig::tls_ca`].
 
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
 
-use super::{CaCert, PortExclusion, Rate, ReplayConfig, Target};
+use super::{CaCert, MirrorOptions, PortExclusion, Rate, Target};
 use crate::settings::{parse_count, parse_duration, Problems};
 
 /// Mirroring to staging.
 #[derive(Debug, Args)]
-pub struct ReplayArgs {
+pub struct MirrorArgs {
     /// Staging base URLs, comma-separated (`http://host:port[/base]` or `https://...`);
     /// every mirrored request goes to each. Empty: nothing is mirrored.
     #[arg(long, env = "GOR_TARGET", value_name = "URLS")]
@@ -67,13 +67,10 @@ pub struct MirrorConfig {
 }
 
 impl MirrorConfig {
-    /// What the [`Replayer`](super::Replayer) is started with; `exclusion` is told the
+    /// What the [`Mirror`](super::Mirror) is started with; `exclusion` is told the
     /// local port of each staging connection (live capture only).
-    pub fn replay_config(
-        &self,
-        exclusion: Option<std::sync::Arc<dyn PortExclusion>>,
-    ) -> ReplayConfig {
-        ReplayConfig {
+    pub fn options(&self, exclusion: Option<std::sync::Arc<dyn PortExclusion>>) -> MirrorOptions {
+        MirrorOptions {
             targets: self.targets.clone(),
             rate: self.rate,
             timeout: self.timeout,
@@ -89,7 +86,7 @@ impl MirrorConfig {
     }
 }
 
-impl ReplayArgs {
+impl MirrorArgs {
     pub fn validate(&self, p: &mut Problems) -> Option<MirrorConfig> {
         let mut c = p.of::<Self>();
         let targets = match self.target.as_deref().map(str::trim) {
@@ -162,7 +159,7 @@ pub fn parse_set_headers(s: &str) -> Result<Vec<(String, String)>, String> {
     for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, value) = part.split_once(':').ok_or_else(|| EXPECTED.to_string())?;
         let (name, value) = (name.trim(), value.trim());
-        // The same check as the replayer's, so a header accepted here is always sent.
+        // The same check as the mirror's, so a header accepted here is always sent.
         if crate::http::validate::set_header(name, value).is_err() {
             return Err(EXPECTED.into());
         }

@@ -1,4 +1,4 @@
-//! Staging targets: parsing `http(s)://host[:port][/base]` into what the replayer needs
+//! Staging targets: parsing `http(s)://host[:port][/base]` into what the mirror needs
 //! to connect (`addr`, `tls`, `host`) and to rewrite requests (`host_header`, `base_path`).
 
 /// Where mirrored requests go.

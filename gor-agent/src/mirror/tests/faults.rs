@@ -19,7 +19,7 @@ async fn survives_down_reset_slow_staging_then_resumes() {
     cfg.timeout = Duration::from_millis(300);
     cfg.workers = 2;
     cfg.queue = 8;
-    let r = Replayer::start(cfg);
+    let r = Mirror::start(cfg);
     let m = msg(1, b"GET /f HTTP/1.1\r\nHost: p\r\n\r\n");
 
     // Down: a burst never blocks and only a bounded number of requests is held.
@@ -66,10 +66,10 @@ async fn garbage_response_is_counted() {
         let mut buf = [0u8; 1024];
         let _ = s.read(&mut buf).await;
         let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n\r\n").await;
-        // Keep the connection open until the replayer gives up on it.
+        // Keep the connection open until the mirror gives up on it.
         let _ = s.read(&mut buf).await;
     });
-    let r = Replayer::start(config(vec![target(port)]));
+    let r = Mirror::start(config(vec![target(port)]));
     let m = msg(1, b"GET / HTTP/1.1\r\nHost: p\r\n\r\n");
     submit_until(&r, &m, |s| t0(s).bad_responses >= 1).await;
     r.shutdown(Duration::from_secs(1)).await;

@@ -100,7 +100,7 @@ impl Progress {
         } else {
             String::new()
         };
-        let mirror = match dispatch.replay_stats() {
+        let mirror = match dispatch.mirror_stats() {
             Some(r) => {
                 let t = &r.total;
                 let dropped = r.sampled_out

@@ -55,7 +55,7 @@ async fn replay_corpus(original_host: bool) {
         ("X-Added".into(), "1".into()),
     ];
     cfg.exclusion = Some(exclusion.clone());
-    let r = Replayer::start(cfg);
+    let r = Mirror::start(cfg);
     let corpus = corpus();
     for raw in &corpus {
         r.submit(&msg(7, raw));
@@ -101,7 +101,7 @@ async fn original_host_keeps_host() {
 async fn base_path_is_prefixed() {
     let mut staging = Staging::start(Mode::Ok).await;
     let t = Target::parse(&format!("http://127.0.0.1:{}/mirror/", staging.port)).unwrap();
-    let r = Replayer::start(config(vec![t]));
+    let r = Mirror::start(config(vec![t]));
     r.submit(&msg(1, b"GET /p?q=1 HTTP/1.1\r\nHost: prod\r\n\r\n"));
     let g = staging.next().await;
     let want = format!(
@@ -116,7 +116,7 @@ async fn base_path_is_prefixed() {
 #[tokio::test]
 async fn connection_close_reopens_per_request() {
     let mut staging = Staging::start(Mode::Ok).await;
-    let r = Replayer::start(config(vec![target(staging.port)]));
+    let r = Mirror::start(config(vec![target(staging.port)]));
     let req = b"GET /c HTTP/1.1\r\nHost: prod\r\nConnection: close\r\n\r\n";
     for _ in 0..3 {
         r.submit(&msg(1, req));
@@ -132,7 +132,7 @@ async fn connection_close_reopens_per_request() {
 
 #[tokio::test]
 async fn responses_and_other_messages_are_ignored() {
-    let r = Replayer::start(config(vec![]));
+    let r = Mirror::start(config(vec![]));
     let mut m = msg(1, b"GET / HTTP/1.1\r\nHost: p\r\n\r\n");
     m.dir = crate::stream::Direction::ServerToClient;
     r.submit(&m);

@@ -1,5 +1,5 @@
-//! Counters and latency histograms shared by the replay tasks, and the serialisable
-//! snapshot ([`ReplayStats`]) built from them.
+//! Counters and latency histograms shared by the mirroring tasks, and the serialisable
+//! snapshot ([`MirrorStats`]) built from them.
 //!
 //! Everything here is lock-free atomics so that `submit` on the capture path and the lane
 //! tasks can count without contending; a snapshot is only approximately consistent across
@@ -190,9 +190,9 @@ impl TargetStats {
     }
 }
 
-/// Everything the replayer counted, per target and in total.
+/// Everything the mirror counted, per target and in total.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ReplayStats {
+pub struct MirrorStats {
     /// Calls to `submit`.
     pub submitted: u64,
     /// Submitted messages that are not mirrored: responses, CONNECT requests.

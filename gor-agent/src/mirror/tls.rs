@@ -1,4 +1,4 @@
-//! TLS for `https://` targets: one rustls client configuration per replayer (system roots
+//! TLS for `https://` targets: one rustls client configuration per mirror (system roots
 //! plus the `GOR_TLS_CA` certificates, ALPN `http/1.1` only, the `ring` provider), and
 //! loading the extra CA certificates from a PEM file.
 
@@ -35,7 +35,7 @@ pub fn load_ca_file(path: &Path) -> Result<Vec<CaCert>, String> {
     Ok(certs)
 }
 
-/// The client configuration shared by every https target of a replayer.
+/// The client configuration shared by every https target of a mirror.
 pub(crate) fn client_config(extra_ca: &[CaCert]) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();

@@ -2,9 +2,9 @@
 //! written to one target, or given up on after a failure), for a later stage to compare
 //! with production's response or to record.
 //!
-//! Results exist only for a subscriber ([`super::Replayer::subscribe`]). Without one the
+//! Results exist only for a subscriber ([`super::Mirror::subscribe`]). Without one the
 //! lanes keep nothing of a response but its status, as before. With one, the final
-//! response's head and the first [`super::ReplayConfig::result_body_limit`] bytes of its
+//! response's head and the first [`super::MirrorOptions::result_body_limit`] bytes of its
 //! body are kept as they were on the wire, framed by the capture framer's own head parser
 //! and body framing, and handed over as a [`crate::http::HttpMessage`] of kind
 //! `Response`, like a captured response. The channel is bounded and never waited on: a
@@ -33,7 +33,7 @@ use crate::http::HttpMessage;
 pub struct StagingResult {
     /// The id of the captured request ([`HttpMessage::id`]).
     pub id: MessageId,
-    /// The target's index in [`super::ReplayConfig::targets`].
+    /// The target's index in [`super::MirrorOptions::targets`].
     pub target: usize,
     /// The target as displayed in the stats (`http://host:port/base`).
     pub target_name: String,

@@ -1,4 +1,4 @@
-//! Tests of the replayer against real staging servers on 127.0.0.1: a recording server
+//! Tests of the mirror against real staging servers on 127.0.0.1: a recording server
 //! that frames requests (Content-Length and chunked, with the capture framer's head parser
 //! and chunked decoder) and keeps their raw bytes per connection, with modes for slow,
 //! resetting and closing staging and for answering with given bytes.
@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{PortExclusion, Rate, ReplayConfig, ReplayStats, Replayer, Target};
+use super::{Mirror, MirrorOptions, MirrorStats, PortExclusion, Rate, Target};
 use crate::http::chunked::{ChunkedDecoder, Progress};
 use crate::http::head::{self, Declared, HeadResult};
 use crate::http::{HttpMessage, Kind};
@@ -68,8 +68,8 @@ pub(super) fn msg(conn: ConnId, raw: &[u8]) -> HttpMessage {
     }
 }
 
-pub(super) fn config(targets: Vec<Target>) -> ReplayConfig {
-    ReplayConfig {
+pub(super) fn config(targets: Vec<Target>) -> MirrorOptions {
+    MirrorOptions {
         targets,
         rate: Rate::All,
         timeout: Duration::from_secs(5),
@@ -89,17 +89,13 @@ pub(super) fn target(port: u16) -> Target {
 }
 
 /// The only target's counters.
-pub(super) fn t0(s: &ReplayStats) -> &super::TargetStats {
+pub(super) fn t0(s: &MirrorStats) -> &super::TargetStats {
     &s.targets[0]
 }
 
 /// Submits `m` every 20 ms until `done` holds for the stats (pacing, not synchronisation:
-/// the replayer has no event to wait for), failing after [`WAIT`].
-pub(super) async fn submit_until(
-    r: &Replayer,
-    m: &HttpMessage,
-    done: impl Fn(&ReplayStats) -> bool,
-) {
+/// the mirror has no event to wait for), failing after [`WAIT`].
+pub(super) async fn submit_until(r: &Mirror, m: &HttpMessage, done: impl Fn(&MirrorStats) -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let s = r.stats();
@@ -115,7 +111,7 @@ pub(super) async fn submit_until(
     }
 }
 
-/// Records the ports the replayer excludes.
+/// Records the ports the mirror excludes.
 #[derive(Default)]
 pub(super) struct RecordingExclusion {
     pub events: Mutex<Vec<(bool, u16)>>,
@@ -335,5 +331,5 @@ fn request_len(buf: &[u8]) -> Option<usize> {
 #[test]
 fn replayer_can_be_shared_with_the_capture_path() {
     fn shareable<T: Send + Sync + 'static>() {}
-    shareable::<Replayer>();
+    shareable::<Mirror>();
 }

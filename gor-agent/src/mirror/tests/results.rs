@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::envelope::{MessageId, Origin};
-use crate::replay::{FailureKind, Outcome, StagingResult};
+use crate::mirror::{FailureKind, Outcome, StagingResult};
 
 /// A request with the given message id.
 fn with_id(conn: ConnId, id: u64, raw: &[u8]) -> HttpMessage {
@@ -39,7 +39,7 @@ const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\nX-Staging: 1\r\nTransfer-Encoding: c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_result_per_request_with_id_status_head_and_chunked_body() {
     let mut staging = Staging::start(Mode::Answer(CHUNKED)).await;
-    let mut r = Replayer::start(config(vec![target(staging.port)]));
+    let mut r = Mirror::start(config(vec![target(staging.port)]));
     let mut rx = r.subscribe(64);
     let ids = [11, 12, 13, 14, 15];
     for (i, id) in ids.into_iter().enumerate() {
@@ -92,7 +92,7 @@ async fn a_body_over_the_bound_is_cut_and_flagged() {
     let mut staging = Staging::start(Mode::Answer(BIG)).await;
     let mut cfg = config(vec![target(staging.port)]);
     cfg.result_body_limit = 10;
-    let mut r = Replayer::start(cfg);
+    let mut r = Mirror::start(cfg);
     let mut rx = r.subscribe(4);
     r.submit(&with_id(1, 7, b"GET /big HTTP/1.1\r\nHost: p\r\n\r\n"));
     staging.next().await;
@@ -120,7 +120,7 @@ async fn a_response_with_200_headers_is_a_response() {
     resp.extend_from_slice(b"\r\nok");
     let resp: &'static [u8] = Box::leak(resp.into_boxed_slice());
     let mut staging = Staging::start(Mode::Answer(resp)).await;
-    let mut r = Replayer::start(config(vec![target(staging.port)]));
+    let mut r = Mirror::start(config(vec![target(staging.port)]));
     let mut rx = r.subscribe(4);
     r.submit(&with_id(1, 9, b"GET / HTTP/1.1\r\nHost: p\r\n\r\n"));
     staging.next().await;
@@ -141,7 +141,7 @@ async fn a_closed_port_gives_a_connect_failure() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut r = Replayer::start(config(vec![target(port)]));
+    let mut r = Mirror::start(config(vec![target(port)]));
     let mut rx = r.subscribe(4);
     r.submit(&with_id(1, 21, b"GET / HTTP/1.1\r\nHost: p\r\n\r\n"));
     let res = next_result(&mut rx).await;
@@ -154,7 +154,7 @@ async fn a_closed_port_gives_a_connect_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_never_reads_does_not_stop_mirroring() {
     let mut staging = Staging::start(Mode::Ok).await;
-    let mut r = Replayer::start(config(vec![target(staging.port)]));
+    let mut r = Mirror::start(config(vec![target(staging.port)]));
     let _rx = r.subscribe(1);
     let n = 20;
     for i in 0..n {
@@ -177,7 +177,7 @@ async fn a_subscriber_that_never_reads_does_not_stop_mirroring() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_subscriber_nothing_is_kept_or_dropped() {
     let mut staging = Staging::start(Mode::Answer(CHUNKED)).await;
-    let mut r = Replayer::start(config(vec![target(staging.port)]));
+    let mut r = Mirror::start(config(vec![target(staging.port)]));
     // A subscriber that went away is no subscriber.
     drop(r.subscribe(1));
     for i in 0..3 {
@@ -198,7 +198,7 @@ async fn a_retried_request_yields_one_result() {
     // Staging answers one request per connection, then closes the next without a word:
     // every later request is written on a reused connection, lost, and sent again.
     let mut staging = Staging::start(Mode::DropAfter(1)).await;
-    let mut r = Replayer::start(config(vec![target(staging.port)]));
+    let mut r = Mirror::start(config(vec![target(staging.port)]));
     let mut rx = r.subscribe(64);
     let n = 4;
     for id in 0..n {

@@ -10,7 +10,7 @@ async fn per_second_limits_each_target() {
     // on loopback is closed in test environments; failures do not affect the counts.
     let mut cfg = config(vec![target(9), target(9)]);
     cfg.rate = Rate::PerSecond(50);
-    let r = Replayer::start(cfg);
+    let r = Mirror::start(cfg);
     let m = msg(1, b"GET / HTTP/1.1\r\nHost: p\r\n\r\n");
     // 300 requests spread evenly over one second (deadlines, so that the timer's
     // millisecond rounding does not stretch the second).
@@ -33,7 +33,7 @@ async fn per_second_limits_each_target() {
 async fn per_second_zero_drops_everything() {
     let mut cfg = config(vec![target(9)]);
     cfg.rate = Rate::PerSecond(0);
-    let r = Replayer::start(cfg);
+    let r = Mirror::start(cfg);
     r.submit(&msg(1, b"GET / HTTP/1.1\r\nHost: p\r\n\r\n"));
     let s = r.shutdown(Duration::ZERO).await;
     assert_eq!((s.total.accepted, s.total.rate_limited), (0, 1));
@@ -42,7 +42,7 @@ async fn per_second_zero_drops_everything() {
 fn kept(percent: f64, n: u64) -> u64 {
     let mut cfg = config(vec![]);
     cfg.rate = Rate::Percent(percent);
-    let r = Replayer::start(cfg);
+    let r = Mirror::start(cfg);
     let m = msg(1, b"GET / HTTP/1.1\r\nHost: p\r\n\r\n");
     for _ in 0..n {
         r.submit(&m);

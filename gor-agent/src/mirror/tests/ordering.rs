@@ -15,7 +15,7 @@ async fn run(workers: usize) -> (HashMap<u64, Vec<(usize, usize)>>, usize) {
     let mut staging = Staging::start(Mode::Ok).await;
     let mut cfg = config(vec![target(staging.port)]);
     cfg.workers = workers;
-    let r = Replayer::start(cfg);
+    let r = Mirror::start(cfg);
     for seq in 0..PER_CONN {
         for c in 0..CONNS {
             let raw = format!("GET /c{c}/r{seq} HTTP/1.1\r\nHost: prod\r\n\r\n");
@@ -72,7 +72,7 @@ async fn order_holds_when_lanes_share_few_workers() {
 }
 
 /// Waits until `n` responses from staging were counted.
-async fn answered(r: &Replayer, n: u64) {
+async fn answered(r: &Mirror, n: u64) {
     tokio::time::timeout(WAIT, async {
         while t0(&r.stats()).status_2xx < n {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -85,7 +85,7 @@ async fn answered(r: &Replayer, n: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_of_no_connection_share_one_lane_while_staging_keeps_up() {
     let mut staging = Staging::start(Mode::Ok).await;
-    let r = Replayer::start(config(vec![target(staging.port)]));
+    let r = Mirror::start(config(vec![target(staging.port)]));
     for i in 0..20u64 {
         let raw = format!("GET /saved/{i} HTTP/1.1\r\nHost: prod\r\n\r\n");
         r.submit(&msg(super::ANY_CONNECTION, raw.as_bytes()));
@@ -116,7 +116,7 @@ async fn overlapping_requests_of_no_connection_spread_over_the_workers() {
     let mut staging = Staging::start(Mode::Delay(Duration::from_millis(300))).await;
     let mut cfg = config(vec![target(staging.port)]);
     cfg.workers = 4;
-    let r = Replayer::start(cfg);
+    let r = Mirror::start(cfg);
     for i in 0..8u64 {
         let raw = format!("GET /burst/{i} HTTP/1.1\r\nHost: prod\r\n\r\n");
         r.submit(&msg(super::ANY_CONNECTION, raw.as_bytes()));

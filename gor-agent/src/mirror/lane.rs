@@ -246,7 +246,7 @@ pub(crate) async fn run_target(
 async fn cancelled(cancel: &mut watch::Receiver<bool>) {
     while !*cancel.borrow_and_update() {
         if cancel.changed().await.is_err() {
-            // The replayer was dropped without a shutdown: never cancel.
+            // The mirror was dropped without a shutdown: never cancel.
             std::future::pending::<()>().await;
         }
     }
@@ -685,14 +685,14 @@ impl Lane {
                     return Ok(());
                 }
                 Ok(Err(e)) => {
-                    tracing::debug!(target = %ctx.name, error = %e, "replay failed");
+                    tracing::debug!(target = %ctx.name, error = %e, "mirrored request failed");
                     return Err(match e {
                         ReadError::Bad(_) => FailureKind::BadResponse,
                         _ => FailureKind::Closed,
                     });
                 }
                 Err(_) => {
-                    tracing::debug!(target = %ctx.name, "replay timed out");
+                    tracing::debug!(target = %ctx.name, "mirrored request timed out");
                     return Err(FailureKind::Timeout);
                 }
             };

@@ -25,7 +25,7 @@ async fn replay(
     let mut staging = Staging::start(mode).await;
     let mut cfg = config(vec![target(staging.port)]);
     cfg.pipeline = pipeline;
-    let r = Replayer::start(cfg);
+    let r = Mirror::start(cfg);
     for raw in reqs {
         r.submit(&msg(7, raw));
     }

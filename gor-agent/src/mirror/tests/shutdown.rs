@@ -7,7 +7,7 @@ use super::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grace_lets_in_flight_and_queued_finish() {
     let mut staging = Staging::start(Mode::Delay(Duration::from_millis(200))).await;
-    let r = Replayer::start(config(vec![target(staging.port)]));
+    let r = Mirror::start(config(vec![target(staging.port)]));
     for c in [1, 1, 1, 2, 2] {
         r.submit(&msg(c, b"GET /s HTTP/1.1\r\nHost: p\r\n\r\n"));
     }
@@ -25,7 +25,7 @@ async fn grace_expiry_aborts_the_rest() {
     let mut staging = Staging::start(Mode::Delay(Duration::from_secs(30))).await;
     let mut cfg = config(vec![target(staging.port)]);
     cfg.timeout = Duration::from_secs(60);
-    let r = Replayer::start(cfg);
+    let r = Mirror::start(cfg);
     for _ in 0..3 {
         r.submit(&msg(1, b"GET /s HTTP/1.1\r\nHost: p\r\n\r\n"));
     }

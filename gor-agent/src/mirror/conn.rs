@@ -1,7 +1,7 @@
 //! Staging connections: connecting with loop prevention, and the per-target pool of idle
 //! keep-alive connections that lanes hand over to each other.
 //!
-//! Loop prevention: the agent captures traffic by port, so the replayer's own connections
+//! Loop prevention: the agent captures traffic by port, so the mirror's own connections
 //! would be captured and mirrored again. Each connection therefore binds its local port
 //! first and reports it to a [`PortExclusion`] before connecting; the port is withdrawn
 //! when the connection is dropped, whatever the reason.
@@ -26,7 +26,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::tls::TlsTarget;
 
-/// Receives the replayer's own connections (local port, staging address) before they
+/// Receives the mirror's own connections (local port, staging address) before they
 /// open and after they close, so capture can skip them.
 pub trait PortExclusion: Send + Sync {
     fn add(&self, local_port: u16, remote: SocketAddr);
