@@ -38,13 +38,13 @@ use clap::{Args, Parser, Subcommand};
 pub use crate::capture::settings::{parse_interface_names, parse_ports, CaptureSource};
 pub use crate::envelope::IdentityArgs;
 pub use crate::filters::settings::FilterArgs;
+pub use crate::gorfile::settings::{parse_speed, FileInputConfig, InputFileArgs};
 pub use crate::logging::{LogArgs, LogConfig};
 pub use crate::middleware::settings::MiddlewareArgs;
 pub use crate::mirror::settings::{
     parse_rate, parse_set_headers, parse_targets, MirrorArgs, MirrorConfig,
 };
 pub use crate::output::settings::{OutputArgs, OutputConfig};
-pub use crate::gorfile::settings::{parse_speed, FileInputConfig, InputFileArgs};
 pub use crate::settings::{parse_duration, parse_size, ConfigError};
 pub use probe::{parse_interfaces, resolve, Interfaces};
 

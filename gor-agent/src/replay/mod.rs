@@ -26,9 +26,9 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::driver::{Level, Ready, Source, Waits};
+use crate::gorfile::settings::FileInputConfig;
 use crate::gorfile::{GorReader, Record};
 use crate::pipeline::Pipeline;
-use crate::gorfile::settings::FileInputConfig;
 
 pub use progress::Progress;
 pub use schedule::Schedule;
