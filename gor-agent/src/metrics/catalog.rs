@@ -13,7 +13,7 @@ use prometheus_client::{
 };
 use serde_json::Value;
 
-use super::{histogram::HistogramSnapshot, Histograms};
+use crate::histogram::{HistogramSnapshot, Histograms};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Type {
@@ -281,8 +281,9 @@ mod tests {
 
     use serde_json::json;
 
-    use super::super::{histogram::Histogram, Metrics, Series};
+    use super::super::Metrics;
     use super::*;
+    use crate::histogram::{Histogram, Series};
 
     fn render(report: Value, histograms: Histograms) -> String {
         let m = Metrics::default();

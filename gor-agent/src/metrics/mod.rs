@@ -1,6 +1,6 @@
 //! What the agent shows about itself: Prometheus metrics on `GOR_METRICS_ADDR`, a
 //! one-line summary in the log every `GOR_STATS_INTERVAL`, and the latency histograms
-//! that both read.
+//! (recorded by the stages, see the `histogram` module) beside them.
 //!
 //! The counters have one source: the report every stage already builds (the JSON of the
 //! stats file). The pipeline publishes that report, with its histograms, into a
@@ -9,7 +9,6 @@
 //! Nothing on the capture path waits for a scrape.
 
 pub mod catalog;
-pub mod histogram;
 pub mod process;
 pub mod server;
 pub mod summary;
@@ -24,23 +23,7 @@ use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, regis
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
-use histogram::HistogramSnapshot;
-
-/// One histogram of a published snapshot: its labels (e.g. the target) and buckets.
-#[derive(Clone, Debug)]
-pub struct Series {
-    pub labels: Vec<(&'static str, String)>,
-    pub histogram: HistogramSnapshot,
-}
-
-/// The latency histograms the pipeline keeps.
-#[derive(Clone, Debug, Default)]
-pub struct Histograms {
-    /// Capture (the last byte of a message, by the kernel's clock) to dispatch.
-    pub capture_to_dispatch: Option<HistogramSnapshot>,
-    /// Request written to staging to response read, per target.
-    pub staging_response: Vec<Series>,
-}
+pub use crate::histogram::{Histograms, Series};
 
 /// The latest report and histograms, shared by the pipeline (writer) and the metrics
 /// endpoint (reader).
