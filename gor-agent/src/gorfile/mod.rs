@@ -25,7 +25,7 @@ use crate::envelope::{Clock, MessageId};
 use crate::http::{parse_whole, HttpMessage, Kind, WholeError};
 use crate::stream::{ConnId, Direction, Flow};
 
-pub use reader::{GorReader, ReadError};
+pub use reader::{GorReader, InputStats, ReadError};
 pub use writer::{FileOutput, FileOutputConfig, FileStats};
 
 /// What ends every record: a newline, the three monkeys (U+1F435 U+1F648 U+1F649), a newline.
