@@ -1,7 +1,9 @@
 //! Every Prometheus series the agent exports: its name, type, help text, labels, and
 //! where its value lives in the report (a JSON pointer into its serialization). One
 //! table, so a new counter in the report is one line here, and the README's list can be
-//! checked against it.
+//! checked against it. The report's own tests check every pointer against a fully
+//! populated [`super::Report`], so a renamed field fails a test instead of dropping a
+//! series.
 //!
 //! Names follow Prometheus conventions: `gor_` prefix, the unit in the name (`_bytes`,
 //! `_seconds`), and counters get `_total` from the encoder. Series whose value is not in

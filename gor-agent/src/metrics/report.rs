@@ -128,6 +128,7 @@ mod tests {
     use gor_common::counter;
     use serde_json::{json, Value};
 
+    use super::super::catalog::{Scope, FAMILIES};
     use super::*;
     use crate::{filters::DroppedByRule, histogram::LatencySummary};
 
@@ -422,5 +423,65 @@ mod tests {
         o["middleware"] = Value::Null;
         o["outputs"].as_object_mut().unwrap().remove("file");
         assert_eq!(replay.to_json(), expected);
+    }
+
+    /// Every `null` in `v` (an `Option` left `None`), by pointer.
+    fn nulls(v: &Value, at: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Null => out.push(at.to_string()),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, x)| nulls(x, &format!("{at}/{i}"), out)),
+            Value::Object(o) => o
+                .iter()
+                .for_each(|(k, x)| nulls(x, &format!("{at}/{k}"), out)),
+            _ => {}
+        }
+    }
+
+    /// The test the catalog depends on: a series whose pointer the report does not have
+    /// (a field renamed or moved) would be silently left out of every scrape.
+    #[test]
+    fn every_catalog_series_is_a_number_in_a_full_report() {
+        let v = Report::example().to_json();
+        let mut missing = Vec::new();
+        nulls(&v, "", &mut missing);
+        assert!(missing.is_empty(), "the example leaves out {missing:?}");
+        let targets = v["replay"]["targets"].as_array().map_or(0, Vec::len);
+        assert!(targets >= 1, "the example has no target");
+        let mut unresolved = Vec::new();
+        for f in FAMILIES {
+            let pointers: Vec<String> = match f.scope {
+                Scope::Report => f.samples.iter().map(|s| s.path.to_string()).collect(),
+                Scope::PerTarget => (0..targets)
+                    .flat_map(|i| {
+                        f.samples
+                            .iter()
+                            .map(move |s| format!("/replay/targets/{i}{}", s.path))
+                    })
+                    .collect(),
+            };
+            for p in pointers {
+                if v.pointer(&p).and_then(Value::as_u64).is_none() {
+                    unresolved.push(format!("{}: {p}", f.name));
+                }
+            }
+        }
+        assert!(
+            unresolved.is_empty(),
+            "catalog series not in the report: {unresolved:#?}"
+        );
+        // And each family is rendered.
+        let m = super::super::Metrics::default();
+        m.publish(Report::example(), Default::default());
+        let out = m.render();
+        for f in FAMILIES {
+            assert!(
+                out.lines().any(|l| l.starts_with(f.name)),
+                "{} not rendered",
+                f.name
+            );
+        }
     }
 }
