@@ -17,7 +17,6 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::warn;
 
@@ -26,9 +25,10 @@ use crate::{
     config::Config,
     envelope::MessageId,
     filters::{Filters, Verdict},
-    gorfile::Record,
+    gorfile::{FileOutput, Record},
+    histogram::{Histogram, Histograms},
     http::{HttpMessage, Kind},
-    metrics::{histogram::Histogram, Histograms},
+    metrics::report::{MiddlewareReport, MirrorReport, OutputsReport, Report},
     middleware::{Middleware, MiddlewareStats},
     mirror::{Mirror, MirrorStats, PortExclusion},
     output::messages::{MessageOutput, MessagesFile},
@@ -46,6 +46,8 @@ pub struct Dispatch {
     middleware: Option<Stage>,
     /// Mirroring to staging, when targets are configured. `submit` never blocks.
     mirror: Option<Mirror>,
+    /// The `.gor` file output, held as itself for its counters; it comes before `outputs`.
+    file: Option<FileOutput>,
     outputs: Vec<Box<dyn MessageOutput>>,
     output_errors: u64,
     /// Capture to dispatch, for messages stamped by this host's monotonic clock (live
@@ -81,13 +83,14 @@ impl Dispatch {
     /// middleware is configured (they spawn tasks).
     pub fn new(cfg: &Config, exclusion: Option<std::sync::Arc<dyn PortExclusion>>) -> Result<Self> {
         let to_wall = ToWall::measure();
+        let file = match &cfg.outputs.gor_file {
+            Some(file) => Some(
+                FileOutput::new(file.clone(), to_wall.offset_ns(Clock::Monotonic))
+                    .with_context(|| format!("opening the output file {}", file.pattern))?,
+            ),
+            None => None,
+        };
         let mut outputs: Vec<Box<dyn MessageOutput>> = Vec::new();
-        if let Some(file) = &cfg.outputs.gor_file {
-            let o =
-                crate::gorfile::FileOutput::new(file.clone(), to_wall.offset_ns(Clock::Monotonic))
-                    .with_context(|| format!("opening the output file {}", file.pattern))?;
-            outputs.push(Box::new(o));
-        }
         if let Some(path) = &cfg.outputs.messages_file {
             let o = MessagesFile::create(path)
                 .with_context(|| format!("creating the messages file {}", path.display()))?;
@@ -112,6 +115,7 @@ impl Dispatch {
             filters: Filters::new(cfg.filters.clone()),
             middleware,
             mirror,
+            file,
             outputs,
             output_errors: 0,
             capture_latency: Histogram::default(),
@@ -199,7 +203,7 @@ impl Dispatch {
         if let Some(r) = &self.mirror {
             r.submit(&msg);
         }
-        for o in &mut self.outputs {
+        for o in each(&mut self.file, &mut self.outputs) {
             if let Err(e) = o.message(&msg) {
                 self.output_errors += 1;
                 warn!("output error (the message is skipped for this output): {e}");
@@ -209,7 +213,7 @@ impl Dispatch {
 
     /// Periodic work: outputs flush.
     pub fn tick(&mut self) {
-        for o in &mut self.outputs {
+        for o in each(&mut self.file, &mut self.outputs) {
             o.tick();
         }
     }
@@ -244,7 +248,7 @@ impl Dispatch {
             }
             None => None,
         };
-        for o in &mut self.outputs {
+        for o in each(&mut self.file, &mut self.outputs) {
             if let Err(e) = o.finish() {
                 self.output_errors += 1;
                 warn!("finishing an output: {e}");
@@ -279,7 +283,9 @@ impl Dispatch {
         self.output_errors
     }
 
-    pub fn report(&self) -> serde_json::Value {
+    /// The counters of the stages after framing now (the rest of the report is the
+    /// pipeline's and the source's).
+    pub fn report(&self) -> Report {
         self.report_with(&Closed {
             mirror: self.mirror_stats(),
             middleware: self
@@ -290,27 +296,36 @@ impl Dispatch {
     }
 
     /// The counters, with the final counts of stages that have been closed.
-    pub fn report_with(&self, closed: &Closed) -> serde_json::Value {
-        let mut outputs = json!({"errors": self.output_errors});
-        for o in &self.outputs {
-            if let Some((name, stats)) = o.stats() {
-                outputs[name] = stats;
-            }
+    pub fn report_with(&self, closed: &Closed) -> Report {
+        Report {
+            mirror: closed.mirror.clone().map(MirrorReport::from),
+            middleware: closed.middleware.clone(),
+            filters: self.filters.stats().clone(),
+            outputs: OutputsReport {
+                errors: self.output_errors,
+                file: self.file.as_ref().map(FileOutput::stats),
+            },
+            ..Report::default()
         }
-        json!({
-            "mirror": closed.mirror.clone().map(mirror_json),
-            "middleware": closed.middleware,
-            "filters": self.filters.stats(),
-            "outputs": outputs,
-        })
     }
+}
+
+/// Every message output, the `.gor` file first.
+fn each<'a>(
+    file: &'a mut Option<FileOutput>,
+    others: &'a mut [Box<dyn MessageOutput>],
+) -> impl Iterator<Item = &'a mut (dyn MessageOutput + 'static)> {
+    let file = file
+        .iter_mut()
+        .map(|f| f as &mut (dyn MessageOutput + 'static));
+    file.chain(others.iter_mut().map(|o| o.as_mut()))
 }
 
 /// Final counts of the stages that run tasks.
 #[derive(Default)]
 pub struct Closed {
     pub mirror: Option<MirrorStats>,
-    pub middleware: Option<serde_json::Value>,
+    pub middleware: Option<MiddlewareReport>,
 }
 
 impl Back {
@@ -345,25 +360,13 @@ impl Back {
         Some(msg)
     }
 
-    fn report(&self, stats: &MiddlewareStats) -> serde_json::Value {
-        let mut v = serde_json::to_value(stats).unwrap_or_default();
-        v["refused"] = self.refused.into();
-        v["unknown"] = self.unknown.into();
-        v
+    fn report(&self, stats: &MiddlewareStats) -> MiddlewareReport {
+        MiddlewareReport {
+            stats: stats.clone(),
+            refused: self.refused,
+            unknown: self.unknown,
+        }
     }
-}
-
-/// Mirroring's counters for reports: the totals over targets at the top level (the
-/// figures an operator reads first), latency percentiles, and each target's own.
-fn mirror_json(r: MirrorStats) -> serde_json::Value {
-    let mut v = serde_json::to_value(&r.total).unwrap_or_default();
-    v["submitted"] = r.submitted.into();
-    v["sampled_out"] = r.sampled_out.into();
-    v["latency_p50_us"] = r.total.latency.p50_us.into();
-    v["latency_p90_us"] = r.total.latency.p90_us.into();
-    v["latency_p99_us"] = r.total.latency.p99_us.into();
-    v["targets"] = serde_json::to_value(&r.targets).unwrap_or_default();
-    v
 }
 
 /// Where a message in the middleware came from.

@@ -22,6 +22,7 @@ pub mod driver;
 pub mod envelope;
 pub mod filters;
 pub mod gorfile;
+pub mod histogram;
 pub mod http;
 pub mod logging;
 pub mod metrics;

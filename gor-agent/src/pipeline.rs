@@ -16,7 +16,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use serde_json::json;
 use tracing::warn;
 
 use crate::{
@@ -25,6 +24,7 @@ use crate::{
     dispatch::{Closed, Dispatch},
     envelope::{Clock, ConnIds, Origin},
     http::{HttpFramer, HttpMessage},
+    metrics::Report,
     mirror::PortExclusion,
     output::{stdout::StdoutStreams, streams_dir::StreamsDir, StreamOutput},
     reassembly::Reassembler,
@@ -167,23 +167,23 @@ impl Pipeline {
         self.dispatch.close(grace).await
     }
 
-    /// The counters now.
-    pub fn report(&self) -> serde_json::Value {
+    /// The counters now (the source adds its own).
+    pub fn report(&self) -> Report {
         self.add_framing(self.dispatch.report())
     }
 
     /// The counters, with the final counts of the stages that have been closed.
-    pub fn report_with(&self, closed: &Closed) -> serde_json::Value {
+    pub fn report_with(&self, closed: &Closed) -> Report {
         self.add_framing(self.dispatch.report_with(closed))
     }
 
-    fn add_framing(&self, mut v: serde_json::Value) -> serde_json::Value {
-        v["reassembly"] = json!(self.reassembler.stats());
-        v["http"] = json!(self.framer.stats());
-        v["open_connections"] = self.reassembler.connections().into();
-        v["buffered_bytes"] = self.reassembler.buffered_bytes().into();
+    fn add_framing(&self, mut report: Report) -> Report {
+        report.reassembly = self.reassembler.stats().clone();
+        report.http = self.framer.stats().clone();
+        report.open_connections = self.reassembler.connections();
+        report.buffered_bytes = self.reassembler.buffered_bytes();
         // One count for every output, stream and message alike.
-        v["outputs"]["errors"] = (self.output_errors + self.dispatch.output_errors()).into();
-        v
+        report.outputs.errors = self.output_errors + self.dispatch.output_errors();
+        report
     }
 }

@@ -581,7 +581,7 @@ fn read_idb_options(f: &Fields<'_>, iface: &mut Interface) -> Result<(), PcapErr
 }
 
 /// Statistics of reading a file into segments.
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PcapStats {
     pub frames: u64,
     pub segments: u64,

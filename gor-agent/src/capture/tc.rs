@@ -43,13 +43,17 @@ impl KernelCounters {
     pub fn get(&self, idx: u32) -> u64 {
         self.0[idx as usize]
     }
+}
 
-    pub fn to_json(&self) -> serde_json::Value {
-        counter::NAMES
-            .iter()
-            .zip(self.0)
-            .map(|(n, v)| (n.to_string(), serde_json::Value::from(v)))
-            .collect()
+/// One field per counter, named by `gor_common::counter::NAMES` (the report's `kernel`).
+impl serde::Serialize for KernelCounters {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (name, value) in counter::NAMES.iter().zip(self.0) {
+            map.serialize_entry(name, &value)?;
+        }
+        map.end()
     }
 }
 

@@ -21,10 +21,13 @@ mod signals;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::{
+    clock::Clock,
+    config::Config,
+    metrics::{Report, Reporter},
+    pipeline::Pipeline,
+};
 use anyhow::Result;
-use serde_json::Value;
-
-use crate::{clock::Clock, config::Config, metrics::Reporter, pipeline::Pipeline};
 
 pub use signals::StopSignals;
 
@@ -98,8 +101,9 @@ pub trait Source {
     /// Called once after the last input, before the stages close.
     fn before_close(&mut self, _pipeline: &Pipeline) {}
 
-    /// Adds the source's counters to a report.
-    fn report(&self, report: &mut Value);
+    /// Adds the source's counters to a report (its sections: `kernel` and `records` for
+    /// captures, `input` for saved traffic).
+    fn report(&self, report: &mut Report);
 }
 
 /// Runs sources; holds what outlives one: the reporter (and its metrics endpoint).
@@ -195,10 +199,10 @@ impl Driver {
     }
 }
 
-fn report<S: Source>(source: &S, pipeline: &Pipeline) -> Value {
-    let mut v = pipeline.report();
-    source.report(&mut v);
-    v
+fn report<S: Source>(source: &S, pipeline: &Pipeline) -> Report {
+    let mut report = pipeline.report();
+    source.report(&mut report);
+    report
 }
 
 #[cfg(test)]

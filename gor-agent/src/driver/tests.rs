@@ -5,11 +5,12 @@
 
 use bytes::Bytes;
 use clap::Parser;
-use serde_json::json;
+use serde_json::Value;
 
 use super::*;
 use crate::config::Cli;
 use crate::envelope::{MessageId, Origin};
+use crate::metrics::report::{RecordsReport, Report};
 use crate::stream::{Direction, EndReason, Flow, StreamEvent};
 
 /// One connection with one request and its response, delivered once.
@@ -86,8 +87,11 @@ impl Source for OneConnection {
 
     fn stop(&mut self, _pipeline: &mut Pipeline) {}
 
-    fn report(&self, report: &mut Value) {
-        report["input"] = json!({"connections": u64::from(self.conn.is_some())});
+    fn report(&self, report: &mut Report) {
+        report.records = Some(RecordsReport {
+            received: u64::from(self.conn.is_some()),
+            decode_errors: 0,
+        });
     }
 }
 
@@ -139,7 +143,7 @@ async fn a_stream_source_runs_under_the_driver_and_its_messages_carry_the_envelo
     let report: Value =
         serde_json::from_slice(&std::fs::read(&stats).expect("final report")).expect("JSON");
     assert_eq!(
-        report["input"]["connections"], 1,
+        report["records"]["received"], 1,
         "the source's own counters"
     );
     assert_eq!(report["http"]["requests"], 1);

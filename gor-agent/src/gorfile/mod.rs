@@ -24,7 +24,7 @@ use crate::stream::Direction;
 
 pub mod settings;
 
-pub use reader::{GorReader, ReadError};
+pub use reader::{GorReader, InputStats, ReadError};
 pub use writer::{FileOutput, FileOutputConfig, FileStats};
 
 /// What ends every record: a newline, the three monkeys (U+1F435 U+1F648 U+1F649), a newline.

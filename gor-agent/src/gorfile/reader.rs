@@ -27,6 +27,19 @@ use super::{is_separator_line, looks_like_meta, parse_meta, Record, MAX_META_LIN
 /// emits (64 KiB heads, 16 MiB bodies by default), and it bounds memory on garbage input.
 pub const MAX_RECORD: usize = 256 * 1024 * 1024;
 
+/// Counters of saved traffic read as input (`gor-agent replay`), over every pass.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct InputStats {
+    pub records: u64,
+    pub requests: u64,
+    pub responses: u64,
+    /// Records whose payload is not a valid HTTP message: skipped.
+    pub invalid: u64,
+    /// Damaged records skipped by the reader (each logged with its file and offset).
+    pub damaged: u64,
+    pub passes: u64,
+}
+
 /// A damaged stretch of a file that was skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadError {

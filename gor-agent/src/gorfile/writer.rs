@@ -399,10 +399,6 @@ impl FileOutput {
 }
 
 impl MessageOutput for FileOutput {
-    fn stats(&self) -> Option<(&'static str, serde_json::Value)> {
-        Some(("file", serde_json::json!(self.stats)))
-    }
-
     fn tick(&mut self) {
         self.flush();
     }

@@ -1,6 +1,9 @@
 //! Every Prometheus series the agent exports: its name, type, help text, labels, and
-//! where its value lives in the report (a JSON pointer). One table, so a new counter in
-//! the report is one line here, and the README's list can be checked against it.
+//! where its value lives in the report (a JSON pointer into its serialization). One
+//! table, so a new counter in the report is one line here, and the README's list can be
+//! checked against it. The report's own tests check every pointer against a fully
+//! populated [`super::Report`], so a renamed field fails a test instead of dropping a
+//! series.
 //!
 //! Names follow Prometheus conventions: `gor_` prefix, the unit in the name (`_bytes`,
 //! `_seconds`), and counters get `_total` from the encoder. Series whose value is not in
@@ -13,7 +16,7 @@ use prometheus_client::{
 };
 use serde_json::Value;
 
-use super::{histogram::HistogramSnapshot, Histograms};
+use crate::histogram::{HistogramSnapshot, Histograms};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Type {
@@ -200,10 +203,11 @@ const STAGING_RESPONSE: (&str, &str) = (
 
 /// Writes every family with at least one value in `report`, then the histograms.
 pub fn encode(
-    report: &Value,
+    report: &super::Report,
     histograms: &Histograms,
     encoder: &mut DescriptorEncoder,
 ) -> Result<(), std::fmt::Error> {
+    let report = &report.to_json();
     let targets: Vec<(String, &Value)> = report
         .pointer("/mirror/targets")
         .and_then(Value::as_array)
@@ -280,12 +284,17 @@ fn histogram(
 mod tests {
     use std::time::Duration;
 
-    use serde_json::json;
+    use gor_common::counter;
 
-    use super::super::{histogram::Histogram, Metrics, Series};
+    use super::super::{
+        report::{KernelReport, MirrorReport},
+        Metrics,
+    };
     use super::*;
+    use crate::histogram::{Histogram, Series};
+    use crate::{capture::tc::KernelCounters, http::HttpStats, mirror::TargetStats};
 
-    fn render(report: Value, histograms: Histograms) -> String {
+    fn render(report: super::super::Report, histograms: Histograms) -> String {
         let m = Metrics::default();
         m.publish(report, histograms);
         m.render()
@@ -293,16 +302,33 @@ mod tests {
 
     #[test]
     fn report_values_become_named_series_with_help() {
-        let report = json!({
-            "kernel": {"packets_matched": 10, "ringbuf_drops": 0, "fragments": 1},
-            "http": {"requests": 4, "responses": 3},
-            "open_connections": 2,
-            "middleware": null,
-            "mirror": {"sampled_out": 0, "targets": [
-                {"target": "http://127.0.0.1:8080", "status_2xx": 3, "status_5xx": 1,
-                 "queue_full": 5, "pending": 7, "timeouts": 2},
-            ]},
-        });
+        // Live capture mirroring to one target, no middleware, no file output.
+        let mut kernel = KernelCounters::default();
+        kernel.0[counter::PACKETS_MATCHED as usize] = 10;
+        kernel.0[counter::FRAGMENTS as usize] = 1;
+        let target = TargetStats {
+            target: "http://127.0.0.1:8080".into(),
+            status_2xx: 3,
+            status_5xx: 1,
+            queue_full: 5,
+            pending: 7,
+            timeouts: 2,
+            ..TargetStats::default()
+        };
+        let report = super::super::Report {
+            kernel: Some(KernelReport::Counters(kernel)),
+            http: HttpStats {
+                requests: 4,
+                responses: 3,
+                ..HttpStats::default()
+            },
+            open_connections: 2,
+            mirror: Some(MirrorReport {
+                targets: vec![target],
+                ..MirrorReport::default()
+            }),
+            ..Default::default()
+        };
         let h = Histogram::default();
         h.record(Duration::from_micros(300));
         h.record(Duration::from_millis(20));

@@ -1,16 +1,16 @@
 //! What the agent shows about itself: Prometheus metrics on `GOR_METRICS_ADDR`, a
 //! one-line summary in the log every `GOR_STATS_INTERVAL`, and the latency histograms
-//! that both read.
+//! (recorded by the stages, see the `histogram` module) beside them.
 //!
-//! The counters have one source: the report every stage already builds (the JSON of the
-//! stats file). The pipeline publishes that report, with its histograms, into a
+//! The counters have one source: the [`Report`] the pipeline and the source build from
+//! every stage's own counters (its JSON is the stats file). The pipeline publishes that report, with its histograms, into a
 //! [`Metrics`] handle about once a second; a scrape renders the latest one through the
 //! [`catalog`], which names each series, its help text and where in the report it lives.
 //! Nothing on the capture path waits for a scrape.
 
 pub mod catalog;
-pub mod histogram;
 pub mod process;
+pub mod report;
 pub mod server;
 pub mod summary;
 
@@ -24,23 +24,8 @@ use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, regis
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
-use histogram::HistogramSnapshot;
-
-/// One histogram of a published snapshot: its labels (e.g. the target) and buckets.
-#[derive(Clone, Debug)]
-pub struct Series {
-    pub labels: Vec<(&'static str, String)>,
-    pub histogram: HistogramSnapshot,
-}
-
-/// The latency histograms the pipeline keeps.
-#[derive(Clone, Debug, Default)]
-pub struct Histograms {
-    /// Capture (the last byte of a message, by the kernel's clock) to dispatch.
-    pub capture_to_dispatch: Option<HistogramSnapshot>,
-    /// Request written to staging to response read, per target.
-    pub staging_response: Vec<Series>,
-}
+pub use crate::histogram::{Histograms, Series};
+pub use report::Report;
 
 /// The latest report and histograms, shared by the pipeline (writer) and the metrics
 /// endpoint (reader).
@@ -51,13 +36,13 @@ pub struct Metrics {
 
 #[derive(Debug)]
 struct Snapshot {
-    report: serde_json::Value,
+    report: Report,
     histograms: Histograms,
 }
 
 impl Metrics {
     /// Replaces what the next scrape shows.
-    pub fn publish(&self, report: serde_json::Value, histograms: Histograms) {
+    pub fn publish(&self, report: Report, histograms: Histograms) {
         let snapshot = Snapshot { report, histograms };
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(snapshot);
     }
@@ -77,12 +62,10 @@ impl Metrics {
 impl Collector for Metrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let guard = self.latest.lock().unwrap_or_else(|e| e.into_inner());
-        let empty = Snapshot {
-            report: serde_json::Value::Null,
-            histograms: Histograms::default(),
-        };
-        let snapshot = guard.as_ref().unwrap_or(&empty);
-        catalog::encode(&snapshot.report, &snapshot.histograms, &mut encoder)?;
+        // Before the first report, the process' own figures only.
+        if let Some(snapshot) = guard.as_ref() {
+            catalog::encode(&snapshot.report, &snapshot.histograms, &mut encoder)?;
+        }
         process::encode(&mut encoder)
     }
 }
@@ -95,7 +78,7 @@ pub struct Reporter {
     stats_file: Option<PathBuf>,
     started: Instant,
     /// The last report logged, and when: the summary's rates are since then.
-    last: Option<(Instant, Value)>,
+    last: Option<(Instant, Report)>,
 }
 
 impl Reporter {
@@ -131,7 +114,7 @@ impl Reporter {
     }
 
     /// What the next scrape shows.
-    pub fn publish(&self, report: Value, histograms: Histograms) {
+    pub fn publish(&self, report: Report, histograms: Histograms) {
         if let Some(m) = &self.metrics {
             m.publish(report, histograms);
         }
@@ -139,23 +122,25 @@ impl Reporter {
 
     /// The periodic report: the summary line, the full counters at debug level, the
     /// stats file.
-    pub fn log(&mut self, report: &Value) {
+    pub fn log(&mut self, report: &Report) {
         info!("stats: {}", self.summary(report));
-        debug!(counters = %report, "counters");
-        write_stats(self.stats_file.as_deref(), report);
+        let json = report.to_json();
+        debug!(counters = %json, "counters");
+        write_stats(self.stats_file.as_deref(), &json);
         self.last = Some((Instant::now(), report.clone()));
     }
 
     /// The final report, at exit: the summary, with rates over the whole run, and the
     /// full counters.
-    pub fn finish(&mut self, report: &Value) {
+    pub fn finish(&mut self, report: &Report) {
         self.last = None;
         info!("final stats: {}", self.summary(report));
-        info!(counters = %report, "final counters");
-        write_stats(self.stats_file.as_deref(), report);
+        let json = report.to_json();
+        info!(counters = %json, "final counters");
+        write_stats(self.stats_file.as_deref(), &json);
     }
 
-    fn summary(&self, report: &Value) -> String {
+    fn summary(&self, report: &Report) -> String {
         let (since, before) = match &self.last {
             Some((at, v)) => (*at, Some(v)),
             None => (self.started, None),

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::catalog;
+use super::{catalog, Report};
 
 fn get(v: &Value, path: &str) -> u64 {
     v.pointer(path).and_then(Value::as_u64).unwrap_or(0)
@@ -36,7 +36,13 @@ const FILE_LOST: &[&str] = &["/outputs/file/records_dropped"];
 
 /// The summary of `now`; rates are over the `secs` since `before` (the previous report),
 /// or since the start when there is none.
-pub fn line(now: &Value, before: Option<&Value>, secs: f64, rss_bytes: Option<u64>) -> String {
+pub fn line(now: &Report, before: Option<&Report>, secs: f64, rss_bytes: Option<u64>) -> String {
+    // Read through the same pointers as the catalog's, so the two name a figure alike.
+    let before = before.map(Report::to_json);
+    line_of(&now.to_json(), before.as_ref(), secs, rss_bytes)
+}
+
+fn line_of(now: &Value, before: Option<&Value>, secs: f64, rss_bytes: Option<u64>) -> String {
     let replaying = now.get("input").is_some_and(|i| !i.is_null());
     let requests = if replaying {
         "/input/requests"
@@ -122,23 +128,62 @@ pub fn line(now: &Value, before: Option<&Value>, secs: f64, rss_bytes: Option<u6
 
 #[cfg(test)]
 mod tests {
+    use super::super::report::MirrorReport;
     use super::*;
-    use serde_json::json;
+    use crate::{
+        capture::tc::KernelCounters, filters::DroppedByRule, gorfile::InputStats, http::HttpStats,
+        mirror::TargetStats,
+    };
+    use gor_common::counter;
 
     #[test]
     fn live_capture_with_mirroring() {
-        let before = json!({"http": {"requests": 1000}, "mirror": {"sent": 900}});
-        let now = json!({
-            "kernel": {"ringbuf_drops": 2, "truncated_packets": 0},
-            "http": {"requests": 3000, "incomplete_requests": 1},
-            "open_connections": 12,
-            "reassembly": {"gaps": 0},
-            "filters": {"dropped_by_rule": {"allow_url": 5, "disallow_url": 1}},
-            "middleware": null,
-            "mirror": {"sent": 2900, "status_2xx": 2890, "status_5xx": 10, "timeouts": 3,
-                       "rate_limited": 7, "queue_full": 4, "latency": {"p99_us": 4321}},
-            "outputs": {"errors": 0},
-        });
+        let before = Report {
+            http: HttpStats {
+                requests: 1000,
+                ..Default::default()
+            },
+            mirror: Some(MirrorReport {
+                total: TargetStats {
+                    sent: 900,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut kernel = KernelCounters::default();
+        kernel.0[counter::RINGBUF_DROPS as usize] = 2;
+        let mut now = Report {
+            kernel: Some(super::super::report::KernelReport::Counters(kernel)),
+            http: HttpStats {
+                requests: 3000,
+                incomplete_requests: 1,
+                ..Default::default()
+            },
+            open_connections: 12,
+            mirror: Some(MirrorReport {
+                total: TargetStats {
+                    sent: 2900,
+                    status_2xx: 2890,
+                    status_5xx: 10,
+                    timeouts: 3,
+                    rate_limited: 7,
+                    queue_full: 4,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        now.filters.dropped_by_rule = DroppedByRule {
+            allow_url: 5,
+            disallow_url: 1,
+            ..Default::default()
+        };
+        if let Some(r) = now.mirror.as_mut() {
+            r.total.latency.p99_us = 4321;
+        }
         assert_eq!(
             line(&now, Some(&before), 10.0, Some(21 * 1024 * 1024 + 5)),
             "requests 3000 (200/s) · connections 12 · mirrored 2900 (200/s, 2xx 2890, 5xx 10, \
@@ -149,7 +194,13 @@ mod tests {
 
     #[test]
     fn replay_without_mirroring_and_nothing_lost() {
-        let now = json!({"input": {"requests": 50, "damaged": 0}, "mirror": null, "filters": {}});
+        let now = Report {
+            input: Some(InputStats {
+                requests: 50,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
         assert_eq!(line(&now, None, 5.0, None), "requests 50 (10/s) · lost 0");
     }
 }

@@ -186,10 +186,10 @@ impl Mirror {
     }
 
     /// Each target's staging response times, labelled with the target.
-    pub fn latency_histograms(&self) -> Vec<crate::metrics::Series> {
+    pub fn latency_histograms(&self) -> Vec<crate::histogram::Series> {
         self.targets
             .iter()
-            .map(|t| crate::metrics::Series {
+            .map(|t| crate::histogram::Series {
                 labels: vec![("target", t.ctx.name.clone())],
                 histogram: t.ctx.counters.latency.snapshot(),
             })

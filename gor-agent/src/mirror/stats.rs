@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-pub use crate::metrics::histogram::{Histogram, HistogramSnapshot, LatencySummary};
+pub use crate::histogram::{Histogram, HistogramSnapshot, LatencySummary};
 
 /// Live counters of one target.
 #[derive(Default)]

@@ -22,10 +22,6 @@ pub trait MessageOutput: Send {
     fn finish(&mut self) -> io::Result<()> {
         Ok(())
     }
-    /// The output's own counters, under a name for the report (`outputs.<name>`).
-    fn stats(&self) -> Option<(&'static str, serde_json::Value)> {
-        None
-    }
 }
 
 pub struct MessagesFile {

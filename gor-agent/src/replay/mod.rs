@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -27,7 +26,8 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::driver::{Level, Ready, Source, Waits};
 use crate::gorfile::settings::FileInputConfig;
-use crate::gorfile::{GorReader, Record};
+use crate::gorfile::{GorReader, InputStats, Record};
+use crate::metrics::Report;
 use crate::pipeline::Pipeline;
 
 pub use progress::Progress;
@@ -51,19 +51,6 @@ enum Item {
     },
     /// The files could not be opened again for another pass.
     Failed(String),
-}
-
-/// Counters of the input side.
-#[derive(Debug, Default, serde::Serialize)]
-struct InputStats {
-    records: u64,
-    requests: u64,
-    responses: u64,
-    /// Records whose payload is not a valid HTTP message: skipped.
-    invalid: u64,
-    /// Damaged records skipped by the reader (each logged with its file and offset).
-    damaged: u64,
-    passes: u64,
 }
 
 /// Saved traffic as a driver source; see the module documentation.
@@ -235,8 +222,8 @@ impl Source for SavedTraffic {
         self.progress.finish(self.stats.records, &pipeline.dispatch);
     }
 
-    fn report(&self, report: &mut serde_json::Value) {
-        report["input"] = json!(self.stats);
+    fn report(&self, report: &mut Report) {
+        report.input = Some(self.stats.clone());
     }
 }
 

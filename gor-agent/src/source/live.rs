@@ -12,13 +12,13 @@ use anyhow::{Context, Result};
 use aya::maps::{MapData, RingBuf};
 use aya_log::EbpfLogger;
 use gor_common::wakeup;
-use serde_json::{json, Value};
 use tokio::io::unix::AsyncFd;
 use tracing::debug;
 
 use crate::capture::{record, tc::TcCapture, Segment};
 use crate::clock::Clock;
 use crate::driver::{Level, Ready, Source};
+use crate::metrics::report::{KernelReport, RecordsReport, Report};
 use crate::mirror::PortExclusion;
 use crate::pipeline::Pipeline;
 
@@ -80,10 +80,12 @@ impl LiveCapture {
         ))
     }
 
-    fn kernel_json(&self) -> Value {
+    fn kernel_report(&self) -> KernelReport {
         match self.capture.counters() {
-            Ok(k) => k.to_json(),
-            Err(e) => json!({"error": e.to_string()}),
+            Ok(k) => KernelReport::Counters(k),
+            Err(e) => KernelReport::Unavailable {
+                error: e.to_string(),
+            },
         }
     }
 }
@@ -195,8 +197,11 @@ impl Source for LiveCapture {
         }
     }
 
-    fn report(&self, report: &mut Value) {
-        report["kernel"] = self.kernel_json();
-        report["records"] = json!({"received": self.records, "decode_errors": self.decode_errors});
+    fn report(&self, report: &mut Report) {
+        report.kernel = Some(self.kernel_report());
+        report.records = Some(RecordsReport {
+            received: self.records,
+            decode_errors: self.decode_errors,
+        });
     }
 }

@@ -7,13 +7,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::capture::{pcap, Segment};
 use crate::clock::Clock;
 use crate::driver::{Level, Ready, Source};
+use crate::metrics::report::{KernelReport, RecordsReport, Report};
 use crate::pipeline::Pipeline;
 
 /// Segments per batch, and batches read ahead.
@@ -126,8 +126,11 @@ impl Source for PcapFile {
         }
     }
 
-    fn report(&self, report: &mut Value) {
-        report["kernel"] = json!({"pcap": self.stats});
-        report["records"] = json!({"received": 0, "decode_errors": 0});
+    /// The reader's counters stand where the kernel's would; no ring-buffer records.
+    fn report(&self, report: &mut Report) {
+        report.kernel = Some(KernelReport::Pcap {
+            pcap: self.stats.clone(),
+        });
+        report.records = Some(RecordsReport::default());
     }
 }

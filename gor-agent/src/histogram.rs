@@ -1,11 +1,29 @@
 //! Latency histograms: lock-free, fixed-size, log-linear (HDR style), recorded on the hot
 //! paths (dispatch, the mirroring lanes) and read as percentiles for the logs; beside the
-//! fine buckets, exact counts per Prometheus bucket ([`BOUNDS_US`]).
+//! fine buckets, exact counts per Prometheus bucket ([`BOUNDS_US`]). The stages that
+//! record them depend on this module alone; the metrics endpoint reads their snapshots
+//! ([`Histograms`]) with the report.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
+
+/// One histogram of a published snapshot: its labels (e.g. the target) and buckets.
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub labels: Vec<(&'static str, String)>,
+    pub histogram: HistogramSnapshot,
+}
+
+/// The latency histograms the pipeline keeps.
+#[derive(Clone, Debug, Default)]
+pub struct Histograms {
+    /// Capture (the last byte of a message, by the kernel's clock) to dispatch.
+    pub capture_to_dispatch: Option<HistogramSnapshot>,
+    /// Request written to staging to response read, per target.
+    pub staging_response: Vec<Series>,
+}
 
 /// Latency (request written -> response complete) percentiles, in microseconds. The
 /// values are bucket upper bounds, so they overstate by at most ~6%.
