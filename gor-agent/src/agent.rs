@@ -21,6 +21,12 @@ use crate::{
 /// Runs the agent: replaying saved traffic, reading a pcap file, or live.
 pub async fn run(cfg: Config) -> Result<()> {
     let origin = Origin::of_this_run(cfg.agent_id.as_deref());
+    // The first 16 hex digits of every message id this run writes: what ties an id seen
+    // in a file, a middleware or on another machine back to this host and run.
+    tracing::info!(
+        origin = format_args!("{:016x}", origin.0),
+        "message ids of this run"
+    );
     if let Some(input) = &cfg.input_file {
         let driver = Driver::start(&cfg).await?;
         let source = SavedTraffic::open(input, cfg.outputs.stats_interval)?;
