@@ -128,3 +128,44 @@ async fn overlapping_requests_of_no_connection_spread_over_the_workers() {
     assert_eq!(conns.len(), 4, "as many staging connections as workers");
     staging.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_connection_number_on_two_hosts_is_two_client_connections() {
+    // Files merged from a fleet: connection 5 of one agent run and connection 5 of
+    // another are different clients, each in its own order, concurrently.
+    let mut staging = Staging::start(Mode::Delay(Duration::from_millis(100))).await;
+    let r = Mirror::start(config(vec![target(staging.port)]));
+    for seq in 0..3u64 {
+        for origin in [1u64, 2] {
+            let raw = format!("GET /o{origin}/r{seq} HTTP/1.1\r\nHost: prod\r\n\r\n");
+            let mut m = msg(5, raw.as_bytes());
+            m.id = crate::envelope::MessageId::framed(crate::envelope::Origin(origin), 5, seq + 1);
+            r.submit(&m);
+        }
+    }
+    let mut by_origin: HashMap<String, Vec<(usize, String)>> = HashMap::new();
+    for g in staging.take(6).await {
+        let line = String::from_utf8_lossy(&g.raw).into_owned();
+        let path = line.split(' ').nth(1).unwrap().to_string();
+        let origin = path.split('/').nth(1).unwrap().to_string();
+        by_origin.entry(origin).or_default().push((g.conn, path));
+    }
+    assert_eq!(by_origin.len(), 2, "{by_origin:?}");
+    let mut conns = Vec::new();
+    for (origin, reqs) in &by_origin {
+        let paths: Vec<&str> = reqs.iter().map(|r| r.1.as_str()).collect();
+        let want: Vec<String> = (0..3).map(|s| format!("/{origin}/r{s}")).collect();
+        assert_eq!(paths, want, "{origin} in its order");
+        assert!(
+            reqs.iter().all(|r| r.0 == reqs[0].0),
+            "{origin}: one staging connection: {reqs:?}"
+        );
+        conns.push(reqs[0].0);
+    }
+    assert_ne!(
+        conns[0], conns[1],
+        "two client connections, two staging connections"
+    );
+    r.shutdown(Duration::from_secs(5)).await;
+    staging.stop().await;
+}
