@@ -72,7 +72,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A captured request, as the lanes need it; cheap to clone (the bytes are shared).
 #[derive(Clone, Debug)]
 pub(crate) struct Request {
-    /// The captured message's id, carried into the staging result.
     /// The captured message's id, carried into the staging result; the client connection
     /// it names (when known) is the lane that keeps its order.
     pub id: MessageId,
@@ -722,8 +721,6 @@ impl Lane {
 }
 
 /// Hands the subscriber the response to a request (kept by the response reader).
-// `MessageId` is cloned, not copied: it is meant to become a non-`Copy` type.
-#[allow(clippy::clone_on_copy)]
 fn hand_over_response(
     sink: &Sink,
     ctx: &TargetCtx,
@@ -766,8 +763,6 @@ fn hand_over_response(
     sink.send(result, &ctx.counters.results_dropped);
 }
 
-// `MessageId` is cloned, not copied: it is meant to become a non-`Copy` type.
-#[allow(clippy::clone_on_copy)]
 fn staging_result(
     ctx: &TargetCtx,
     p: &Pending,

@@ -352,8 +352,6 @@ fn valid_set_headers(set: &[(String, String)]) -> Vec<(String, String)> {
 }
 
 /// What the lanes need from a captured message, if it is a request worth mirroring.
-// `MessageId` is cloned, not copied: it is meant to become a non-`Copy` type.
-#[allow(clippy::clone_on_copy)]
 fn request_of(msg: &HttpMessage) -> Option<Request> {
     let Kind::Request {
         method, version, ..
