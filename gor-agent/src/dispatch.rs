@@ -50,12 +50,9 @@ pub struct Dispatch {
     file: Option<FileOutput>,
     outputs: Vec<Box<dyn MessageOutput>>,
     output_errors: u64,
-    /// Capture to dispatch, for messages stamped by this host's monotonic clock (live
-    /// capture).
-    capture_latency: Histogram,
-    /// Whether a message with such timestamps has been seen (the histogram is reported
-    /// only then).
-    live: bool,
+    /// Capture to dispatch, for a source on this host's monotonic clock (live capture),
+    /// whose timestamps the agent's own clock can be compared with.
+    capture_latency: Option<Histogram>,
     to_wall: ToWall,
 }
 
@@ -79,9 +76,13 @@ struct Back {
 }
 
 impl Dispatch {
-    /// Builds the stages; must run inside the tokio runtime when mirroring or a
-    /// middleware is configured (they spawn tasks).
-    pub fn new(cfg: &Config, exclusion: Option<std::sync::Arc<dyn PortExclusion>>) -> Result<Self> {
+    /// Builds the stages for a source whose timestamps are in `clock`; must run inside the
+    /// tokio runtime when mirroring or a middleware is configured (they spawn tasks).
+    pub fn new(
+        cfg: &Config,
+        clock: Clock,
+        exclusion: Option<std::sync::Arc<dyn PortExclusion>>,
+    ) -> Result<Self> {
         let to_wall = ToWall::measure();
         let file = match &cfg.outputs.gor_file {
             Some(file) => Some(
@@ -118,19 +119,16 @@ impl Dispatch {
             file,
             outputs,
             output_errors: 0,
-            capture_latency: Histogram::default(),
-            live: false,
+            capture_latency: (clock == Clock::Monotonic).then(Histogram::default),
             to_wall,
         })
     }
 
     /// Takes one framed message. Never blocks.
     pub fn message(&mut self, msg: HttpMessage) {
-        if msg.clock == Clock::Monotonic {
-            self.live = true;
+        if let Some(h) = &self.capture_latency {
             let now = crate::clock::monotonic_ns();
-            self.capture_latency
-                .record(Duration::from_nanos(now.saturating_sub(msg.last_ts_ns)));
+            h.record(Duration::from_nanos(now.saturating_sub(msg.last_ts_ns)));
         }
         if let Some(stage) = &mut self.middleware {
             let is_response = matches!(msg.kind, Kind::Response { .. });
@@ -269,7 +267,7 @@ impl Dispatch {
     /// The latency histograms, for the metrics endpoint.
     pub fn histograms(&self) -> Histograms {
         Histograms {
-            capture_to_dispatch: self.live.then(|| self.capture_latency.snapshot()),
+            capture_to_dispatch: self.capture_latency.as_ref().map(Histogram::snapshot),
             staging_response: self
                 .mirror
                 .as_ref()

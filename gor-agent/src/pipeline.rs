@@ -81,15 +81,10 @@ impl Pipeline {
             events: Vec::new(),
             framer: HttpFramer::with_origin(cfg.capture.http, origin, clock),
             messages: Vec::new(),
-            dispatch: Dispatch::new(cfg, exclusion)?,
+            dispatch: Dispatch::new(cfg, clock, exclusion)?,
             last_tick_ns: 0,
             output_errors: 0,
         })
-    }
-
-    /// The clock of the source's timestamps.
-    pub fn clock(&self) -> Clock {
-        self.clock
     }
 
     /// A new connection number, for sources that enter with ordered streams.
