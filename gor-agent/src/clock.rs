@@ -3,8 +3,8 @@
 //! Live capture stamps segments with `bpf_ktime_get_ns` (`CLOCK_MONOTONIC`), which the
 //! agent's own timers can compare directly; pcap files and saved traffic carry wall-clock
 //! times. A source declares its clock, every message carries it in its envelope, and a
-//! stage that needs wall-clock time (saved traffic, the
-//! middleware, a message broker) converts with [`Clock::to_wall_offset_ns`].
+//! stage that needs wall-clock time (saved traffic, the middleware, a message broker)
+//! converts with a [`ToWall`].
 
 /// Which clock a timestamp was read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -25,15 +25,6 @@ impl Clock {
         }
     }
 
-    /// What to add to this clock's timestamps to get wall-clock time (0 for wall clock),
-    /// measured once: the two clocks drift apart only by NTP slewing.
-    pub fn to_wall_offset_ns(self) -> i128 {
-        match self {
-            Clock::Monotonic => realtime_ns() as i128 - monotonic_ns() as i128,
-            Clock::Realtime => 0,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Clock::Monotonic => "monotonic",
@@ -50,9 +41,15 @@ pub struct ToWall {
 }
 
 impl ToWall {
+    /// The offset of this host's clocks now.
     pub fn measure() -> ToWall {
+        ToWall::with_monotonic_offset(realtime_ns() as i128 - monotonic_ns() as i128)
+    }
+
+    /// A given offset of the monotonic clock (tests, tools).
+    pub fn with_monotonic_offset(monotonic_offset_ns: i128) -> ToWall {
         ToWall {
-            monotonic_offset_ns: Clock::Monotonic.to_wall_offset_ns(),
+            monotonic_offset_ns,
         }
     }
 

@@ -86,7 +86,7 @@ impl Dispatch {
         let to_wall = ToWall::measure();
         let file = match &cfg.outputs.gor_file {
             Some(file) => Some(
-                FileOutput::new(file.clone(), to_wall.offset_ns(Clock::Monotonic))
+                FileOutput::new(file.clone(), to_wall)
                     .with_context(|| format!("opening the output file {}", file.pattern))?,
             ),
             None => None,

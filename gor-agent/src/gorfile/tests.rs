@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::reader::wildcard_match;
 use super::writer::{civil_from_days, expand_time};
 use super::*;
+use crate::clock::ToWall;
 use crate::envelope::{ConnKey, Origin};
 use crate::http::{HttpMessage, Kind};
 use crate::output::messages::MessageOutput;
@@ -202,7 +203,8 @@ fn from_message_fields() {
 fn output_writes_goreplay_layout_with_mode_0600() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("out.gor");
-    let mut out = FileOutput::new(out_cfg(&path, None), 1_000).expect("new");
+    let mut out =
+        FileOutput::new(out_cfg(&path, None), ToWall::with_monotonic_offset(1_000)).expect("new");
     out.message(&message(1, 1, true, b"GET / HTTP/1.1\r\n\r\n"))
         .expect("msg");
     out.message(&message(1, 2, false, b"HTTP/1.1 200 OK\r\n\r\n"))
@@ -229,7 +231,7 @@ fn responses_not_written_without_tracking() {
     let path = dir.path().join("out.gor");
     let mut cfg = out_cfg(&path, None);
     cfg.track_responses = false;
-    let mut out = FileOutput::new(cfg, 0).expect("new");
+    let mut out = FileOutput::new(cfg, ToWall::with_monotonic_offset(0)).expect("new");
     out.message(&message(1, 1, true, b"GET / HTTP/1.1\r\n\r\n"))
         .expect("msg");
     out.message(&message(1, 2, false, b"HTTP/1.1 200 OK\r\n\r\n"))
@@ -245,7 +247,8 @@ fn never_overwrites_existing_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("old.gor");
     fs::write(&path, b"keep me").expect("write");
-    let mut out = FileOutput::new(out_cfg(&path, None), 0).expect("new");
+    let mut out =
+        FileOutput::new(out_cfg(&path, None), ToWall::with_monotonic_offset(0)).expect("new");
     out.write_record(&rec(RecordType::Request, 1, 1, b"x"));
     out.finish().expect("finish");
     assert_eq!(fs::read(&path).expect("read"), b"keep me");
@@ -256,7 +259,8 @@ fn never_overwrites_existing_file() {
 fn gzip_round_trip_and_mixed_merge() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gz = dir.path().join("a.gor.gz");
-    let mut out = FileOutput::new(out_cfg(&gz, None), 0).expect("new");
+    let mut out =
+        FileOutput::new(out_cfg(&gz, None), ToWall::with_monotonic_offset(0)).expect("new");
     let mut expected = Vec::new();
     for i in 0..200u64 {
         let body = format!("GET /{i} HTTP/1.1\r\nHost: example\r\n\r\n");
@@ -293,7 +297,11 @@ fn gzip_round_trip_and_mixed_merge() {
 fn rotation(name: &str, limit: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(name);
-    let mut out = FileOutput::new(out_cfg(&path, Some(limit)), 0).expect("new");
+    let mut out = FileOutput::new(
+        out_cfg(&path, Some(limit)),
+        ToWall::with_monotonic_offset(0),
+    )
+    .expect("new");
     let mut expected = Vec::new();
     for i in 0..300u64 {
         // Varied text so gzip does not shrink it to nothing.
@@ -361,7 +369,8 @@ fn rotation_gzip() {
 fn time_placeholders_make_files_per_hour() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pattern = dir.path().join("%Y/t-%Y%m%d-%H.gor");
-    let mut out = FileOutput::new(out_cfg(&pattern, None), 0).expect("new");
+    let mut out =
+        FileOutput::new(out_cfg(&pattern, None), ToWall::with_monotonic_offset(0)).expect("new");
     let hour = 3_600_000_000_000u64;
     let t0 = 1_632_001_232_000_000_000u64; // 2021-09-18 21:40:32 UTC
     out.write_record(&rec(RecordType::Request, 1, t0, b"a"));
@@ -465,7 +474,8 @@ fn garbage_at_start_and_cut_gzip() {
 
     // A gzip file cut short: the records before the cut are read, the cut is reported.
     let gz = dir.path().join("c.gor.gz");
-    let mut out = FileOutput::new(out_cfg(&gz, None), 0).expect("new");
+    let mut out =
+        FileOutput::new(out_cfg(&gz, None), ToWall::with_monotonic_offset(0)).expect("new");
     for r in &recs {
         out.write_record(r);
     }
@@ -484,7 +494,8 @@ fn write_errors_are_counted() {
     if !path.exists() {
         return;
     }
-    let mut out = FileOutput::new(out_cfg(path, Some(10)), 0).expect("new");
+    let mut out =
+        FileOutput::new(out_cfg(path, Some(10)), ToWall::with_monotonic_offset(0)).expect("new");
     for i in 0..5 {
         out.message(&message(i, i, true, b"GET / HTTP/1.1\r\n\r\n"))
             .expect("never fails");
@@ -644,7 +655,8 @@ fn the_envelope_survives_a_trip_through_a_file() {
     // each: written, read back, every message names its run, connection and position.
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("fleet.gor");
-    let mut out = FileOutput::new(out_cfg(&path, None), 0).expect("new");
+    let mut out =
+        FileOutput::new(out_cfg(&path, None), ToWall::with_monotonic_offset(0)).expect("new");
     let mut sent = Vec::new();
     for (origin, conn, seq) in [(0xa1, 1, 1), (0xa1, 2, 1), (0xb2, 1, 1), (0xa1, 1, 2)] {
         let id = MessageId::framed(Origin(origin), conn, seq);

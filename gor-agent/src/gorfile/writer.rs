@@ -9,7 +9,7 @@
 //! counted and logged at most every [`LOG_EVERY`], the records are dropped, and writing is
 //! retried after [`RETRY_AFTER`]: capture never stops or panics because of the disk.
 
-use crate::envelope::Clock;
+use crate::clock::ToWall;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -56,8 +56,8 @@ pub struct FileStats {
 /// Writes framed messages as GoReplay records.
 pub struct FileOutput {
     cfg: FileOutputConfig,
-    /// Wall clock minus the monotonic clock, for messages stamped by live capture.
-    monotonic_offset_ns: i128,
+    /// Turns the messages' timestamps into the wall-clock times GoReplay expects.
+    to_wall: ToWall,
     has_placeholders: bool,
     current: Option<OpenFile>,
     /// Encoded records not yet written to `current`.
@@ -141,7 +141,7 @@ impl<W: Write> Write for Counting<W> {
 impl FileOutput {
     /// Creates the output. Without time placeholders the file is opened now, so a bad
     /// path fails here rather than on the first message.
-    pub fn new(cfg: FileOutputConfig, monotonic_offset_ns: i128) -> io::Result<Self> {
+    pub fn new(cfg: FileOutputConfig, to_wall: ToWall) -> io::Result<Self> {
         if cfg.pattern.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -153,7 +153,7 @@ impl FileOutput {
             .any(|p| cfg.pattern.contains(p));
         let mut out = FileOutput {
             cfg,
-            monotonic_offset_ns,
+            to_wall,
             has_placeholders,
             current: None,
             batch: Vec::with_capacity(BATCH_BYTES),
@@ -404,11 +404,7 @@ impl MessageOutput for FileOutput {
     }
 
     fn message(&mut self, msg: &HttpMessage) -> io::Result<()> {
-        let offset = match msg.clock {
-            Clock::Monotonic => self.monotonic_offset_ns,
-            Clock::Realtime => 0,
-        };
-        let rec = Record::from_message(msg, offset);
+        let rec = Record::from_message(msg, self.to_wall.offset_ns(msg.clock));
         if rec.kind.is_response() && !self.cfg.track_responses {
             return Ok(());
         }
