@@ -35,9 +35,36 @@ pub struct LiveCapture {
     /// ring is polled while they do.
     poll: tokio::time::Interval,
     found_at: Option<Instant>,
-    taken: Vec<Segment>,
+    taken: Taken,
+}
+
+/// Segments decoded from the ring buffer and not yet delivered, with the counts of
+/// records read.
+#[derive(Default)]
+struct Taken {
+    segments: Vec<Segment>,
     records: u64,
     decode_errors: u64,
+}
+
+impl Taken {
+    /// Decodes up to [`TAKE_BATCH`] records; returns how many it read.
+    fn take(&mut self, ring: &mut RingBuf<MapData>) -> usize {
+        let mut n = 0;
+        while n < TAKE_BATCH {
+            let Some(item) = ring.next() else { break };
+            n += 1;
+            self.records += 1;
+            match record::decode(&item) {
+                Ok((_, seg)) => self.segments.push(seg),
+                Err(e) => {
+                    self.decode_errors += 1;
+                    debug!("skipping a ring-buffer record: {e}");
+                }
+            }
+        }
+        n
+    }
 }
 
 impl LiveCapture {
@@ -72,9 +99,10 @@ impl LiveCapture {
                 logger,
                 poll,
                 found_at: None,
-                taken: Vec::with_capacity(TAKE_BATCH),
-                records: 0,
-                decode_errors: 0,
+                taken: Taken {
+                    segments: Vec::with_capacity(TAKE_BATCH),
+                    ..Taken::default()
+                },
             },
             exclusions,
         ))
@@ -88,29 +116,6 @@ impl LiveCapture {
             },
         }
     }
-}
-
-/// Decodes up to [`TAKE_BATCH`] records into `taken`; returns how many it read.
-fn take(
-    ring: &mut RingBuf<MapData>,
-    taken: &mut Vec<Segment>,
-    records: &mut u64,
-    decode_errors: &mut u64,
-) -> usize {
-    let mut n = 0;
-    while n < TAKE_BATCH {
-        let Some(item) = ring.next() else { break };
-        n += 1;
-        *records += 1;
-        match record::decode(&item) {
-            Ok((_, seg)) => taken.push(seg),
-            Err(e) => {
-                *decode_errors += 1;
-                debug!("skipping a ring-buffer record: {e}");
-            }
-        }
-    }
-    n
 }
 
 impl Source for LiveCapture {
@@ -128,7 +133,7 @@ impl Source for LiveCapture {
 
     async fn ready(&mut self) -> Result<Ready> {
         loop {
-            if !self.taken.is_empty() {
+            if !self.taken.segments.is_empty() {
                 return Ok(Ready::Input);
             }
             let polling = self
@@ -140,14 +145,12 @@ impl Source for LiveCapture {
                 poll,
                 found_at,
                 taken,
-                records,
-                decode_errors,
                 ..
             } = self;
             let n = tokio::select! {
                 guard = ring.readable_mut() => {
                     let mut guard = guard?;
-                    let n = take(guard.get_inner_mut(), taken, records, decode_errors);
+                    let n = taken.take(guard.get_inner_mut());
                     // Clear readiness only when the buffer was emptied: epoll is
                     // edge-triggered, and records left behind would otherwise wait for the
                     // next wake-up.
@@ -156,7 +159,7 @@ impl Source for LiveCapture {
                     }
                     n
                 }
-                _ = poll.tick(), if polling => take(ring.get_mut(), taken, records, decode_errors),
+                _ = poll.tick(), if polling => taken.take(ring.get_mut()),
                 guard = async { logger.as_mut().expect("guarded by the branch condition").readable_mut().await }, if logger.is_some() => {
                     let mut guard = guard?;
                     guard.get_inner_mut().flush();
@@ -171,7 +174,7 @@ impl Source for LiveCapture {
     }
 
     fn deliver(&mut self, pipeline: &mut Pipeline) {
-        for seg in self.taken.drain(..) {
+        for seg in self.taken.segments.drain(..) {
             pipeline.segment(seg);
         }
         pipeline.flush();
@@ -182,12 +185,7 @@ impl Source for LiveCapture {
         // The programs are gone: what is in the ring buffer now is all there will be.
         loop {
             self.deliver(pipeline);
-            let n = take(
-                self.ring.get_mut(),
-                &mut self.taken,
-                &mut self.records,
-                &mut self.decode_errors,
-            );
+            let n = self.taken.take(self.ring.get_mut());
             if n == 0 {
                 break;
             }
@@ -200,8 +198,8 @@ impl Source for LiveCapture {
     fn report(&self, report: &mut Report) {
         report.kernel = Some(self.kernel_report());
         report.records = Some(RecordsReport {
-            received: self.records,
-            decode_errors: self.decode_errors,
+            received: self.taken.records,
+            decode_errors: self.taken.decode_errors,
         });
     }
 }
