@@ -77,8 +77,9 @@ pub struct Reporter {
     metrics: Option<Metrics>,
     stats_file: Option<PathBuf>,
     started: Instant,
-    /// The last report logged, and when: the summary's rates are since then.
-    last: Option<(Instant, Report)>,
+    /// The last report logged (as JSON, the form the summary reads), and when: the
+    /// summary's rates are since then.
+    last: Option<(Instant, Value)>,
 }
 
 impl Reporter {
@@ -123,24 +124,24 @@ impl Reporter {
     /// The periodic report: the summary line, the full counters at debug level, the
     /// stats file.
     pub fn log(&mut self, report: &Report) {
-        info!("stats: {}", self.summary(report));
         let json = report.to_json();
+        info!("stats: {}", self.summary(&json));
         debug!(counters = %json, "counters");
         write_stats(self.stats_file.as_deref(), &json);
-        self.last = Some((Instant::now(), report.clone()));
+        self.last = Some((Instant::now(), json));
     }
 
     /// The final report, at exit: the summary, with rates over the whole run, and the
     /// full counters.
     pub fn finish(&mut self, report: &Report) {
         self.last = None;
-        info!("final stats: {}", self.summary(report));
         let json = report.to_json();
+        info!("final stats: {}", self.summary(&json));
         info!(counters = %json, "final counters");
         write_stats(self.stats_file.as_deref(), &json);
     }
 
-    fn summary(&self, report: &Report) -> String {
+    fn summary(&self, report: &Value) -> String {
         let (since, before) = match &self.last {
             Some((at, v)) => (*at, Some(v)),
             None => (self.started, None),

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{catalog, Report};
+use super::catalog;
 
 fn get(v: &Value, path: &str) -> u64 {
     v.pointer(path).and_then(Value::as_u64).unwrap_or(0)
@@ -34,15 +34,11 @@ const MIDDLEWARE_LOST: &[&str] = &[
 ];
 const FILE_LOST: &[&str] = &["/outputs/file/records_dropped"];
 
-/// The summary of `now`; rates are over the `secs` since `before` (the previous report),
-/// or since the start when there is none.
-pub fn line(now: &Report, before: Option<&Report>, secs: f64, rss_bytes: Option<u64>) -> String {
-    // Read through the same pointers as the catalog's, so the two name a figure alike.
-    let before = before.map(Report::to_json);
-    line_of(&now.to_json(), before.as_ref(), secs, rss_bytes)
-}
-
-fn line_of(now: &Value, before: Option<&Value>, secs: f64, rss_bytes: Option<u64>) -> String {
+/// The summary of `now`, a report in its JSON form (the stats file's, which the reporter
+/// has anyway; read through the same pointers as the catalog's, so the two name a figure
+/// alike); rates are over the `secs` since `before` (the previous report), or since the
+/// start when there is none.
+pub fn line(now: &Value, before: Option<&Value>, secs: f64, rss_bytes: Option<u64>) -> String {
     let replaying = now.get("input").is_some_and(|i| !i.is_null());
     let requests = if replaying {
         "/input/requests"
@@ -128,13 +124,23 @@ fn line_of(now: &Value, before: Option<&Value>, secs: f64, rss_bytes: Option<u64
 
 #[cfg(test)]
 mod tests {
-    use super::super::report::MirrorReport;
+    use super::super::report::{MirrorReport, Report};
     use super::*;
     use crate::{
         capture::tc::KernelCounters, filters::DroppedByRule, gorfile::InputStats, http::HttpStats,
         mirror::TargetStats,
     };
     use gor_common::counter;
+
+    /// The line of typed reports, as the reporter makes it.
+    fn line_of(now: &Report, before: Option<&Report>, secs: f64, rss: Option<u64>) -> String {
+        line(
+            &now.to_json(),
+            before.map(Report::to_json).as_ref(),
+            secs,
+            rss,
+        )
+    }
 
     #[test]
     fn live_capture_with_mirroring() {
@@ -185,7 +191,7 @@ mod tests {
             r.total.latency.p99_us = 4321;
         }
         assert_eq!(
-            line(&now, Some(&before), 10.0, Some(21 * 1024 * 1024 + 5)),
+            line_of(&now, Some(&before), 10.0, Some(21 * 1024 * 1024 + 5)),
             "requests 3000 (200/s) · connections 12 · mirrored 2900 (200/s, 2xx 2890, 5xx 10, \
              errors 3, p99 4.3 ms) · rate-limited 7 · filtered 6 · lost 7 (kernel 2, \
              incomplete 1, mirror queue 4) · rss 21 MiB"
@@ -201,6 +207,9 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(line(&now, None, 5.0, None), "requests 50 (10/s) · lost 0");
+        assert_eq!(
+            line_of(&now, None, 5.0, None),
+            "requests 50 (10/s) · lost 0"
+        );
     }
 }
