@@ -92,6 +92,8 @@ pub struct SharedArgs {
     #[command(flatten)]
     pub filters: FilterArgs,
     #[command(flatten)]
+    pub compare: crate::compare::settings::CompareArgs,
+    #[command(flatten)]
     pub middleware: MiddlewareArgs,
     #[command(flatten)]
     pub logging: LogArgs,
@@ -139,6 +141,8 @@ pub struct Config {
     pub mirror: MirrorConfig,
     /// HTTP filters and rewrites, in the order given per kind.
     pub filters: Vec<crate::filters::Rule>,
+    /// Production against staging, if on.
+    pub compare: Option<crate::compare::CompareConfig>,
     /// The middleware program, if any.
     pub middleware: Option<crate::middleware::MiddlewareConfig>,
     /// Set for `gor-agent replay`: traffic comes from saved files instead of capture.
@@ -204,6 +208,19 @@ fn validate(
     let mirror = g.mirror.validate(&mut p);
     let filters = g.filters.validate(&mut p);
     let middleware = g.middleware.validate(&mut p);
+    let mirroring = g
+        .mirror
+        .target
+        .as_deref()
+        .is_some_and(|t| !t.trim().is_empty());
+    let compare = g.compare.validate(&mut p, mirroring);
+    if g.outputs.track_staging_responses && !mirroring {
+        p.of::<OutputArgs>().field::<()>(
+            "track_staging_responses",
+            "true",
+            Err("staging's responses come from mirroring: set GOR_TARGET".into()),
+        );
+    }
     let input_file = input.map(|i| i.validate(&mut p));
     let outputs = g.outputs.validate(&mut p);
     let log = g.logging.validate(&mut p);
@@ -223,6 +240,7 @@ fn validate(
         outputs: outputs.expect(MISSING),
         mirror: mirror.expect(MISSING),
         filters: filters.expect(MISSING),
+        compare: compare.expect(MISSING),
         middleware: middleware.expect(MISSING),
         input_file: input_file.map(|i| i.expect(MISSING)),
         log: log.expect(MISSING),

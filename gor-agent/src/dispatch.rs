@@ -3,15 +3,20 @@
 //!
 //! ```text
 //! message ──> middleware (optional, a child process) ──> filters and rewrites ──> mirroring
-//!                                                                               └─> message outputs
+//!    │                                                                          └─> message outputs
+//!    └─ production's responses ──> comparison <── staging's answers <── mirroring
+//!                                                  └─> type 3 records ──> middleware, outputs
 //! ```
 //!
 //! The middleware comes first, as in GoReplay, so existing middleware programs see the
 //! messages they always saw. It is asynchronous: [`Dispatch::message`] hands a message to
 //! its bounded queue and returns; what the child writes back arrives later through
-//! [`Dispatch::next_returned`] and goes on with [`Dispatch::returned`]. Nothing here blocks
-//! the byte source: the middleware queue and the mirror drop and count what they cannot
-//! take.
+//! [`Dispatch::next_returned`] and goes on with [`Dispatch::returned`]. Staging's answers
+//! come back the same way, through [`Dispatch::next_staging`] and [`Dispatch::staging`]:
+//! to the comparison (`GOR_COMPARE`), and as GoReplay's type 3 records
+//! (`GOR_TRACK_STAGING_RESPONSES`) to the middleware, or straight to the outputs without
+//! one. Nothing here blocks the byte source: the middleware queue, the mirror and the
+//! answers' channel drop and count what they cannot take.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -22,15 +27,16 @@ use tracing::warn;
 
 use crate::{
     clock::{Clock, ToWall},
+    compare::Comparison,
     config::Config,
     envelope::MessageId,
     filters::{Filters, Verdict},
-    gorfile::{FileOutput, Record},
+    gorfile::{FileOutput, Record, RecordType},
     histogram::{Histogram, Histograms},
     http::{HttpMessage, Kind},
     metrics::report::{MiddlewareReport, MirrorReport, OutputsReport, Report},
     middleware::{Middleware, MiddlewareStats},
-    mirror::{Mirror, MirrorStats, PortExclusion},
+    mirror::{Mirror, MirrorStats, PortExclusion, StagingResult},
     output::messages::{MessageOutput, MessagesFile},
     stream::Flow,
 };
@@ -39,6 +45,10 @@ use crate::{
 /// message the child drops is never claimed, so the oldest are forgotten beyond this; one
 /// that comes back after that is still delivered, on any idle lane.
 const ORIGINS: usize = 65_536;
+
+/// Staging's answers waiting to be taken from the mirror; more are dropped and counted
+/// (`results_dropped`).
+const ANSWERS: usize = 8_192;
 
 /// Filters, middleware, mirroring and message outputs; see the module documentation.
 pub struct Dispatch {
@@ -50,6 +60,11 @@ pub struct Dispatch {
     file: Option<FileOutput>,
     outputs: Vec<Box<dyn MessageOutput>>,
     output_errors: u64,
+    /// Staging's answers, when something wants them (the comparison, type 3 records).
+    answers: Option<mpsc::Receiver<StagingResult>>,
+    /// Staging's responses become type 3 records (`GOR_TRACK_STAGING_RESPONSES`).
+    track_staging: bool,
+    compare: Option<Comparison>,
     /// Capture to dispatch, for a source on this host's monotonic clock (live capture),
     /// whose timestamps the agent's own clock can be compared with.
     capture_latency: Option<Histogram>,
@@ -110,8 +125,33 @@ impl Dispatch {
                 },
             }
         });
-        let mirror =
+        let mut mirror =
             (!cfg.mirror.targets.is_empty()).then(|| Mirror::start(cfg.mirror.options(exclusion)));
+        let track_staging = cfg.outputs.track_staging_responses;
+        let compare = match &cfg.compare {
+            Some(c) => {
+                let names = cfg
+                    .mirror
+                    .targets
+                    .iter()
+                    .map(|t| t.scheme_host_port.clone())
+                    .collect();
+                let responses_first = cfg.middleware.is_some();
+                Some(
+                    Comparison::new(c.clone(), names, responses_first, to_wall).with_context(
+                        || match &c.diffs_file {
+                            Some(p) => format!("creating the diffs file {}", p.display()),
+                            None => "starting the comparison".into(),
+                        },
+                    )?,
+                )
+            }
+            None => None,
+        };
+        let answers = match &mut mirror {
+            Some(m) if track_staging || compare.is_some() => Some(m.subscribe(ANSWERS)),
+            _ => None,
+        };
         Ok(Dispatch {
             filters: Filters::new(cfg.filters.clone()),
             middleware,
@@ -119,6 +159,9 @@ impl Dispatch {
             file,
             outputs,
             output_errors: 0,
+            answers,
+            track_staging,
+            compare,
             capture_latency: (clock == Clock::Monotonic).then(Histogram::default),
             to_wall,
         })
@@ -130,8 +173,12 @@ impl Dispatch {
             let now = crate::clock::monotonic_ns();
             h.record(Duration::from_nanos(now.saturating_sub(msg.last_ts_ns)));
         }
+        let is_response = matches!(msg.kind, Kind::Response { .. });
+        // Production's answer as it was, whatever the middleware makes of it.
+        if let (Some(c), true) = (&mut self.compare, is_response) {
+            c.production(&msg);
+        }
         if let Some(stage) = &mut self.middleware {
-            let is_response = matches!(msg.kind, Kind::Response { .. });
             if !is_response || stage.back.responses {
                 let rec = Record::from_message(&msg, self.to_wall.offset_ns(msg.clock));
                 stage.back.origins.insert(&msg);
@@ -153,7 +200,7 @@ impl Dispatch {
             || (staging && self.mirror.as_ref().is_some_and(|r| !r.has_room()))
         {
             tokio::select! {
-                Some(rec) = self.next_returned() => self.returned(rec),
+                Some(b) = self.next_back() => self.back(b),
                 // A child that drops messages answers nothing, and staging's answers
                 // come to other tasks: look again soon.
                 _ = tokio::time::sleep(Duration::from_millis(1)) => {}
@@ -161,17 +208,62 @@ impl Dispatch {
         }
     }
 
-    /// What the middleware wrote back, when there is a middleware; pending forever
-    /// otherwise (for `select!`).
-    pub async fn next_returned(&mut self) -> Option<Record> {
-        match &mut self.middleware {
-            Some(stage) => stage.back.returned.recv().await,
-            None => std::future::pending().await,
+    /// The next thing coming back: what the middleware wrote back, or staging's answer to
+    /// a mirrored request. Pending forever while neither can come (for `select!`).
+    pub async fn next_back(&mut self) -> Option<Coming> {
+        let middleware = async {
+            match &mut self.middleware {
+                Some(stage) => stage.back.returned.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(rec) = middleware => Some(Coming::Returned(rec)),
+            Some(r) = next_answer(&mut self.answers) => Some(Coming::Staging(r)),
+            else => None,
+        }
+    }
+
+    /// Takes what [`Dispatch::next_back`] brought.
+    pub fn back(&mut self, coming: Coming) {
+        match coming {
+            Coming::Returned(rec) => self.returned(rec),
+            Coming::Staging(r) => self.staging(r),
+        }
+    }
+
+    /// Takes staging's answer to a mirrored request: to the comparison, and as a type 3
+    /// record to the middleware or, without one, to the outputs.
+    pub fn staging(&mut self, result: StagingResult) {
+        if self.track_staging {
+            if let Some(rec) = replayed_record(&result) {
+                match &mut self.middleware {
+                    Some(stage) => stage.child.send(&rec),
+                    None => self.replayed(&rec),
+                }
+            }
+        }
+        if let Some(c) = &mut self.compare {
+            c.staging(result);
+        }
+    }
+
+    /// A type 3 record to the outputs.
+    fn replayed(&mut self, rec: &Record) {
+        for o in each(&mut self.file, &mut self.outputs) {
+            if let Err(e) = o.replayed(rec) {
+                self.output_errors += 1;
+                warn!("output error (the record is skipped for this output): {e}");
+            }
         }
     }
 
     /// Takes a record the middleware wrote back.
-    pub fn returned(&mut self, rec: Record) {
+    fn returned(&mut self, rec: Record) {
+        // Staging's responses go on to the outputs only: they are nobody's input.
+        if rec.kind == RecordType::ReplayedResponse {
+            return self.replayed(&rec);
+        }
         if let Some(msg) = self
             .middleware
             .as_mut()
@@ -193,13 +285,26 @@ impl Dispatch {
         }
     }
 
+    /// A record the middleware wrote back while it is being closed (taken out of `self`).
+    fn returned_by(&mut self, back: &mut Back, rec: Record) {
+        if rec.kind == RecordType::ReplayedResponse {
+            return self.replayed(&rec);
+        }
+        if let Some(msg) = back.message_of(rec, &self.to_wall) {
+            self.after_middleware(msg);
+        }
+    }
+
     fn after_middleware(&mut self, msg: HttpMessage) {
         let msg = match self.filters.apply(msg) {
             Verdict::Keep(m) => m,
             Verdict::Drop => return,
         };
         if let Some(r) = &self.mirror {
-            r.submit(&msg);
+            let accepted = r.submit(&msg);
+            if let Some(c) = &mut self.compare {
+                c.request(&msg, accepted);
+            }
         }
         for o in each(&mut self.file, &mut self.outputs) {
             if let Err(e) = o.message(&msg) {
@@ -209,16 +314,20 @@ impl Dispatch {
         }
     }
 
-    /// Periodic work: outputs flush.
+    /// Periodic work: outputs flush, the comparison gives up what waited too long.
     pub fn tick(&mut self) {
         for o in each(&mut self.file, &mut self.outputs) {
             o.tick();
         }
+        if let Some(c) = &mut self.compare {
+            c.tick();
+        }
     }
 
     /// Ends the middleware (its queue is written out and it gets `grace` to answer, while
-    /// its answers go on), then the outputs, then mirroring (in-flight requests get
-    /// `grace`). Returns the final counts of mirroring and the middleware.
+    /// its answers go on), then mirroring (in-flight requests get `grace`; their answers
+    /// still reach the comparison and the outputs), then the comparison and the outputs.
+    /// Returns the final counts of mirroring and the middleware.
     pub async fn close(&mut self, grace: Duration) -> Closed {
         let middleware = match self.middleware.take() {
             Some(Stage { child, mut back }) => {
@@ -229,33 +338,45 @@ impl Dispatch {
                 let stats = loop {
                     tokio::select! {
                         stats = &mut shutdown => break stats,
-                        Some(rec) = back.returned.recv() => {
-                            if let Some(msg) = back.message_of(rec, &self.to_wall) {
-                                self.after_middleware(msg);
-                            }
-                        }
+                        Some(rec) = back.returned.recv() => self.returned_by(&mut back, rec),
+                        Some(r) = next_answer(&mut self.answers) => self.staging(r),
                     }
                 };
                 while let Some(rec) = back.returned.recv().await {
-                    if let Some(msg) = back.message_of(rec, &self.to_wall) {
-                        self.after_middleware(msg);
-                    }
+                    self.returned_by(&mut back, rec);
                 }
                 let report = back.report(&stats);
                 Some(report)
             }
             None => None,
         };
+        let mirror = match self.mirror.take() {
+            Some(r) => {
+                let shutdown = r.shutdown(grace);
+                tokio::pin!(shutdown);
+                let stats = loop {
+                    tokio::select! {
+                        stats = &mut shutdown => break stats,
+                        Some(r) = next_answer(&mut self.answers) => self.staging(r),
+                    }
+                };
+                // The lanes have ended: what they handed over is all there.
+                while let Some(r) = self.answers.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                    self.staging(r);
+                }
+                Some(stats)
+            }
+            None => None,
+        };
+        if let Some(c) = &mut self.compare {
+            c.finish();
+        }
         for o in each(&mut self.file, &mut self.outputs) {
             if let Err(e) = o.finish() {
                 self.output_errors += 1;
                 warn!("finishing an output: {e}");
             }
         }
-        let mirror = match self.mirror.take() {
-            Some(r) => Some(r.shutdown(grace).await),
-            None => None,
-        };
         Closed { mirror, middleware }
     }
 
@@ -267,6 +388,11 @@ impl Dispatch {
     /// The latency histograms, for the metrics endpoint.
     pub fn histograms(&self) -> Histograms {
         Histograms {
+            compare_latency: self
+                .compare
+                .as_ref()
+                .map(Comparison::histograms)
+                .unwrap_or_default(),
             capture_to_dispatch: self.capture_latency.as_ref().map(Histogram::snapshot),
             staging_response: self
                 .mirror
@@ -299,12 +425,29 @@ impl Dispatch {
             mirror: closed.mirror.clone().map(MirrorReport::from),
             middleware: closed.middleware.clone(),
             filters: self.filters.stats().clone(),
+            compare: self.compare.as_ref().map(Comparison::report),
             outputs: OutputsReport {
                 errors: self.output_errors,
                 file: self.file.as_ref().map(FileOutput::stats),
             },
             ..Report::default()
         }
+    }
+}
+
+/// What comes back to dispatch after the stages it feeds.
+pub enum Coming {
+    /// A record the middleware wrote back.
+    Returned(Record),
+    /// Staging's answer to a mirrored request.
+    Staging(StagingResult),
+}
+
+/// Staging's next answer, when something wants them; pending forever otherwise.
+async fn next_answer(answers: &mut Option<mpsc::Receiver<StagingResult>>) -> Option<StagingResult> {
+    match answers {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -317,6 +460,25 @@ fn each<'a>(
         .iter_mut()
         .map(|f| f as &mut (dyn MessageOutput + 'static));
     file.chain(others.iter_mut().map(|o| o.as_mut()))
+}
+
+/// GoReplay's type 3 record of staging's response: the request's id, the time the
+/// request was written to staging, the latency, the response as kept.
+fn replayed_record(r: &StagingResult) -> Option<Record> {
+    let crate::mirror::Outcome::Response(resp) = &r.outcome else {
+        return None;
+    };
+    let sent = r
+        .sent_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Some(Record {
+        kind: RecordType::ReplayedResponse,
+        id: r.id.to_string(),
+        timestamp_ns: sent,
+        latency_ns: r.latency.as_nanos() as u64,
+        payload: resp.message.raw.clone(),
+    })
 }
 
 /// Final counts of the stages that run tasks.

@@ -23,6 +23,9 @@ pub struct Histograms {
     pub capture_to_dispatch: Option<HistogramSnapshot>,
     /// Request written to staging to response read, per target.
     pub staging_response: Vec<Series>,
+    /// Production's and staging's latency per endpoint, for compared exchanges
+    /// (`GOR_COMPARE`), labelled with endpoint, target and side.
+    pub compare_latency: Vec<Series>,
 }
 
 /// Latency (request written -> response complete) percentiles, in microseconds. The

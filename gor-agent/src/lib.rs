@@ -8,6 +8,7 @@
 //!                                                                                                  v
 //!               pipeline ─> dispatch: middleware ─> filters ─> mirror (staging, StagingResult)
 //!                                                           └─> output (saved traffic, JSON lines)
+//!   captured responses + StagingResult ─> compare (outcomes, diffs file) ─> diffs_report (HTML)
 //! ```
 //!
 //! `agent` picks the source, `config` composes the stages' settings, `envelope` and
@@ -16,6 +17,7 @@ pub mod agent;
 pub mod capture;
 pub mod check;
 pub mod clock;
+pub mod compare;
 pub mod config;
 pub mod dispatch;
 pub mod driver;

@@ -6,6 +6,7 @@
 //! They need root; `cargo xtask test` runs them one at a time.
 mod bad_input;
 mod check;
+mod compare;
 mod config;
 mod deploy;
 mod filters;

@@ -68,6 +68,8 @@ pub struct Conn {
 /// One HTTP message the agent framed.
 #[derive(Debug, Clone)]
 pub struct Message {
+    /// `request`, `response`, or `staging_response` (GOR_TRACK_STAGING_RESPONSES).
+    pub kind: String,
     pub id: String,
     pub client: String,
     pub is_request: bool,
@@ -247,6 +249,11 @@ impl Agent {
         }
     }
 
+    /// The agent's directory (its stats file, outputs, stderr).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The agent's process id (for memory readings).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
@@ -398,6 +405,7 @@ pub fn read_messages(path: &Path) -> Vec<Message> {
                 format!("{} {}", s("version"), v["status"])
             };
             Message {
+                kind: s("type"),
                 id: v["id"].as_str().expect("id").to_string(),
                 client: s("client"),
                 is_request,
@@ -414,6 +422,11 @@ pub fn read_messages(path: &Path) -> Vec<Message> {
 
 /// Runs the agent over a capture file (no kernel) and reads what it framed.
 pub fn run_pcap(name: &str, file: &Path, ports: &[u16]) -> Captured {
+    run_pcap_with(name, file, ports, &[])
+}
+
+/// [`run_pcap`] with extra settings.
+pub fn run_pcap_with(name: &str, file: &Path, ports: &[u16], env: &[(&str, &str)]) -> Captured {
     let dir = temp_dir(name);
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     let out = agent_command(&[])
@@ -422,6 +435,7 @@ pub fn run_pcap(name: &str, file: &Path, ports: &[u16]) -> Captured {
         .env("GOR_OUTPUT_STREAMS", dir.join("streams"))
         .env("GOR_OUTPUT_MESSAGES", dir.join("messages.jsonl"))
         .env("GOR_STATS_FILE", dir.join("stats.json"))
+        .envs(env.iter().copied())
         .output()
         .expect("run the agent on a pcap file");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

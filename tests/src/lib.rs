@@ -3,6 +3,7 @@
 //! check that the host is left as it was, and put another tool's program on a tcx hook.
 //! The benchmarks (`bench`, run by `cargo xtask bench`) are built on the same helpers.
 pub mod agent;
+pub mod apps;
 pub mod bench;
 pub mod clients;
 pub mod gorformat;

@@ -175,7 +175,7 @@ impl Driver {
                         source.deliver(&mut pipeline);
                     }
                 },
-                Some(rec) = pipeline.dispatch.next_returned() => pipeline.dispatch.returned(rec),
+                Some(b) = pipeline.dispatch.next_back() => pipeline.dispatch.back(b),
                 _ = tick.tick() => {
                     pipeline.tick(source.now_ns());
                     if self.reporter.wants_metrics() {

@@ -32,7 +32,10 @@ pub const MAX_RECORD: usize = 256 * 1024 * 1024;
 pub struct InputStats {
     pub records: u64,
     pub requests: u64,
+    /// Original responses (type 2).
     pub responses: u64,
+    /// Staging's responses at recording time (type 3): counted, not replayed.
+    pub staging_responses: u64,
     /// Records whose payload is not a valid HTTP message: skipped.
     pub invalid: u64,
     /// Damaged records skipped by the reader (each logged with its file and offset).

@@ -412,6 +412,12 @@ impl MessageOutput for FileOutput {
         Ok(())
     }
 
+    /// Staging's responses are written whenever they are tracked: only then do they come.
+    fn replayed(&mut self, rec: &Record) -> io::Result<()> {
+        self.write_record(rec);
+        Ok(())
+    }
+
     /// Writes what is batched and finishes the file. Errors are counted, not returned:
     /// like every write here, they must not stop the caller.
     fn finish(&mut self) -> io::Result<()> {

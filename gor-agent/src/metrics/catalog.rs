@@ -31,6 +31,8 @@ pub enum Scope {
     Report,
     /// Each element of `/mirror/targets`, labelled `target="<url>"`.
     PerTarget,
+    /// Each element of `/compare/endpoints`, labelled `endpoint` and `target`.
+    PerEndpoint,
 }
 
 /// One series of a family: its constant labels and the pointer to its value.
@@ -48,7 +50,7 @@ pub struct Family {
     pub samples: &'static [Sample],
 }
 
-use Scope::{PerTarget, Report};
+use Scope::{PerEndpoint, PerTarget, Report};
 use Type::{Counter, Gauge};
 
 macro_rules! family {
@@ -184,6 +186,38 @@ pub static FAMILIES: &[Family] = &[
         (&[("state", "active")], "/lanes"),
         (&[("state", "idle")], "/idle_connections"),
     ]),
+    // Production against staging.
+    family!("gor_compare_results", Counter, Report, "Mirrored exchanges compared with production, by outcome.", [
+        (&[("outcome", "match")], "/compare/outcomes/match"),
+        (&[("outcome", "status")], "/compare/outcomes/status"),
+        (&[("outcome", "body")], "/compare/outcomes/body"),
+        (&[("outcome", "headers")], "/compare/outcomes/headers"),
+        (&[("outcome", "staging_error")], "/compare/outcomes/staging_error"),
+        (&[("outcome", "no_production_response")], "/compare/outcomes/no_production_response"),
+        (&[("outcome", "expired")], "/compare/outcomes/expired"),
+        (&[("outcome", "evicted")], "/compare/outcomes/evicted"),
+        (&[("outcome", "skipped")], "/compare/outcomes/skipped"),
+    ]),
+    family!("gor_compare_endpoint_results", Counter, PerEndpoint, "Compared exchanges by endpoint (method and normalised path), target and outcome.", [
+        (&[("outcome", "match")], "/outcomes/match"),
+        (&[("outcome", "status")], "/outcomes/status"),
+        (&[("outcome", "body")], "/outcomes/body"),
+        (&[("outcome", "headers")], "/outcomes/headers"),
+        (&[("outcome", "staging_error")], "/outcomes/staging_error"),
+        (&[("outcome", "no_production_response")], "/outcomes/no_production_response"),
+        (&[("outcome", "expired")], "/outcomes/expired"),
+        (&[("outcome", "evicted")], "/outcomes/evicted"),
+        (&[("outcome", "skipped")], "/outcomes/skipped"),
+    ]),
+    family!("gor_compare_pending", Gauge, Report, "Exchanges waiting for production's or staging's response.", "/compare/pending"),
+    family!("gor_compare_pending_bytes", Gauge, Report, "Bytes those exchanges hold (bounded by GOR_COMPARE_MAX_PENDING_BYTES).", "/compare/pending_bytes"),
+    family!("gor_compare_not_mirrored_responses", Counter, Report, "Production responses to requests that were not mirrored (nothing to compare).", "/compare/not_mirrored"),
+    family!("gor_compare_late_answers", Counter, Report, "Staging answers that came after their exchange was given up.", "/compare/late"),
+    family!("gor_compare_diffs", Counter, Report, "Differences for GOR_OUTPUT_DIFFS, by what became of them.", [
+        (&[("result", "written")], "/compare/diffs/written"),
+        (&[("result", "over_limit")], "/compare/diffs/not_written"),
+        (&[("result", "write_error")], "/compare/diffs/errors"),
+    ]),
     // Outputs.
     family!("gor_output_errors", Counter, Report, "Events or messages an output failed to take.", "/outputs/errors"),
     family!("gor_file_records", Counter, Report, "Records written to GOR_OUTPUT_FILE.", "/outputs/file/records_written"),
@@ -200,6 +234,10 @@ const STAGING_RESPONSE: (&str, &str) = (
     "gor_mirror_response_seconds",
     "From a request written to the target to its response read.",
 );
+const COMPARE_LATENCY: (&str, &str) = (
+    "gor_compare_latency_seconds",
+    "Response times of compared exchanges per endpoint and target: production's (request to response, as captured) and staging's.",
+);
 
 /// Writes every family with at least one value in `report`, then the histograms.
 pub fn encode(
@@ -208,30 +246,41 @@ pub fn encode(
     encoder: &mut DescriptorEncoder,
 ) -> Result<(), std::fmt::Error> {
     let report = &report.to_json();
-    let targets: Vec<(String, &Value)> = report
-        .pointer("/mirror/targets")
-        .and_then(Value::as_array)
-        .map(|ts| {
-            ts.iter()
-                .map(|t| (t["target"].as_str().unwrap_or("").to_string(), t))
-                .collect()
-        })
-        .unwrap_or_default();
+    // The elements of an array in the report, with the labels taken from their fields.
+    let elements = |pointer: &str,
+                    keys: &'static [&'static str]|
+     -> Vec<(Vec<(&'static str, String)>, &Value)> {
+        report
+            .pointer(pointer)
+            .and_then(Value::as_array)
+            .map(|es| {
+                es.iter()
+                    .map(|e| {
+                        let labels = keys
+                            .iter()
+                            .map(|&k| (k, e[k].as_str().unwrap_or("").to_string()))
+                            .collect();
+                        (labels, e)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let targets = elements("/mirror/targets", &["target"]);
+    let endpoints = elements("/compare/endpoints", &["endpoint", "target"]);
     for f in FAMILIES {
-        let bases: Vec<(Option<&str>, &Value)> = match f.scope {
-            Report => vec![(None, report)],
-            PerTarget => targets
-                .iter()
-                .map(|(n, v)| (Some(n.as_str()), *v))
-                .collect(),
+        let bases: Vec<(&[(&str, String)], &Value)> = match f.scope {
+            Report => vec![(&[], report)],
+            PerTarget => targets.iter().map(|(l, v)| (l.as_slice(), *v)).collect(),
+            PerEndpoint => endpoints.iter().map(|(l, v)| (l.as_slice(), *v)).collect(),
         };
         let values: Vec<(Vec<(&str, &str)>, u64)> = bases
             .iter()
-            .flat_map(|(target, base)| {
+            .flat_map(|(own, base)| {
                 f.samples.iter().filter_map(move |s| {
                     let v = base.pointer(s.path)?.as_u64()?;
                     let mut labels: Vec<(&str, &str)> =
-                        target.map(|t| ("target", t)).into_iter().collect();
+                        own.iter().map(|(k, v)| (*k, v.as_str())).collect();
                     labels.extend(s.labels.iter().copied());
                     Some((labels, v))
                 })
@@ -258,10 +307,15 @@ pub fn encode(
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
         histogram(&mut family, &[], h)?;
     }
-    if !histograms.staging_response.is_empty() {
-        let (name, help) = STAGING_RESPONSE;
+    for (series, (name, help)) in [
+        (&histograms.staging_response, STAGING_RESPONSE),
+        (&histograms.compare_latency, COMPARE_LATENCY),
+    ] {
+        if series.is_empty() {
+            continue;
+        }
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
-        for s in &histograms.staging_response {
+        for s in series {
             let labels: Vec<(&str, &str)> =
                 s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
             histogram(&mut family, &labels, &s.histogram)?;
@@ -340,6 +394,7 @@ mod tests {
                     labels: vec![("target", "http://127.0.0.1:8080".into())],
                     histogram: h.snapshot(),
                 }],
+                compare_latency: Vec::new(),
             },
         );
         for line in [

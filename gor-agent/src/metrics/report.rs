@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::{
     capture::{pcap::PcapStats, tc::KernelCounters},
+    compare::CompareReport,
     filters::FilterStats,
     gorfile::{FileStats, InputStats},
     http::HttpStats,
@@ -39,6 +40,9 @@ pub struct Report {
     pub mirror: Option<MirrorReport>,
     pub middleware: Option<MiddlewareReport>,
     pub filters: FilterStats,
+    /// Production against staging (`GOR_COMPARE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare: Option<CompareReport>,
     pub outputs: OutputsReport,
     /// Saved traffic read (`gor-agent replay`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,7 +134,11 @@ mod tests {
 
     use super::super::catalog::{Scope, FAMILIES};
     use super::*;
-    use crate::{filters::DroppedByRule, histogram::LatencySummary};
+    use crate::{
+        compare::{DiffsStats, EndpointReport, Outcomes},
+        filters::DroppedByRule,
+        histogram::LatencySummary,
+    };
 
     /// Distinct non-zero numbers, one per call.
     fn counter() -> impl FnMut() -> u64 {
@@ -160,6 +168,31 @@ mod tests {
         output_errors: u64,
         file: FileStats,
         input: InputStats,
+        compare: CompareReport,
+    }
+
+    fn outcomes(next: &mut impl FnMut() -> u64) -> Outcomes {
+        Outcomes {
+            matched: next(),
+            status: next(),
+            body: next(),
+            headers: next(),
+            staging_error: next(),
+            no_production_response: next(),
+            expired: next(),
+            evicted: next(),
+            skipped: next(),
+        }
+    }
+
+    fn latency(next: &mut impl FnMut() -> u64) -> LatencySummary {
+        LatencySummary {
+            count: next(),
+            p50_us: next(),
+            p90_us: next(),
+            p99_us: next(),
+            max_us: next(),
+        }
     }
 
     fn target(name: &str, next: &mut impl FnMut() -> u64) -> TargetStats {
@@ -296,9 +329,29 @@ mod tests {
                 records: next(),
                 requests: next(),
                 responses: next(),
+                staging_responses: next(),
                 invalid: next(),
                 damaged: next(),
                 passes: next(),
+            },
+            compare: CompareReport {
+                outcomes: outcomes(&mut next),
+                endpoints: vec![EndpointReport {
+                    endpoint: "GET /users/{n}".into(),
+                    target: "http://127.0.0.1:8080".into(),
+                    outcomes: outcomes(&mut next),
+                    production_latency: latency(&mut next),
+                    staging_latency: latency(&mut next),
+                }],
+                pending: next() as usize,
+                pending_bytes: next() as usize,
+                not_mirrored: next(),
+                late: next(),
+                diffs: Some(DiffsStats {
+                    written: next(),
+                    not_written: next(),
+                    errors: next(),
+                }),
             },
         }
     }
@@ -330,6 +383,7 @@ mod tests {
                     file: Some(p.file),
                 },
                 input: Some(p.input),
+                compare: Some(p.compare),
             }
         }
     }
@@ -374,11 +428,19 @@ mod tests {
         v
     }
 
+    /// The example without the sections newer than the JSON built by hand.
+    fn example_of_before() -> Report {
+        Report {
+            compare: None,
+            ..Report::example()
+        }
+    }
+
     #[test]
     fn the_json_is_the_one_built_by_hand_before() {
         let p = parts();
         let before = untyped(&p);
-        let report = Report::example();
+        let report = example_of_before();
         assert_eq!(report.to_json(), before);
         // The stats file's text too (keys sorted, as before).
         assert_eq!(report.to_json().to_string(), before.to_string());
@@ -393,7 +455,7 @@ mod tests {
             truncated: 6,
             malformed: 7,
         };
-        let mut file = Report::example();
+        let mut file = example_of_before();
         file.kernel = Some(KernelReport::Pcap { pcap: pcap.clone() });
         file.records = Some(RecordsReport::default());
         let mut expected = before.clone();
@@ -410,7 +472,7 @@ mod tests {
 
         // Saved traffic without mirroring, middleware or file: no kernel, no records,
         // `null` for the stages not configured.
-        let mut replay = Report::example();
+        let mut replay = example_of_before();
         replay.kernel = None;
         replay.records = None;
         replay.mirror = None;
@@ -461,6 +523,11 @@ mod tests {
                             .iter()
                             .map(move |s| format!("/mirror/targets/{i}{}", s.path))
                     })
+                    .collect(),
+                Scope::PerEndpoint => f
+                    .samples
+                    .iter()
+                    .map(|s| format!("/compare/endpoints/0{}", s.path))
                     .collect(),
             };
             for p in pointers {

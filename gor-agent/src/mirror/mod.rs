@@ -95,6 +95,39 @@ pub struct MirrorOptions {
     pub result_body_limit: usize,
 }
 
+/// The targets that queued a request: bit `i` for target `i` of
+/// [`MirrorOptions::targets`] (at most [`MAX_TARGETS`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Accepted(pub u64);
+
+impl Accepted {
+    pub const NONE: Accepted = Accepted(0);
+
+    pub fn any(self) -> bool {
+        self.0 != 0
+    }
+
+    pub fn contains(self, target: usize) -> bool {
+        target < MAX_TARGETS && self.0 & (1 << target) != 0
+    }
+
+    pub fn count(self) -> u32 {
+        self.0.count_ones()
+    }
+
+    /// Without `target`.
+    pub fn without(self, target: usize) -> Accepted {
+        if target < MAX_TARGETS {
+            Accepted(self.0 & !(1 << target))
+        } else {
+            self
+        }
+    }
+}
+
+/// Staging targets one agent mirrors to, at most.
+pub const MAX_TARGETS: usize = 64;
+
 /// Mirrors requests to staging; see the module documentation.
 pub struct Mirror {
     targets: Vec<TargetHandle>,
@@ -165,18 +198,26 @@ impl Mirror {
 
     /// Offers a captured message for mirroring. Never blocks or awaits: whatever cannot
     /// be taken at once is dropped and counted. Only client requests are mirrored
-    /// (CONNECT excepted: tunnels cannot be mirrored).
-    pub fn submit(&self, msg: &HttpMessage) {
+    /// (CONNECT excepted: tunnels cannot be mirrored). Returns the targets that queued
+    /// it: each of them yields a [`StagingResult`] for it to a subscriber, unless it is
+    /// dropped later (lane queue full, backoff, shutdown; counted).
+    pub fn submit(&self, msg: &HttpMessage) -> Accepted {
         inc(&self.globals.submitted);
         let Some(req) = request_of(msg) else {
-            return inc(&self.globals.ignored);
+            inc(&self.globals.ignored);
+            return Accepted::NONE;
         };
         if !self.sampler.keep() {
-            return inc(&self.globals.sampled_out);
+            inc(&self.globals.sampled_out);
+            return Accepted::NONE;
         }
-        for t in &self.targets {
-            t.offer(&req);
+        let mut accepted = Accepted::NONE;
+        for (i, t) in self.targets.iter().enumerate() {
+            if t.offer(&req) {
+                accepted.0 |= 1 << i;
+            }
         }
+        accepted
     }
 
     /// Whether every target can take another request now without dropping it: a source
@@ -256,23 +297,30 @@ impl TargetHandle {
             && c.pending_bytes.load(Ordering::Relaxed) < self.ctx.max_pending_bytes / 2
     }
 
-    fn offer(&self, req: &Request) {
+    /// Queues the request for this target; false if it was dropped (and counted).
+    fn offer(&self, req: &Request) -> bool {
         let c = &self.ctx.counters;
         if !self.limiter.allow() {
-            return inc(&c.rate_limited);
+            inc(&c.rate_limited);
+            return false;
         }
         let Some(ticket) = Ticket::reserve(&self.ctx, req.raw.len()) else {
-            return inc(&c.queue_full);
+            inc(&c.queue_full);
+            return false;
         };
         let job = Job {
             req: req.clone(),
             ticket,
         };
         match self.tx.try_send(job) {
-            Ok(()) => inc(&c.accepted),
+            Ok(()) => {
+                inc(&c.accepted);
+                true
+            }
             Err(e) => {
                 inc(&c.queue_full);
                 e.into_inner().ticket.finish();
+                false
             }
         }
     }

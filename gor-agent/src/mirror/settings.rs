@@ -8,7 +8,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::Args;
 
 use super::{CaCert, MirrorOptions, PortExclusion, Rate, Target};
-use crate::settings::{parse_count, parse_duration, Problems};
+use crate::settings::{parse_count, parse_duration, parse_size, Problems};
 
 /// Mirroring to staging.
 #[derive(Debug, Args)]
@@ -43,6 +43,11 @@ pub struct MirrorArgs {
     /// PEM file of CA certificates trusted for https targets, besides the system roots.
     #[arg(long, env = "GOR_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
+    /// Most body bytes of each staging response kept for the comparison (`GOR_COMPARE`)
+    /// and for type 3 records (`GOR_TRACK_STAGING_RESPONSES`); a longer body is cut there
+    /// (the comparison then compares status and headers only, and counts it `skipped`).
+    #[arg(long, env = "GOR_STAGING_RESPONSE_MAX_BODY", default_value = "1MiB")]
+    pub staging_response_max_body: String,
     /// On SIGINT/SIGTERM, how long in-flight mirrored requests may take to finish.
     #[arg(long, env = "GOR_SHUTDOWN_GRACE", default_value = "5s")]
     pub shutdown_grace: String,
@@ -64,6 +69,8 @@ pub struct MirrorConfig {
     /// Its certificates: empty until resolved, and without a file.
     pub tls_ca: Vec<CaCert>,
     pub shutdown_grace: Duration,
+    /// [`MirrorOptions::result_body_limit`].
+    pub result_body_limit: usize,
 }
 
 impl MirrorConfig {
@@ -81,7 +88,7 @@ impl MirrorConfig {
             set_headers: self.set_headers.clone(),
             exclusion,
             tls_ca: self.tls_ca.clone(),
-            result_body_limit: super::DEFAULT_RESULT_BODY_LIMIT,
+            result_body_limit: self.result_body_limit,
         }
     }
 }
@@ -103,6 +110,11 @@ impl MirrorArgs {
             Some(v) => c.parse("set_header", v, parse_set_headers),
         };
         let grace = c.parse("shutdown_grace", &self.shutdown_grace, parse_duration);
+        let body_limit = c.parse(
+            "staging_response_max_body",
+            &self.staging_response_max_body,
+            parse_size,
+        );
         Some(MirrorConfig {
             targets: targets?,
             rate: rate?,
@@ -115,20 +127,30 @@ impl MirrorArgs {
             tls_ca_file: self.tls_ca.clone(),
             tls_ca: Vec::new(),
             shutdown_grace: grace?,
+            result_body_limit: body_limit?,
         })
     }
 }
 
 /// `http://staging:8080,http://staging2/base`.
 pub fn parse_targets(s: &str) -> Result<Vec<Target>, String> {
-    s.split(',')
+    let targets = s
+        .split(',')
         .map(str::trim)
         .map(|u| {
             Target::parse(u).map_err(|e| {
                 format!("comma-separated `http(s)://host[:port][/base]` URLs (`{u}`: {e})")
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if targets.len() > super::MAX_TARGETS {
+        return Err(format!(
+            "at most {} targets ({} given)",
+            super::MAX_TARGETS,
+            targets.len()
+        ));
+    }
+    Ok(targets)
 }
 
 /// `100` (requests/s per target), `10%` (a random share), or empty (all).

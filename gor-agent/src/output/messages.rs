@@ -1,7 +1,8 @@
 //! `--output-messages FILE`: every framed HTTP message as one JSON line: its id (a request
 //! and its response share it), connection, addresses, direction, capture timestamps,
 //! latency (responses), the parsed start line and headers, and the exact wire bytes in
-//! base64. For tools and tests that want whole messages rather than streams.
+//! base64; with `GOR_TRACK_STAGING_RESPONSES`, staging's responses too (type
+//! `staging_response`). For tools and tests that want whole messages rather than streams.
 
 use std::{
     fs::File,
@@ -12,11 +13,17 @@ use std::{
 use base64::Engine;
 use serde_json::json;
 
+use crate::gorfile::Record;
 use crate::http::{HttpMessage, Kind};
 
 /// A consumer of framed HTTP messages.
 pub trait MessageOutput: Send {
     fn message(&mut self, msg: &HttpMessage) -> io::Result<()>;
+    /// Staging's response to a mirrored request, as GoReplay's type 3 record
+    /// (`GOR_TRACK_STAGING_RESPONSES`); outputs without a form for it ignore it.
+    fn replayed(&mut self, _rec: &Record) -> io::Result<()> {
+        Ok(())
+    }
     /// Called about once a second, for outputs that batch (to bound how long a message waits).
     fn tick(&mut self) {}
     fn finish(&mut self) -> io::Result<()> {
@@ -83,6 +90,19 @@ pub fn to_json(m: &HttpMessage) -> serde_json::Value {
 impl MessageOutput for MessagesFile {
     fn message(&mut self, msg: &HttpMessage) -> io::Result<()> {
         writeln!(self.out, "{}", to_json(msg))
+    }
+
+    /// A `staging_response` line: the response's fields as for a captured one, its
+    /// latency and the time its request was written to staging.
+    fn replayed(&mut self, rec: &Record) -> io::Result<()> {
+        let msg = rec
+            .to_message()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let mut v = to_json(&msg);
+        v["type"] = "staging_response".into();
+        v["clock"] = "realtime".into();
+        v["sent_ts_ns"] = rec.timestamp_ns.into();
+        writeln!(self.out, "{v}")
     }
 
     fn finish(&mut self) -> io::Result<()> {

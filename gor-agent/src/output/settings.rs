@@ -29,9 +29,15 @@ pub struct OutputArgs {
     /// Start a new file (`name_1.gor`, ...) before one would grow past this size.
     #[arg(long, env = "GOR_OUTPUT_FILE_SIZE_LIMIT", default_value = "256MiB")]
     pub output_file_size_limit: String,
-    /// Also save the original responses (type 2) in the output file.
+    /// Also save the original responses (type 2) in the output file, and send them to
+    /// the middleware.
     #[arg(long, env = "GOR_TRACK_RESPONSES", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
     pub track_responses: bool,
+    /// Staging's responses become GoReplay's type 3 records (the request's id, when it was
+    /// sent, the latency): sent to the middleware, saved in the output file and the
+    /// messages file. Needs GOR_TARGET.
+    #[arg(long, alias = "output-http-track-response", env = "GOR_TRACK_STAGING_RESPONSES", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub track_staging_responses: bool,
     /// Write the counters as JSON to this file every stats interval and at exit.
     #[arg(long, env = "GOR_STATS_FILE", value_name = "FILE")]
     pub stats_file: Option<PathBuf>,
@@ -49,6 +55,8 @@ pub struct OutputConfig {
     pub gor_file: Option<FileOutputConfig>,
     /// Original responses go to the saved-traffic file and to the middleware.
     pub track_responses: bool,
+    /// Staging's responses go there as type 3 records.
+    pub track_staging_responses: bool,
     pub stats_file: Option<PathBuf>,
     pub stats_interval: Duration,
 }
@@ -90,6 +98,7 @@ impl OutputArgs {
             messages_file: self.output_messages.clone(),
             gor_file,
             track_responses: self.track_responses,
+            track_staging_responses: self.track_staging_responses,
             stats_file: self.stats_file.clone(),
             stats_interval: stats_interval?,
         })

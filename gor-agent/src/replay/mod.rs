@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::driver::{Level, Ready, Source, Waits};
 use crate::gorfile::settings::FileInputConfig;
-use crate::gorfile::{GorReader, InputStats, Record};
+use crate::gorfile::{GorReader, InputStats, Record, RecordType};
 use crate::metrics::Report;
 use crate::pipeline::Pipeline;
 
@@ -176,10 +176,15 @@ impl Source for SavedTraffic {
         };
         let stats = &mut self.stats;
         stats.records += 1;
-        if rec.kind.is_response() {
-            stats.responses += 1;
-        } else {
-            stats.requests += 1;
+        match rec.kind {
+            RecordType::Request => stats.requests += 1,
+            RecordType::Response => stats.responses += 1,
+            // Staging's answers at recording time are no input: production's responses
+            // are the ones compared, and staging answers anew.
+            RecordType::ReplayedResponse => {
+                stats.staging_responses += 1;
+                return;
+            }
         }
         match rec.to_message() {
             Ok(msg) => pipeline.message(msg),
