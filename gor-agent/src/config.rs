@@ -344,6 +344,63 @@ mod tests {
     }
 
     #[test]
+    fn comparison_settings_need_what_they_compare() {
+        let errs = cli(&[
+            "--ports",
+            "80",
+            "--compare",
+            "--output-diffs",
+            "/tmp/d.jsonl",
+            "--output-http-track-response",
+        ])
+        .validate()
+        .unwrap_err();
+        let names: Vec<_> = errs.iter().map(|e| e.setting).collect();
+        assert_eq!(names, ["GOR_COMPARE", "GOR_TRACK_STAGING_RESPONSES"]);
+        assert!(errs[0].to_string().contains("GOR_TARGET"), "{}", errs[0]);
+        let errs = cli(&["--ports", "80", "--output-diffs", "/tmp/d.jsonl"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(errs[0].setting, "GOR_OUTPUT_DIFFS");
+        assert!(errs[0].to_string().contains("GOR_COMPARE=1"), "{}", errs[0]);
+        let errs = cli(&[
+            "--ports",
+            "80",
+            "--target",
+            "http://s:1",
+            "--compare",
+            "--compare-ignore-json",
+            "$.a[",
+        ])
+        .validate()
+        .unwrap_err();
+        assert_eq!(errs[0].setting, "GOR_COMPARE_IGNORE_JSON");
+        let c = cli(&[
+            "--ports",
+            "80",
+            "--target",
+            "http://s:1",
+            "--compare",
+            "--compare-ignore-headers",
+            "default,X-Trace",
+            "--staging-response-max-body",
+            "2MiB",
+        ])
+        .validate()
+        .unwrap();
+        let compare = c.compare.expect("on");
+        assert!(compare.rules.ignore_headers.contains("x-trace"));
+        assert!(compare.rules.ignore_headers.contains("date"));
+        assert_eq!(compare.timeout, Duration::from_secs(30));
+        assert_eq!(c.mirror.result_body_limit, 2 << 20);
+        assert!(cli(&["--ports", "80"])
+            .validate()
+            .unwrap()
+            .compare
+            .is_none());
+    }
+
+    #[test]
     fn ports_are_required() {
         let errs = cli(&[]).validate().unwrap_err();
         assert_eq!(errs[0].setting, "GOR_PORTS");

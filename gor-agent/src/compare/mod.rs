@@ -434,3 +434,6 @@ fn failure_name(kind: FailureKind) -> &'static str {
         FailureKind::BadResponse => "bad_response",
     }
 }
+
+#[cfg(test)]
+mod stage_tests;

@@ -84,6 +84,21 @@ pub fn line(now: &Value, before: Option<&Value>, secs: f64, rss_bytes: Option<u6
         parts.push(mirrored + ")");
         parts.push(format!("rate-limited {}", get(now, "/mirror/rate_limited")));
     }
+    if let Some(o) = now.pointer("/compare/outcomes").and_then(Value::as_object) {
+        // "compared 120 (match 110, status 4, body 6)": the outcomes that occurred.
+        let counts: Vec<String> = o
+            .iter()
+            .filter_map(|(k, v)| Some((k, v.as_u64()?)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let total: u64 = o.values().filter_map(Value::as_u64).sum();
+        parts.push(if counts.is_empty() {
+            "compared 0".to_string()
+        } else {
+            format!("compared {total} ({})", counts.join(", "))
+        });
+    }
     let filtered: u64 = now
         .pointer("/filters/dropped_by_rule")
         .and_then(Value::as_object)
@@ -196,6 +211,27 @@ mod tests {
              errors 3, p99 4.3 ms) · rate-limited 7 · filtered 6 · lost 7 (kernel 2, \
              incomplete 1, mirror queue 4) · rss 21 MiB"
         );
+    }
+
+    #[test]
+    fn comparison_outcomes_that_occurred() {
+        let mut now = Report::default();
+        now.compare = Some(crate::compare::CompareReport {
+            outcomes: crate::compare::Outcomes {
+                matched: 110,
+                status: 4,
+                body: 6,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let l = line_of(&now, None, 1.0, None);
+        assert!(
+            l.contains(" · compared 120 (body 6, match 110, status 4) · "),
+            "{l}"
+        );
+        now.compare = Some(Default::default());
+        assert!(line_of(&now, None, 1.0, None).contains(" · compared 0 · "));
     }
 
     #[test]
