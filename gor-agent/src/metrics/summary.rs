@@ -215,16 +215,18 @@ mod tests {
 
     #[test]
     fn comparison_outcomes_that_occurred() {
-        let mut now = Report::default();
-        now.compare = Some(crate::compare::CompareReport {
-            outcomes: crate::compare::Outcomes {
-                matched: 110,
-                status: 4,
-                body: 6,
+        let mut now = Report {
+            compare: Some(crate::compare::CompareReport {
+                outcomes: crate::compare::Outcomes {
+                    matched: 110,
+                    status: 4,
+                    body: 6,
+                    ..Default::default()
+                },
                 ..Default::default()
-            },
+            }),
             ..Default::default()
-        });
+        };
         let l = line_of(&now, None, 1.0, None);
         assert!(
             l.contains(" · compared 120 (body 6, match 110, status 4) · "),
