@@ -108,7 +108,13 @@ pub fn decode_parts(
             }
         }
         Err(e) if input_complete => e,
-        Err(_) => io::Error::from(io::ErrorKind::UnexpectedEof),
+        // A cut input that ends before an inner decoder's first bytes: nothing decoded.
+        Err(_) => {
+            return DecodedBody {
+                encoding,
+                ..DecodedBody::default()
+            }
+        }
     };
     let e = format!("cannot decode {}: {failed}", codings.join(", "));
     undecoded(&unframed, input_complete, max, encoding, e)
@@ -133,17 +139,17 @@ fn undecoded(
 
 /// The comma-separated items of every `name` header, trimmed, lowercase, in order.
 fn header_list(headers: &[(String, Bytes)], name: &str) -> Vec<String> {
-    headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        .flat_map(|(_, v)| {
-            String::from_utf8_lossy(v)
+    let mut out = Vec::new();
+    for (_, v) in headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        let items = String::from_utf8_lossy(v);
+        out.extend(
+            items
                 .split(',')
                 .map(|c| c.trim().to_ascii_lowercase())
-                .collect::<Vec<_>>()
-        })
-        .filter(|c| !c.is_empty())
-        .collect()
+                .filter(|c| !c.is_empty()),
+        );
+    }
+    out
 }
 
 /// The decoders of `codings` stacked on `input`, the last coding applied undone first.
@@ -443,11 +449,11 @@ mod tests {
 
     #[test]
     fn a_cut_wire_body_decodes_what_is_there() {
-        // Cut inside the chunked framing: the data so far.
+        // Cut 4 bytes into the second chunk (size lines are 9 bytes): the data so far.
         let wire = chunk(TEXT, &[10, 10, 100]);
         let got = decode_with(
             &[("Transfer-Encoding", "chunked")],
-            &wire[..20],
+            &wire[..34],
             false,
             1024,
         );

@@ -34,13 +34,12 @@ impl Default for Rules {
     }
 }
 
-/// What part of the response differed. The order of the variants is the order of
-/// [`Verdict::kinds`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// What part of the response differed, in the precedence of [`Verdict::outcome`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DiffKind {
     Status,
-    Headers,
     Body,
+    Headers,
 }
 
 impl DiffKind {
@@ -245,8 +244,10 @@ pub fn compare(
         found.truncate(room);
         differences.extend(found);
     }
-    kinds.sort();
-    kinds.dedup();
+    let kinds = [DiffKind::Status, DiffKind::Headers, DiffKind::Body]
+        .into_iter()
+        .filter(|k| kinds.contains(k))
+        .collect();
     Verdict {
         kinds,
         differences,
@@ -370,7 +371,7 @@ mod tests {
         body.extend_from_slice(&gz[10..]);
         body.extend_from_slice(b"\r\n0\r\n\r\n");
         let staging = with_body(
-            "HTTP/1.1 200 OK\nDate: Mon, 01 Dec 2025 10:00:09 GMT\nServer: staging\ncontent-type: application/json; charset=utf-8\nTransfer-Encoding: chunked\nContent-Encoding: gzip\nConnection: keep-alive\n\n",
+            "HTTP/1.1 200 OK\nDate: Mon, 01 Dec 2025 10:00:09 GMT\nServer: staging\ncontent-type:  application/json \nTransfer-Encoding: chunked\nContent-Encoding: gzip\nConnection: keep-alive\n\n",
             &body,
         );
         let v = compare(&production(), &staging, true, &Rules::default());
@@ -402,6 +403,7 @@ mod tests {
             got,
             [
                 json!({"kind": "status", "production": 200, "staging": 500}),
+                json!({"kind": "header", "name": "content-type", "production": ["application/json"], "staging": ["application/problem+json"]}),
                 json!({"kind": "header", "name": "x-extra", "production": null, "staging": ["1"]}),
                 json!({"kind": "json", "path": "$.user.name", "change": "changed", "production": "ann", "staging": "bob"}),
             ]
@@ -471,13 +473,47 @@ mod tests {
                 first_difference: None
             }]
         );
-        // JSON on one side only: bytes (a JSON body equal as bytes matches).
-        let s = with_body(
-            "HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: 5\n\n",
-            b"hello",
+        // JSON that parses on one side only: bytes.
+        let json = |body: &[u8]| {
+            let head = format!(
+                "HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: {}\n\n",
+                body.len()
+            );
+            with_body(&head, body)
+        };
+        let v = compare(
+            &json(b"{\"a\": 1}"),
+            &json(b"{\"a\": 1"),
+            true,
+            &Rules::default(),
         );
-        let v = compare(&p, &s, true, &Rules::default());
-        assert!(v.is_match() && !v.production_json && !v.staging_json);
+        assert!(v.production_json && !v.staging_json);
+        assert_eq!(
+            v.differences,
+            [Difference::Body {
+                production_len: 8,
+                staging_len: 7,
+                first_difference: None
+            }]
+        );
+        let v = compare(
+            &json(b"{\"a\": 1}"),
+            &json(b"{\"a\": 2}"),
+            true,
+            &Rules::default(),
+        );
+        assert_eq!(v.differences.len(), 1);
+        assert!(matches!(&v.differences[0], Difference::Json { path, .. } if path == "$.a"));
+        // Neither parses: equal bytes match.
+        assert!(compare(&json(b"hello"), &json(b"hello"), true, &Rules::default()).is_match());
+        // Pretty-printed and compact JSON are equal.
+        assert!(compare(
+            &json(b"{\"a\":[1,2]}"),
+            &json(b"{ \"a\" : [ 1, 2.0 ] }\n"),
+            true,
+            &Rules::default()
+        )
+        .is_match());
         // Empty bodies on both sides are equal, whatever the codings claim.
         let p = with_body("HTTP/1.1 304 Not Modified\nContent-Encoding: gzip\n\n", b"");
         let s = with_body("HTTP/1.1 304 Not Modified\nContent-Length: 0\n\n", b"");
