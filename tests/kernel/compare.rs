@@ -22,15 +22,7 @@ use serde_json::Value;
 
 /// The requests, in order; 22 in all.
 fn plan() -> Vec<String> {
-    let mut paths = Vec::new();
-    paths.extend((1..=6).map(|i| format!("/users/{i}")));
-    paths.extend((1..=4).map(|i| format!("/orders/{}", 1000 + i)));
-    paths.extend(["/fail"; 3].map(String::from));
-    paths.extend(["/extra"; 2].map(String::from));
-    paths.extend(["/gzip"; 3].map(String::from));
-    paths.extend(["/slow"; 2].map(String::from));
-    paths.extend(["/static/page.html"; 2].map(String::from));
-    paths
+    gor_tests::apps::planted_requests()
 }
 
 /// What the comparison must find: (endpoint, outcome) -> count.

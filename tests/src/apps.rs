@@ -32,6 +32,19 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+/// A request mix that meets every planted difference: 22 paths, in order.
+pub fn planted_requests() -> Vec<String> {
+    let mut paths = Vec::new();
+    paths.extend((1..=6).map(|i| format!("/users/{i}")));
+    paths.extend((1..=4).map(|i| format!("/orders/{}", 1000 + i)));
+    paths.extend(["/fail"; 3].map(String::from));
+    paths.extend(["/extra"; 2].map(String::from));
+    paths.extend(["/gzip"; 3].map(String::from));
+    paths.extend(["/slow"; 2].map(String::from));
+    paths.extend(["/static/page.html"; 2].map(String::from));
+    paths
+}
+
 /// Which build of the application.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {

@@ -4,8 +4,11 @@
 //! the agent (capturing production's port on `lo`, mirroring to staging at 100 requests/s),
 //! and realistic traffic (GET, JSON POST, gzip-chunked responses, keep-alive, several
 //! clients) for 15 seconds; shows live counts; ends with a report comparing what
-//! production served with what staging received. Everything runs on loopback and is
-//! cleaned up at the end.
+//! production served with what staging received. Then the comparison: a production
+//! application and a staging build of it with planted differences (`gor_tests::apps`),
+//! the agent comparing their responses (`GOR_COMPARE=1`), its results per endpoint, and
+//! the HTML report of them. Everything runs on loopback and is cleaned up at the end,
+//! but the report, which stays for a look.
 
 use std::{
     io::{BufReader, Write},
@@ -18,7 +21,8 @@ use std::{
 };
 
 use gor_tests::{
-    agent::{counter, temp_dir, Agent},
+    agent::{agent_bin, counter, temp_dir, Agent},
+    apps::{planted_requests, App, Side},
     nginx::Nginx,
     staging::Staging,
     traffic::{listen, read_message},
@@ -179,10 +183,112 @@ fn main() {
     );
     let ok = exact == received.len() && !received.is_empty();
     drop(prod);
+    let compared = comparison();
     let _ = std::fs::remove_dir_all(std::env::temp_dir().join("gor-tests"));
     if !ok {
         eprintln!("\ngor demo: staging received requests that production did not serve as such");
         std::process::exit(1);
     }
+    if !compared {
+        eprintln!("\ngor demo: the comparison did not compare every exchange");
+        std::process::exit(1);
+    }
     println!("\ngor demo: done; everything it started is stopped and its files are removed");
+}
+
+/// The second part: production against a staging build with planted differences.
+fn comparison() -> bool {
+    let prod = App::start(Side::Production);
+    let staging = App::start(Side::Staging);
+    let dir = temp_dir("demo-compare");
+    let diffs = dir.join("diffs.jsonl");
+    let target = format!("http://{}", staging.addr);
+    println!(
+        "\ncomparison: production http://{} and a staging build with planted differences {target}",
+        prod.addr
+    );
+    println!(
+        "agent       GOR_PORTS={} GOR_TARGET={target} GOR_COMPARE=1 GOR_COMPARE_IGNORE_JSON='$.timestamp' GOR_OUTPUT_DIFFS=diffs.jsonl\n",
+        prod.addr.port()
+    );
+    let agent = Agent::start_with(
+        "demo-compare-agent",
+        &[prod.addr.port()],
+        &["lo"],
+        None,
+        &[
+            ("GOR_TARGET", &target),
+            ("GOR_COMPARE", "1"),
+            ("GOR_COMPARE_IGNORE_JSON", "$.timestamp"),
+            ("GOR_OUTPUT_DIFFS", diffs.to_str().unwrap_or_default()),
+            ("GOR_STATS_INTERVAL", "1s"),
+        ],
+    );
+    let requests = planted_requests();
+    let urls: Vec<String> = requests
+        .iter()
+        .map(|p| format!("http://{}{p}", prod.addr))
+        .collect();
+    let _ = std::process::Command::new("curl")
+        .args(["-sS", "--compressed", "-o", "/dev/null"])
+        .args(&urls)
+        .status();
+    // The agent counts every compared exchange: wait (bounded) until all are.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let s = agent.stats_now();
+        let done: u64 = s["compare"]["outcomes"]
+            .as_object()
+            .map_or(0, |o| o.values().filter_map(|v| v.as_u64()).sum());
+        if done >= requests.len() as u64 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let cap = agent.stop();
+    let c = &cap.stats["compare"];
+    println!(
+        "{:<24} {:>6} {:>7} {:>5} {:>8} {:>14} {:>14}",
+        "endpoint", "match", "status", "body", "headers", "production p50", "staging p50"
+    );
+    for e in c["endpoints"].as_array().into_iter().flatten() {
+        let o = &e["outcomes"];
+        let ms = |side: &str| e[side]["p50_us"].as_u64().unwrap_or(0) as f64 / 1000.0;
+        println!(
+            "{:<24} {:>6} {:>7} {:>5} {:>8} {:>11.1} ms {:>11.1} ms",
+            e["endpoint"].as_str().unwrap_or(""),
+            counter(o, &["match"]),
+            counter(o, &["status"]),
+            counter(o, &["body"]),
+            counter(o, &["headers"]),
+            ms("production_latency"),
+            ms("staging_latency"),
+        );
+    }
+    let total: u64 = c["outcomes"]
+        .as_object()
+        .map_or(0, |o| o.values().filter_map(|v| v.as_u64()).sum());
+    println!(
+        "\n  compared {total} of {} exchanges; differences written to the diffs file: {}",
+        requests.len(),
+        counter(c, &["diffs", "written"])
+    );
+    let html = std::env::temp_dir().join("gor-demo-report.html");
+    let report = std::process::Command::new(agent_bin())
+        .arg("report")
+        .arg(&diffs)
+        .arg("--html")
+        .arg(&html)
+        .output();
+    match report {
+        Ok(out) if out.status.success() => {
+            println!("  the HTML report: {} (open it in a browser)", html.display())
+        }
+        Ok(out) => eprintln!(
+            "  gor-agent report failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => eprintln!("  gor-agent report could not run: {e}"),
+    }
+    total == requests.len() as u64
 }
