@@ -37,7 +37,7 @@ use crate::{
     metrics::report::{MiddlewareReport, MirrorReport, OutputsReport, Report},
     middleware::{Middleware, MiddlewareStats},
     mirror::{Mirror, MirrorStats, PortExclusion, StagingResult},
-    output::messages::{MessageOutput, MessagesFile},
+    output::messages::{MessageOutput, MessagesFile, Replayed},
     stream::Flow,
 };
 
@@ -250,8 +250,14 @@ impl Dispatch {
 
     /// A type 3 record to the outputs.
     fn replayed(&mut self, rec: &Record) {
+        let r = Replayed {
+            id: &rec.id,
+            timestamp_ns: rec.timestamp_ns,
+            latency_ns: rec.latency_ns,
+            payload: &rec.payload,
+        };
         for o in each(&mut self.file, &mut self.outputs) {
-            if let Err(e) = o.replayed(rec) {
+            if let Err(e) = o.replayed(&r) {
                 self.output_errors += 1;
                 warn!("output error (the record is skipped for this output): {e}");
             }

@@ -21,7 +21,7 @@ use flate2::Compression;
 
 use super::{encode, Record};
 use crate::http::HttpMessage;
-use crate::output::messages::MessageOutput;
+use crate::output::messages::{MessageOutput, Replayed};
 /// Declared with the other outputs' settings.
 pub use crate::output::settings::FileOutputConfig;
 
@@ -413,8 +413,14 @@ impl MessageOutput for FileOutput {
     }
 
     /// Staging's responses are written whenever they are tracked: only then do they come.
-    fn replayed(&mut self, rec: &Record) -> io::Result<()> {
-        self.write_record(rec);
+    fn replayed(&mut self, r: &Replayed) -> io::Result<()> {
+        self.write_record(&Record {
+            kind: super::RecordType::ReplayedResponse,
+            id: r.id.to_string(),
+            timestamp_ns: r.timestamp_ns,
+            latency_ns: r.latency_ns,
+            payload: r.payload.clone(),
+        });
         Ok(())
     }
 

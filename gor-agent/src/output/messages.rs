@@ -13,15 +13,17 @@ use std::{
 use base64::Engine;
 use serde_json::json;
 
-use crate::gorfile::Record;
-use crate::http::{HttpMessage, Kind};
+use bytes::Bytes;
+
+use crate::http::{parse_whole, unknown_flow, HttpMessage, Kind};
+use crate::stream::Direction;
 
 /// A consumer of framed HTTP messages.
 pub trait MessageOutput: Send {
     fn message(&mut self, msg: &HttpMessage) -> io::Result<()>;
-    /// Staging's response to a mirrored request, as GoReplay's type 3 record
+    /// Staging's response to a mirrored request, GoReplay's type 3 record
     /// (`GOR_TRACK_STAGING_RESPONSES`); outputs without a form for it ignore it.
-    fn replayed(&mut self, _rec: &Record) -> io::Result<()> {
+    fn replayed(&mut self, _r: &Replayed) -> io::Result<()> {
         Ok(())
     }
     /// Called about once a second, for outputs that batch (to bound how long a message waits).
@@ -29,6 +31,17 @@ pub trait MessageOutput: Send {
     fn finish(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Staging's response to a mirrored request, as a type 3 record holds it.
+pub struct Replayed<'a> {
+    /// The request's id, as written.
+    pub id: &'a str,
+    /// When the request was written to staging, wall clock.
+    pub timestamp_ns: u64,
+    pub latency_ns: u64,
+    /// The response as received (its body up to the kept limit).
+    pub payload: &'a Bytes,
 }
 
 pub struct MessagesFile {
@@ -94,14 +107,25 @@ impl MessageOutput for MessagesFile {
 
     /// A `staging_response` line: the response's fields as for a captured one, its
     /// latency and the time its request was written to staging.
-    fn replayed(&mut self, rec: &Record) -> io::Result<()> {
-        let msg = rec
-            .to_message()
+    fn replayed(&mut self, r: &Replayed) -> io::Result<()> {
+        let head = parse_whole(Direction::ServerToClient, r.payload)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let msg = HttpMessage {
+            id: crate::envelope::MessageId::parse(r.id),
+            clock: crate::clock::Clock::Realtime,
+            flow: unknown_flow(),
+            dir: Direction::ServerToClient,
+            offset: 0,
+            first_ts_ns: r.timestamp_ns,
+            last_ts_ns: r.timestamp_ns.saturating_add(r.latency_ns),
+            raw: r.payload.clone(),
+            kind: head.kind,
+            headers: head.headers,
+            body_offset: head.body_offset,
+            latency_ns: Some(r.latency_ns),
+        };
         let mut v = to_json(&msg);
         v["type"] = "staging_response".into();
-        v["clock"] = "realtime".into();
-        v["sent_ts_ns"] = rec.timestamp_ns.into();
         writeln!(self.out, "{v}")
     }
 

@@ -282,7 +282,10 @@ fn comparison() -> bool {
         .output();
     match report {
         Ok(out) if out.status.success() => {
-            println!("  the HTML report: {} (open it in a browser)", html.display())
+            println!(
+                "  the HTML report: {} (open it in a browser)",
+                html.display()
+            )
         }
         Ok(out) => eprintln!(
             "  gor-agent report failed: {}",
