@@ -111,6 +111,27 @@ pub enum Command {
     /// settings (kernel, BTF, ring buffer, capabilities, interfaces, other TC programs,
     /// staging). Exit 0 when nothing fails, 1 when something does, 64 on invalid settings.
     Check(CheckCli),
+    /// Report on diffs files (`GOR_OUTPUT_DIFFS`): how staging's responses differed.
+    ///
+    /// Reads the files that comparing staging's responses with production's wrote: totals,
+    /// the endpoints that differ and how, examples side by side, latency. A short summary
+    /// on stdout, or with `--html` one self-contained page. Needs no privileges and reads
+    /// no other setting. Exit 0, 64 when a file cannot be read, 1 when the output cannot be
+    /// written.
+    Report(ReportCli),
+}
+
+/// The arguments of `gor-agent report`: only files, no `GOR_*` settings (it runs no
+/// pipeline).
+#[derive(Debug, Args)]
+pub struct ReportCli {
+    /// Diffs files (JSON lines); several are read as one report, their summaries added up.
+    #[arg(required = true, num_args = 1..)]
+    pub files: Vec<std::path::PathBuf>,
+    /// Write the report as one self-contained HTML page to this file, instead of the text
+    /// summary on stdout.
+    #[arg(long, env = "GOR_REPORT_HTML")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 /// The settings of `gor-agent check`: the same capture and shared settings as the live
@@ -174,6 +195,24 @@ impl Cli {
             // Capture settings do not apply to replaying a file; their defaults are used.
             Some(Command::Replay(r)) => validate(&self.capture, &r.shared, Some(&r.input)),
             Some(Command::Check(k)) => validate(&k.capture, &k.shared, None),
+            // `report` has no agent configuration to validate; `main` runs it before this
+            // step (see [`Cli::report`]). Saying so beats validating settings it ignores.
+            Some(Command::Report(_)) => Err(vec![ConfigError {
+                setting: "command",
+                value: "report".into(),
+                expected: "a command that runs the agent (none, `replay` or `check`); \
+                           `report` reads diffs files and has no agent settings"
+                    .into(),
+            }]),
+        }
+    }
+
+    /// `gor-agent report`: read diffs files instead of running the agent. It needs none
+    /// of the agent's settings, so `main` runs it before [`Cli::validate`].
+    pub fn report(&self) -> Option<&ReportCli> {
+        match &self.command {
+            Some(Command::Report(r)) => Some(r),
+            _ => None,
         }
     }
 
@@ -262,6 +301,23 @@ mod tests {
     fn checked(args: &[&str]) -> Result<Config, Vec<ConfigError>> {
         let cli = cli(args);
         cli.validate().and_then(|cfg| cli.resolve(cfg))
+    }
+
+    #[test]
+    fn report_parses_without_agent_settings() {
+        let c = cli(&["report", "a.jsonl", "b.jsonl", "--html", "r.html"]);
+        let r = c.report().expect("the report command");
+        assert_eq!(
+            r.files,
+            ["a.jsonl", "b.jsonl"].map(std::path::PathBuf::from)
+        );
+        assert_eq!(r.html.as_deref(), Some(std::path::Path::new("r.html")));
+        // No file: a usage error from clap.
+        assert!(Cli::try_parse_from(["gor-agent", "report"]).is_err());
+        // It is not validated as an agent configuration.
+        let errs = c.validate().unwrap_err();
+        assert_eq!(errs[0].setting, "command");
+        assert!(cli(&["check"]).report().is_none());
     }
 
     #[test]

@@ -12,13 +12,15 @@
 //! ```
 //!
 //! `agent` picks the source, `config` composes the stages' settings, `envelope` and
-//! `clock` say what identifies a message and when it was seen.
+//! `clock` say what identifies a message and when it was seen. `diffs_report` runs after
+//! the pipeline, on the diffs files that comparing responses wrote (`gor-agent report`).
 pub mod agent;
 pub mod capture;
 pub mod check;
 pub mod clock;
 pub mod compare;
 pub mod config;
+pub mod diffs_report;
 pub mod dispatch;
 pub mod driver;
 pub mod envelope;

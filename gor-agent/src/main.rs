@@ -1,10 +1,14 @@
 //! `gor-agent`: parse and check the configuration, set up logs, run the pipeline (or,
-//! for `gor-agent check`, report on the host).
+//! for `gor-agent check`, report on the host; for `gor-agent report`, on diffs files).
 use clap::Parser;
 use gor_agent::config::{Cli, EXIT_USAGE};
 
 fn main() {
     let cli = Cli::parse();
+    // `report` reads diffs files: none of the agent's settings apply to it.
+    if let Some(r) = cli.report() {
+        std::process::exit(gor_agent::diffs_report::run(&r.files, r.html.as_deref()));
+    }
     // Values first, then what the host says of them (interfaces, files, the middleware
     // program): both before anything touches the kernel.
     let cfg = match cli.validate().and_then(|cfg| cli.resolve(cfg)) {

@@ -2,14 +2,19 @@
 //! signal, stop it and read what it captured, make network namespaces and clean them up,
 //! check that the host is left as it was, and put another tool's program on a tcx hook.
 //! The benchmarks (`bench`, run by `cargo xtask bench`) are built on the same helpers.
+//! `browser` renders the pages the agent writes in headless Chromium; `report` runs
+//! `gor-agent report` and checks its page there (no kernel needed: these tests run with
+//! the helpers' own, `cargo test -p gor-tests --lib`).
 pub mod agent;
 pub mod apps;
 pub mod bench;
+pub mod browser;
 pub mod clients;
 pub mod gorformat;
 pub mod host;
 pub mod netns;
 pub mod nginx;
+pub mod report;
 pub mod staging;
 pub mod tcpdump;
 pub mod tcx;

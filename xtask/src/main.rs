@@ -171,21 +171,23 @@ fn test(no_kernel: bool, no_setup: bool, filter: Option<String>) -> Result<()> {
     )?;
     let mut unit = vec!["test", "--workspace", "--exclude", "gor-tests"];
     // The test helpers' and the benchmark harness's own unit tests (parsers of wrk's and
-    // tcpdump's reports, the BENCHMARKS.md layout): no kernel needed.
+    // tcpdump's reports, the BENCHMARKS.md layout) and the report page's browser tests:
+    // no kernel needed.
     let mut helpers = vec!["test", "-p", "gor-tests", "--lib", "--bins"];
     if let Some(f) = &filter {
         unit.push(f);
         helpers.push(f);
     }
     util::cargo(&unit, false)?;
+    // The kernel tests run the release agent: the binary production runs, and fast enough
+    // to keep up with wrk on two cores while tcpdump runs beside it. The helpers' tests of
+    // `gor-agent report` (its page in headless Chromium) run it too, without a kernel.
+    util::cargo(&["build", "-p", "gor-agent"], true)?;
     util::cargo(&helpers, false)?;
     if no_kernel {
         println!("xtask: kernel tests skipped (--no-kernel)");
         return Ok(());
     }
-    // The kernel tests run the release agent: the binary production runs, and fast enough
-    // to keep up with wrk on two cores while tcpdump runs beside it.
-    util::cargo(&["build", "-p", "gor-agent"], true)?;
     // What earlier runs left for inspection (see tests/src/agent.rs `temp_dir`).
     let _ = std::fs::remove_dir_all(std::env::temp_dir().join("gor-tests"));
     // One test at a time: each starts its own agent, and the leftover checks after each

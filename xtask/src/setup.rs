@@ -7,7 +7,8 @@ use anyhow::{bail, Result};
 use crate::util;
 
 /// Debian packages: the eBPF toolchain (rustc/cargo 1.96 with a prebuilt `core` for BPF,
-/// LLVM 22 for bpf-linker) and the real programs the tests use.
+/// LLVM 22 for bpf-linker) and the real programs the tests use (chromium: headless, it
+/// opens the page of `gor-agent report` in the tests of that page).
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -24,6 +25,7 @@ const PACKAGES: &[&str] = &[
     "tcpdump",
     "python3",
     "systemd",
+    "chromium",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
