@@ -15,7 +15,9 @@ use std::{
 use gor_tests::{
     agent::{counter, run_pcap_with, run_replay, temp_dir, Agent},
     apps::{App, Side},
+    browser::report_dom,
     gorformat::records,
+    report::report_page,
     tcpdump::Tcpdump,
 };
 use serde_json::Value;
@@ -258,6 +260,69 @@ fn comparison_finds_exactly_the_planted_differences_live_from_pcap_and_from_a_fi
     assert!(
         exposition.contains("gor_compare_latency_seconds_bucket"),
         "{exposition}"
+    );
+
+    // The HTML report of this run, in a real browser: each planted difference, where it
+    // was planted, and nothing else.
+    let dom = report_dom(&report_page(&[&diffs], &dir)).expect("the report in Chromium");
+    let section = |endpoint: &str, count: u64| {
+        let attrs =
+            format!(r#" data-endpoint="{endpoint}" data-target="{target}" data-count="{count}">"#);
+        let start = dom
+            .match_indices(r#"<section class="endpoint" id="ep-"#)
+            .map(|(i, _)| i)
+            .find(|&i| {
+                dom[i..]
+                    .split_once('>')
+                    .is_some_and(|(tag, _)| format!("{tag}>").ends_with(&attrs))
+            })
+            .unwrap_or_else(|| panic!("a section for {endpoint} with {count} in the report"));
+        let rest = &dom[start..];
+        let end = rest[1..].find("<section").map_or(rest.len(), |e| e + 1);
+        rest[..end].to_string()
+    };
+    let orders = section("GET /orders/{n}", 4);
+    assert!(
+        orders.contains(r#"data-kind="body" data-count="4""#),
+        "{orders}"
+    );
+    assert!(
+        orders.contains(r#"<tr class="json-path" data-path="$.status" data-count="4">"#),
+        "{orders}"
+    );
+    assert!(
+        orders.contains(r#"data-path="$.status" title="$.status">  "status": "shipped","#),
+        "{orders}"
+    );
+    let fail = section("GET /fail", 3);
+    assert!(
+        fail.contains(r#"data-kind="status" data-count="3""#),
+        "{fail}"
+    );
+    assert!(
+        fail.contains(
+            r#"<span class="line status hl s">HTTP/1.1 500 Internal Server Error</span>"#
+        ),
+        "{fail}"
+    );
+    let extra = section("GET /extra", 2);
+    assert!(
+        extra.contains(r#"data-kind="headers" data-count="2""#),
+        "{extra}"
+    );
+    assert!(
+        extra.contains(r#"<tr class="header-name" data-header="x-debug" data-count="2">"#),
+        "{extra}"
+    );
+    assert_eq!(
+        dom.matches(r#"<section class="endpoint""#).count(),
+        3,
+        "only the planted endpoints differ"
+    );
+    assert!(dom.contains(r#"<tr class="outcome" data-outcome="match" data-count="13">"#));
+    assert!(
+        dom.contains(r#"<tr class="latency" data-endpoint="GET /slow""#),
+        "latency of a matching endpoint too"
     );
 
     // Staging's responses as type 3 records, paired with their requests by id.

@@ -232,7 +232,7 @@ const CAPTURE_TO_DISPATCH: (&str, &str) = (
 );
 const STAGING_RESPONSE: (&str, &str) = (
     "gor_mirror_response_seconds",
-    "From a request written to the target to its response read.",
+    "From a request written to the target (pipelined: from the response before it read) to its response read.",
 );
 const COMPARE_LATENCY: (&str, &str) = (
     "gor_compare_latency_seconds",

@@ -670,6 +670,10 @@ impl Lane {
         }
         let keep_body = self.sink.as_ref().map(|s| s.body_limit);
         self.buf.clear();
+        // A pipelined request's latency starts when staging could start on it: when it
+        // was written or when the response before it was read, whichever is later, so a
+        // fast endpoint behind a slow one on the same connection is not counted slow.
+        let mut since = start;
         for answered in 0..written {
             let p = pending.front().expect("written requests are pending");
             let more = written - answered > 1;
@@ -695,7 +699,8 @@ impl Lane {
                     return Err(FailureKind::Timeout);
                 }
             };
-            let latency = start.elapsed();
+            let latency = since.elapsed();
+            since = Instant::now();
             c.status(resp.status);
             c.latency.record(latency);
             ctx.backoff.success();
