@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -42,7 +43,15 @@ impl DiffsFile {
     pub fn create(path: &Path, limit: usize) -> io::Result<DiffsFile> {
         Ok(DiffsFile {
             path: path.to_path_buf(),
-            out: BufWriter::new(File::create(path)?),
+            // Mode 0600, like saved traffic: it holds request and response bodies.
+            out: BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(path)?,
+            ),
             groups: HashMap::new(),
             limit,
             started_ns: crate::clock::realtime_ns(),

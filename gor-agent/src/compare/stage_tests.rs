@@ -261,6 +261,9 @@ fn at_the_end_what_still_waits_is_counted_and_the_summary_written() {
     assert_eq!((r.outcomes.body, r.outcomes.expired), (5, 1));
     let diffs = r.diffs.expect("diffs stats");
     assert_eq!((diffs.written, diffs.not_written), (2, 3));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "it holds bodies: owner only");
     let text = std::fs::read_to_string(&path).expect("file");
     let lines: Vec<serde_json::Value> = text
         .lines()
