@@ -201,7 +201,7 @@ fn comparison_finds_exactly_the_planted_differences_live_from_pcap_and_from_a_fi
         .map(|p| format!("http://{}{p}", prod.addr))
         .collect();
     let out = Command::new("curl")
-        .args(["-sS", "--compressed", "-o", "/dev/null"])
+        .args(["-sS", "--compressed"])
         .args(&urls)
         .output()
         .expect("curl");

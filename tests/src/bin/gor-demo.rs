@@ -229,9 +229,11 @@ fn comparison() -> bool {
         .iter()
         .map(|p| format!("http://{}{p}", prod.addr))
         .collect();
+    // The bodies are not for the screen (curl's `-o` would cover only the first URL).
     let _ = std::process::Command::new("curl")
-        .args(["-sS", "--compressed", "-o", "/dev/null"])
+        .args(["-sS", "--compressed"])
         .args(&urls)
+        .stdout(std::process::Stdio::null())
         .status();
     // The agent counts every compared exchange: wait (bounded) until all are.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -255,7 +257,7 @@ fn comparison() -> bool {
         let o = &e["outcomes"];
         let ms = |side: &str| e[side]["p50_us"].as_u64().unwrap_or(0) as f64 / 1000.0;
         println!(
-            "{:<24} {:>6} {:>7} {:>5} {:>8} {:>11.1} ms {:>11.1} ms",
+            "{:<24} {:>6} {:>7} {:>5} {:>8} {:>11.2} ms {:>11.2} ms",
             e["endpoint"].as_str().unwrap_or(""),
             counter(o, &["match"]),
             counter(o, &["status"]),
