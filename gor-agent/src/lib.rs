@@ -11,6 +11,7 @@
 //!   captured responses + StagingResult ─> compare (outcomes, diffs file) ─> diffs_report (HTML)
 //! ```
 //!
+//! `goreplay` rewrites GoReplay's command lines into gor's before clap reads them.
 //! `agent` picks the source, `config` composes the stages' settings, `envelope` and
 //! `clock` say what identifies a message and when it was seen. `diffs_report` runs after
 //! the pipeline, on the diffs files that comparing responses wrote (`gor-agent report`).
@@ -25,6 +26,7 @@ pub mod dispatch;
 pub mod driver;
 pub mod envelope;
 pub mod filters;
+pub mod goreplay;
 pub mod gorfile;
 pub mod histogram;
 pub mod http;

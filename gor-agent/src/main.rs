@@ -1,10 +1,19 @@
-//! `gor-agent`: parse and check the configuration, set up logs, run the pipeline (or,
-//! for `gor-agent check`, report on the host; for `gor-agent report`, on diffs files).
+//! `gor-agent`: translate a GoReplay command line, parse and check the configuration, set
+//! up logs, run the pipeline (or, for `gor-agent check`, report on the host; for
+//! `gor-agent report`, on diffs files).
 use clap::Parser;
 use gor_agent::config::{Cli, EXIT_USAGE};
 
 fn main() {
-    let cli = Cli::parse();
+    // GoReplay's command lines (`--input-raw :80 --output-http URL`) become gor's first.
+    let args = match gor_agent::goreplay::translate(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(refused) => {
+            eprintln!("gor-agent: {refused}");
+            std::process::exit(EXIT_USAGE);
+        }
+    };
+    let cli = Cli::parse_from(args);
     // `report` reads diffs files: none of the agent's settings apply to it.
     if let Some(r) = cli.report() {
         std::process::exit(gor_agent::diffs_report::run(&r.files, r.html.as_deref()));
