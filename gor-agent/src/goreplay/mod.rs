@@ -254,7 +254,15 @@ impl Translation {
                 match known.fate {
                     Fate::Translated => self.flag(&shown, known.name, value, lookup)?,
                     Fate::NotYet(why) => {
-                        return Err(refuse(&shown, format!("not supported by gor yet: {why}")))
+                        return Err(refuse(
+                            &shown,
+                            format!(
+                                "not supported by gor yet: {}",
+                                why.strip_prefix("not yet; ")
+                                    .or_else(|| why.strip_prefix("not yet as such; "))
+                                    .unwrap_or(why)
+                            ),
+                        ))
                     }
                     Fate::Never(why) => {
                         return Err(refuse(&shown, format!("not supported by gor: {why}")))
