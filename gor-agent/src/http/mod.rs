@@ -24,6 +24,7 @@ pub(crate) mod chunked;
 mod conn;
 pub(crate) mod edit;
 pub(crate) mod head;
+mod msgbuf;
 pub mod settings;
 #[cfg(test)]
 mod tests;
