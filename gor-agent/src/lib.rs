@@ -25,6 +25,7 @@ pub mod diffs_report;
 pub mod dispatch;
 pub mod driver;
 pub mod envelope;
+pub mod fasthash;
 pub mod filters;
 pub mod goreplay;
 pub mod gorfile;

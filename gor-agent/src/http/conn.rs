@@ -9,10 +9,11 @@
 use std::collections::VecDeque;
 use std::mem;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 
 use super::chunked::{ChunkedDecoder, Progress};
 use super::head::{self, Declared, Head, HeadResult, Verdict};
+use super::msgbuf::MsgBuf;
 use super::{unknown_flow, HttpMessage, HttpStats, Limits};
 use crate::envelope::{Clock, ConnKey, MessageId};
 use crate::stream::{Direction, EndReason, Flow};
@@ -44,42 +45,56 @@ impl Cx<'_> {
 /// that bytes of a head that turned out invalid can be pushed back in front and rescanned
 /// without copying the rest of the event.
 pub(super) struct Input {
-    stack: Vec<Bytes>,
+    /// The bytes parsed next; empty only when `below` is empty too. Kept out of `below`
+    /// so that an event's input costs no allocation.
+    top: Bytes,
+    /// Bytes after `top`, the next on top.
+    below: Vec<Bytes>,
     pos: u64,
 }
 
 impl Input {
     pub(super) fn new(bytes: Bytes, pos: u64) -> Self {
-        let stack = if bytes.is_empty() {
-            Vec::new()
-        } else {
-            vec![bytes]
-        };
-        Input { stack, pos }
+        Input {
+            top: bytes,
+            below: Vec::new(),
+            pos,
+        }
     }
 
     fn is_empty(&self) -> bool {
-        self.stack.is_empty()
+        self.top.is_empty()
     }
 
     fn cur(&self) -> &[u8] {
-        self.stack.last().map_or(&[], |b| &b[..])
+        &self.top
+    }
+
+    /// The current chunk, for buffers that share it.
+    fn top(&self) -> Option<&Bytes> {
+        (!self.top.is_empty()).then_some(&self.top)
+    }
+
+    fn refill(&mut self) {
+        if self.top.is_empty() {
+            self.top = self.below.pop().unwrap_or_default();
+        }
     }
 
     fn advance(&mut self, n: usize) {
-        if let Some(top) = self.stack.last_mut() {
-            let n = n.min(top.len());
-            top.advance(n);
-            self.pos += n as u64;
-            if top.is_empty() {
-                self.stack.pop();
-            }
-        }
+        let n = n.min(self.top.len());
+        self.top.advance(n);
+        self.pos += n as u64;
+        self.refill();
     }
 
     /// Takes the whole current chunk, with its offset.
     fn take_chunk(&mut self) -> Option<(u64, Bytes)> {
-        let b = self.stack.pop()?;
+        if self.top.is_empty() {
+            return None;
+        }
+        let b = std::mem::take(&mut self.top);
+        self.refill();
         let pos = self.pos;
         self.pos += b.len() as u64;
         Some((pos, b))
@@ -89,7 +104,10 @@ impl Input {
     fn push_front(&mut self, b: Bytes) {
         if !b.is_empty() {
             self.pos = self.pos.saturating_sub(b.len() as u64);
-            self.stack.push(b);
+            let old = std::mem::replace(&mut self.top, b);
+            if !old.is_empty() {
+                self.below.push(old);
+            }
         }
     }
 }
@@ -164,7 +182,7 @@ enum Held {
 struct Half {
     mode: Mode,
     /// Bytes of the current message (head, then body unless skipped), or the resync tail.
-    buf: BytesMut,
+    buf: MsgBuf,
     msg_off: u64,
     first_ts: u64,
     last_ts: u64,
@@ -180,7 +198,7 @@ impl Half {
         let mode = if midstream { Mode::Resync } else { idle() };
         Half {
             mode,
-            buf: BytesMut::new(),
+            buf: MsgBuf::default(),
             msg_off: 0,
             first_ts: 0,
             last_ts: 0,
@@ -201,8 +219,9 @@ impl Half {
                 self.msg_off = input.pos;
                 self.first_ts = ts;
             }
-            self.buf
-                .extend_from_slice(&input.cur()[..n.min(input.cur().len())]);
+            if let Some(top) = input.top() {
+                self.buf.push(top, n);
+            }
         }
         self.last_ts = ts;
         input.advance(n);
@@ -306,7 +325,7 @@ impl Conn {
                 }
                 b.fate = Fate::Lost;
                 let done = matches!(b.framing, Framing::Length(0));
-                h.buf = BytesMut::new();
+                h.buf.release();
                 if done {
                     self.finish(d, ts, cx);
                 }
@@ -337,7 +356,7 @@ impl Conn {
             }
         }
         let h = &mut self.halves[d];
-        h.buf = BytesMut::new();
+        h.buf.release();
         h.mode = idle();
     }
 
@@ -382,7 +401,7 @@ impl Conn {
             Verdict::Maybe if h.buf.len() <= max_head => {}
             _ => {
                 cx.stats.not_http_bytes += 1;
-                let old = h.buf.split().freeze();
+                let old = h.buf.take();
                 input.push_front(old.slice(1..));
             }
         }
@@ -517,7 +536,7 @@ impl Conn {
     fn head_failed(&mut self, d: usize, input: &mut Input, cx: &mut Cx<'_>) {
         cx.stats.not_http_bytes += 1;
         let h = &mut self.halves[d];
-        let old = h.buf.split().freeze();
+        let old = h.buf.take();
         if old.len() > 1 {
             input.push_front(old.slice(1..));
         }
@@ -528,7 +547,7 @@ impl Conn {
         cx.stats.oversize_messages += 1;
         // Without the whole head the body's extent is unknown: only resync can recover.
         self.halves[d].resync(d);
-        self.halves[d].buf = BytesMut::new();
+        self.halves[d].buf.release();
     }
 
     fn on_request_head(&mut self, head: Head, ts: u64, cx: &mut Cx<'_>) {
@@ -656,7 +675,7 @@ impl Conn {
         if matches!(body.framing, Framing::Length(n) if n > cx.limits.max_body) {
             // Known to be too big: skip it without buffering, framing stays in sync.
             body.fate = Fate::Oversize;
-            h.buf = BytesMut::new();
+            h.buf.release();
         }
         let done = matches!(body.framing, Framing::Length(0));
         h.mode = Mode::Body(Box::new(body));
@@ -691,7 +710,7 @@ impl Conn {
         b.body_len += n as u64;
         if b.fate == Fate::Keep && b.body_len > max_body {
             b.fate = Fate::Oversize;
-            h.buf = BytesMut::new();
+            h.buf.release();
         }
         let keep = b.fate == Fate::Keep;
         h.absorb(input, n, keep, ts);
@@ -710,7 +729,7 @@ impl Conn {
         }
         cx.incomplete(d);
         self.halves[d].resync(d);
-        self.halves[d].buf = BytesMut::new();
+        self.halves[d].buf.release();
     }
 
     /// The current message ended: emit it or count why not.
@@ -719,14 +738,15 @@ impl Conn {
         let Mode::Body(b) = mem::replace(&mut h.mode, idle()) else {
             return;
         };
-        let raw = h.buf.split().freeze();
+        let raw = h.buf.take();
         let (first_ts, last_ts, offset) = (h.first_ts, h.last_ts, h.msg_off);
         match b.fate {
             Fate::Keep => {
-                let msg = self.message(d, &b, raw, offset, first_ts, last_ts, cx.conn, cx.clock);
+                let id = b.id;
+                let msg = self.message(d, *b, raw, offset, first_ts, last_ts, cx.conn, cx.clock);
                 if d == C2S {
                     cx.stats.requests += 1;
-                    self.request_done(b.id, last_ts);
+                    self.request_done(id, last_ts);
                 } else {
                     cx.stats.responses += 1;
                 }
@@ -747,7 +767,7 @@ impl Conn {
     fn message(
         &self,
         d: usize,
-        b: &Body,
+        b: Body,
         raw: Bytes,
         offset: u64,
         first_ts: u64,
@@ -755,7 +775,7 @@ impl Conn {
         conn: ConnKey,
         clock: Clock,
     ) -> HttpMessage {
-        let headers = b.head.header_values(&raw);
+        let headers = Head::into_header_values(b.head.headers, &raw);
         HttpMessage {
             id: MessageId::Framed { conn, seq: b.id },
             clock,
@@ -765,7 +785,7 @@ impl Conn {
             first_ts_ns: first_ts,
             last_ts_ns: last_ts,
             raw,
-            kind: b.head.kind.clone(),
+            kind: b.head.kind,
             headers,
             body_offset: b.head.len,
             latency_ns: b.req_last_ts.map(|t| last_ts.saturating_sub(t)),
@@ -836,7 +856,7 @@ impl Conn {
         cx.stats.upgraded_connections += 1;
         for h in &mut self.halves {
             cx.stats.tunneled_bytes += (h.buf.len() + h.held_bytes) as u64;
-            h.buf = BytesMut::new();
+            h.buf.release();
             h.held.clear();
             h.held_bytes = 0;
             h.mode = Mode::Tunnel;

@@ -209,6 +209,25 @@ impl Head {
             .collect()
     }
 
+    /// As [`Head::header_values`], giving up the head's own names instead of copying
+    /// them (the framer emits each head once).
+    pub(crate) fn into_header_values(
+        headers: Vec<(String, Range<usize>)>,
+        raw: &bytes::Bytes,
+    ) -> Vec<(String, bytes::Bytes)> {
+        headers
+            .into_iter()
+            .map(|(n, r)| {
+                let v = if r.end <= raw.len() {
+                    raw.slice(r)
+                } else {
+                    bytes::Bytes::new()
+                };
+                (n, v)
+            })
+            .collect()
+    }
+
     /// Whether any header named `name` lists `token` (see [`lists`]).
     pub(crate) fn lists(&self, raw: &[u8], name: &str, token: &str) -> bool {
         self.headers
@@ -234,20 +253,40 @@ pub(crate) enum HeadResult {
 
 /// Parses the head at the start of `buf`.
 pub(crate) fn parse(dir: Direction, buf: &[u8]) -> HeadResult {
-    let mut cap = FIRST_HEADERS;
+    // The first try uses slots on the stack: nearly every head fits, and it is parsed
+    // once per message.
+    let mut small = [httparse::EMPTY_HEADER; FIRST_HEADERS];
+    match parse_into(dir, buf, &mut small) {
+        Err(httparse::Error::TooManyHeaders) => {}
+        res => return result(res),
+    }
+    let mut cap = FIRST_HEADERS * 2;
     loop {
         let mut slots = vec![httparse::EMPTY_HEADER; cap];
-        let res = match dir {
-            Direction::ClientToServer => parse_request(buf, &mut slots),
-            Direction::ServerToClient => parse_response(buf, &mut slots),
-        };
-        match res {
+        match parse_into(dir, buf, &mut slots) {
             Err(httparse::Error::TooManyHeaders) if cap < MAX_HEADERS => cap *= 2,
-            Err(httparse::Error::TooManyHeaders) => return HeadResult::TooManyHeaders,
-            Err(_) => return HeadResult::Invalid,
-            Ok(None) => return HeadResult::Partial,
-            Ok(Some(head)) => return HeadResult::Complete(head),
+            res => return result(res),
         }
+    }
+}
+
+fn parse_into<'b>(
+    dir: Direction,
+    buf: &'b [u8],
+    slots: &mut [httparse::Header<'b>],
+) -> Result<Option<Head>, httparse::Error> {
+    match dir {
+        Direction::ClientToServer => parse_request(buf, slots),
+        Direction::ServerToClient => parse_response(buf, slots),
+    }
+}
+
+fn result(res: Result<Option<Head>, httparse::Error>) -> HeadResult {
+    match res {
+        Err(httparse::Error::TooManyHeaders) => HeadResult::TooManyHeaders,
+        Err(_) => HeadResult::Invalid,
+        Ok(None) => HeadResult::Partial,
+        Ok(Some(head)) => HeadResult::Complete(head),
     }
 }
 

@@ -24,18 +24,19 @@ pub(crate) mod chunked;
 mod conn;
 pub(crate) mod edit;
 pub(crate) mod head;
+mod msgbuf;
 pub mod settings;
 #[cfg(test)]
 mod tests;
 pub mod token;
 pub mod validate;
 
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
 
 use crate::envelope::{Clock, ConnKey, Envelope, MessageId, Origin};
+use crate::fasthash::FastMap;
 use crate::stream::{ConnId, Direction, Flow, StreamEvent};
 
 use conn::{Conn, Cx, Input};
@@ -163,7 +164,7 @@ pub struct HttpStats {
 /// Frames HTTP/1.x messages for many connections.
 pub struct HttpFramer {
     limits: Limits,
-    conns: HashMap<ConnId, Conn>,
+    conns: FastMap<ConnId, Conn>,
     stats: HttpStats,
     /// Makes the connections' numbers unique across the fleet in message ids.
     origin: Origin,
@@ -180,7 +181,7 @@ impl HttpFramer {
     pub fn with_origin(limits: Limits, origin: Origin, clock: Clock) -> Self {
         HttpFramer {
             limits,
-            conns: HashMap::new(),
+            conns: FastMap::default(),
             stats: HttpStats::default(),
             origin,
             clock,

@@ -16,7 +16,7 @@
 
 pub mod settings;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use gor_common::tcp_flags::{ACK, FIN, RST, SYN};
@@ -24,6 +24,7 @@ use gor_common::tcp_flags::{ACK, FIN, RST, SYN};
 use crate::{
     capture::Segment,
     envelope::ConnIds,
+    fasthash::FastMap,
     stream::{ConnId, Direction, EndReason, Flow, StreamEvent},
 };
 
@@ -86,8 +87,9 @@ const CLOSED_MEMORY_LEN: usize = 65_536;
 /// Reassembles every connection of one byte source.
 pub struct Reassembler {
     limits: Limits,
-    conns: HashMap<Flow, Conn>,
-    closed: HashMap<Flow, u64>,
+    /// Keys chosen by the network: a seeded hasher (see [`crate::fasthash`]).
+    conns: FastMap<Flow, Conn>,
+    closed: FastMap<Flow, u64>,
     ids: ConnIds,
     buffered: usize,
     stats: Stats,
@@ -284,8 +286,8 @@ impl Reassembler {
     pub fn with_conn_ids(limits: Limits, ids: ConnIds) -> Self {
         Reassembler {
             limits,
-            conns: HashMap::new(),
-            closed: HashMap::new(),
+            conns: FastMap::default(),
+            closed: FastMap::default(),
             ids,
             buffered: 0,
             stats: Stats::default(),
