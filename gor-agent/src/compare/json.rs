@@ -233,23 +233,29 @@ fn render(path: &[Step]) -> String {
     for step in path {
         match step {
             Step::Index(i) => out.push_str(&format!("[{i}]")),
-            Step::Key(k) if is_identifier(k) => {
-                out.push('.');
-                out.push_str(k);
-            }
-            Step::Key(k) => {
-                out.push_str("['");
-                for c in k.chars() {
-                    if matches!(c, '\'' | '\\') {
-                        out.push('\\');
-                    }
-                    out.push(c);
-                }
-                out.push_str("']");
-            }
+            Step::Key(k) => push_key(&mut out, k),
         }
     }
     out
+}
+
+/// Appends member `key` to a path in the reported syntax: `.key` for an identifier,
+/// `['key']` (with `'` and `\` escaped) for anything else. The report reads paths back
+/// in this syntax, so it builds them with this too.
+pub fn push_key(out: &mut String, key: &str) {
+    if is_identifier(key) {
+        out.push('.');
+        out.push_str(key);
+        return;
+    }
+    out.push_str("['");
+    for c in key.chars() {
+        if matches!(c, '\'' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push_str("']");
 }
 
 fn is_identifier(k: &str) -> bool {

@@ -97,25 +97,11 @@ pub fn floor_char_boundary(s: &str, at: usize) -> usize {
     i
 }
 
-/// The path of member `key` of the value at `parent`, in the writer's syntax: `.key`
-/// for an identifier, `['key']` (with `'` and `\` escaped) for anything else.
+/// The path of member `key` of the value at `parent`, in the comparison's syntax
+/// ([`crate::compare::json::push_key`]).
 pub fn member_path(parent: &str, key: &str) -> String {
-    let identifier = key
-        .bytes()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
-        && key.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
-    if identifier {
-        return format!("{parent}.{key}");
-    }
-    let mut out = format!("{parent}['");
-    for c in key.chars() {
-        if matches!(c, '\'' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push_str("']");
+    let mut out = parent.to_string();
+    crate::compare::json::push_key(&mut out, key);
     out
 }
 
