@@ -279,18 +279,6 @@ impl Dispatch {
         }
     }
 
-    /// Whatever the middleware has written back so far, without waiting (for sources
-    /// that run outside the async loop, such as pcap files).
-    pub fn poll_returned(&mut self) {
-        while let Some(rec) = self
-            .middleware
-            .as_mut()
-            .and_then(|s| s.back.returned.try_recv().ok())
-        {
-            self.returned(rec);
-        }
-    }
-
     /// A record the middleware wrote back while it is being closed (taken out of `self`).
     fn returned_by(&mut self, back: &mut Back, rec: Record) {
         if rec.kind == RecordType::ReplayedResponse {
