@@ -15,6 +15,7 @@
 //! | saved-traffic input of `gor-agent replay` | [`crate::gorfile::settings`] |
 //! | logs, metrics endpoint, threads | [`crate::logging`] |
 //! | the host's identity in message ids | [`crate::envelope`] |
+//! | NATS JetStream: the listener's publishing, the replay server's consuming | [`crate::broker::settings`] |
 //!
 //! This module only composes them: the command line ([`Cli`], its commands) and the
 //! [`Config`] that the pipeline reads. Settings are checked in two steps, each reporting
@@ -99,6 +100,8 @@ pub struct SharedArgs {
     pub logging: LogArgs,
     #[command(flatten)]
     pub identity: IdentityArgs,
+    #[command(flatten)]
+    pub nats: crate::broker::NatsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +174,9 @@ pub struct Config {
     pub log: LogConfig,
     /// This host's identity in message ids (`GOR_AGENT_ID`); `None`: the machine id.
     pub agent_id: Option<String>,
+    /// NATS JetStream (`GOR_NATS_URL`): the agent publishes to it (a listener), `gor-agent
+    /// replay-server` consumes from it.
+    pub nats: Option<crate::broker::NatsConfig>,
 }
 
 /// The capture stage's settings with the bounds of the stages right behind it.
@@ -263,6 +269,7 @@ fn validate(
     let input_file = input.map(|i| i.validate(&mut p));
     let outputs = g.outputs.validate(&mut p);
     let log = g.logging.validate(&mut p);
+    let nats = g.nats.validate(&mut p);
     p.finish()?;
     // No error was reported, so every stage returned its config.
     const MISSING: &str = "validation reported no error but a value is missing";
@@ -284,6 +291,7 @@ fn validate(
         input_file: input_file.map(|i| i.expect(MISSING)),
         log: log.expect(MISSING),
         agent_id: g.identity.agent_id(),
+        nats: nats.expect(MISSING),
     })
 }
 

@@ -16,6 +16,7 @@
 //! `clock` say what identifies a message and when it was seen. `diffs_report` runs after
 //! the pipeline, on the diffs files that comparing responses wrote (`gor-agent report`).
 pub mod agent;
+pub mod broker;
 pub mod capture;
 pub mod check;
 pub mod clock;

@@ -8,7 +8,8 @@ use crate::util;
 
 /// Debian packages: the eBPF toolchain (rustc/cargo 1.96 with a prebuilt `core` for BPF,
 /// LLVM 22 for bpf-linker) and the real programs the tests use (chromium: headless, it
-/// opens the page of `gor-agent report` in the tests of that page).
+/// opens the page of `gor-agent report` in the tests of that page; nats-server: the
+/// JetStream server between listeners and replay servers).
 const PACKAGES: &[&str] = &[
     "rustc-web",
     "cargo-web",
@@ -26,6 +27,7 @@ const PACKAGES: &[&str] = &[
     "python3",
     "systemd",
     "chromium",
+    "nats-server",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

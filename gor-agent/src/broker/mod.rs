@@ -1,0 +1,24 @@
+//! NATS JetStream between the two parts of a fleet: listeners on the production hosts
+//! publish what they frame, replay servers elsewhere consume it and mirror it to staging
+//! at one rate for the whole fleet.
+//!
+//! ```text
+//!  production host                      NATS JetStream                    replay servers
+//!  capture ─> framing ─> dispatch ─> [Publisher] ──> stream GOR ──> partition p ─> [ReplayServer] ─> dispatch ─> staging
+//!                         (filters,   bounded queue,  gor.<p>.<host>   one consumer     (a Source:       (mirror, compare,
+//!                          middleware) dropped+counted  file storage    at a time        whole messages)    rate from the KV)
+//! ```
+//!
+//! - [`wire`]: one HTTP message as one JetStream message (subject, `Nats-Msg-Id`,
+//!   headers, payload).
+//! - [`connect`]: the connection, the stream and the key-value buckets.
+//! - [`settings`]: `GOR_NATS_*`.
+
+pub mod connect;
+pub mod settings;
+pub mod wire;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use settings::{NatsArgs, NatsConfig};
