@@ -9,10 +9,10 @@
 //!                          middleware) dropped+counted  file storage    at a time        whole messages)    rate from the KV)
 //! ```
 //!
-//! - [`wire`]: one HTTP message as one JetStream message (subject, `Nats-Msg-Id`,
-//!   headers, payload).
-//! - [`connect`]: the connection, the stream and the key-value buckets.
-//! - [`settings`]: `GOR_NATS_*`.
+//! - [`wire`], one HTTP message as one JetStream message (subject, `Nats-Msg-Id`,
+//!   headers, payload);
+//! - [`connect`], the connection, the stream and the key-value buckets;
+//! - [`settings`], `GOR_NATS_*`.
 
 pub mod connect;
 pub mod settings;

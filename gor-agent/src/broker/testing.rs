@@ -3,7 +3,6 @@
 //! when dropped.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -91,11 +90,6 @@ impl NatsServer {
             max_inflight: 1024,
             lease: Duration::from_secs(10),
         }
-    }
-
-    /// The store directory, for tests that look at what was persisted.
-    pub fn store_path(&self) -> PathBuf {
-        self.store.path().to_path_buf()
     }
 }
 
