@@ -177,6 +177,8 @@ pub struct Config {
     /// NATS JetStream (`GOR_NATS_URL`): the agent publishes to it (a listener), `gor-agent
     /// replay-server` consumes from it.
     pub nats: Option<crate::broker::NatsConfig>,
+    /// Set for `gor-agent replay-server`: traffic comes from NATS instead of capture.
+    pub replay_server: bool,
 }
 
 /// The capture stage's settings with the bounds of the stages right behind it.
@@ -292,6 +294,7 @@ fn validate(
         log: log.expect(MISSING),
         agent_id: g.identity.agent_id(),
         nats: nats.expect(MISSING),
+        replay_server: false,
     })
 }
 

@@ -15,7 +15,9 @@
 //! - [`settings`], `GOR_NATS_*`.
 
 pub mod connect;
+pub mod publish;
 pub mod settings;
+pub mod stats;
 pub mod wire;
 
 #[cfg(test)]

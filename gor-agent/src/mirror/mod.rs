@@ -93,6 +93,15 @@ pub struct MirrorOptions {
     /// Most body bytes of a staging response kept in its [`StagingResult`] (only kept for
     /// a subscriber, see [`Mirror::subscribe`]); [`DEFAULT_RESULT_BODY_LIMIT`].
     pub result_body_limit: usize,
+    /// Per target (indexed like `targets`), a gate that replaces the local per-second
+    /// limit: one rate shared with other processes. Empty: every target limits itself.
+    pub gates: Vec<Option<Arc<dyn RateGate>>>,
+}
+
+/// A rate shared beyond this process (the replay servers of a fleet): whether one more
+/// request may go now. Never waits.
+pub trait RateGate: Send + Sync {
+    fn try_take(&self) -> bool;
 }
 
 /// The targets that queued a request: bit `i` for target `i` of
