@@ -14,6 +14,15 @@ const API_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection that reconnects by itself: at start too, so a listener whose NATS is down
 /// still starts and captures (and counts what it cannot publish).
 pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<Client> {
+    connect_with(cfg, name, true).await
+}
+
+/// One attempt, for `gor-agent check`: an error when no server answers.
+pub async fn connect_once(cfg: &NatsConfig, name: &str) -> Result<Client> {
+    connect_with(cfg, name, false).await
+}
+
+async fn connect_with(cfg: &NatsConfig, name: &str, retry: bool) -> Result<Client> {
     let mut opts = match &cfg.auth {
         Auth::None => ConnectOptions::new(),
         Auth::Creds(path) => ConnectOptions::with_credentials_file(path)
@@ -31,9 +40,11 @@ pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<Client> {
     if cfg.servers.iter().any(|s| s.starts_with("tls://")) {
         opts = opts.require_tls(true);
     }
+    if retry {
+        opts = opts.retry_on_initial_connect();
+    }
     let opts = opts
         .name(name)
-        .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
         .reconnect_delay_callback(|attempts| {
             // 100 ms, doubling, at most 2 s: back soon after a restart of nats-server.

@@ -317,3 +317,94 @@ async fn sleep_until(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::testing::NatsServer;
+    use crate::envelope::{MessageId, Origin};
+    use crate::gorfile::{Record, RecordType};
+
+    fn request(conn: u64, seq: u64, body_len: usize) -> HttpMessage {
+        let body = "x".repeat(body_len);
+        let raw = format!("POST /r/{conn}/{seq} HTTP/1.1\r\nHost: p\r\nContent-Length: {body_len}\r\n\r\n{body}");
+        Record {
+            kind: RecordType::Request,
+            id: MessageId::framed(Origin(7), conn, seq).to_string(),
+            timestamp_ns: 1,
+            latency_ns: 0,
+            payload: bytes::Bytes::from(raw),
+        }
+        .to_message()
+        .unwrap()
+    }
+
+    async fn stored(cfg: &NatsConfig) -> u64 {
+        let js = connect::jetstream(connect::connect(cfg, "t").await.unwrap());
+        let mut s = js.get_stream(&cfg.stream.name).await.unwrap();
+        s.info().await.unwrap().state.messages
+    }
+
+    async fn wait_for(p: &Publisher, done: impl Fn(&PublishStats) -> bool) -> PublishStats {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = p.stats();
+            if done(&s) || Instant::now() > deadline {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_message_is_stored_once_and_big_ones_are_counted() {
+        let server = NatsServer::start();
+        let cfg = server.config();
+        let mut p = Publisher::start(&cfg, "web-1", false, ToWall::measure());
+        for seq in 0..200 {
+            p.message(&request(seq % 7, seq, 10)).unwrap();
+        }
+        // Over the server's default max_payload of 1 MiB.
+        p.message(&request(1, 1000, 2 << 20)).unwrap();
+        let s = wait_for(&p, |s| s.pending == 0).await;
+        assert_eq!(s.queued, 201);
+        assert_eq!(s.published, 200, "{s:?}");
+        assert_eq!(s.too_large, 1, "{s:?}");
+        assert_eq!(stored(&cfg).await, 200);
+        // The same messages again (a listener's retry after a lost ack): stored once.
+        for seq in 0..10 {
+            p.message(&request(seq % 7, seq, 10)).unwrap();
+        }
+        let s = wait_for(&p, |s| s.pending == 0).await;
+        assert_eq!(s.duplicates, 10, "{s:?}");
+        assert_eq!(stored(&cfg).await, 200);
+        let s = p.close(Duration::from_secs(5)).await;
+        assert_eq!(s.pending, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_outage_of_nats_costs_only_what_the_queue_cannot_hold() {
+        let mut server = NatsServer::start();
+        let mut cfg = server.config();
+        cfg.queue = 100;
+        let mut p = Publisher::start(&cfg, "web-1", false, ToWall::measure());
+        p.message(&request(1, 0, 10)).unwrap();
+        let s = wait_for(&p, |s| s.published == 1).await;
+        assert_eq!(s.published, 1);
+        server.kill();
+        // While NATS is down: 300 offered, the queue holds 100, the rest is counted.
+        for seq in 1..=300 {
+            p.message(&request(1, seq, 10)).unwrap();
+        }
+        let s = p.stats();
+        assert_eq!(s.queued + s.dropped_queue_full, 301, "{s:?}");
+        assert!(s.dropped_queue_full >= 200, "{s:?}");
+        server.restart();
+        let s = wait_for(&p, |s| s.pending == 0).await;
+        assert_eq!(s.pending, 0, "{s:?}");
+        // Everything taken in was stored, once; file storage kept the first one.
+        assert_eq!(stored(&cfg).await, s.queued, "{s:?}");
+        assert_eq!(s.published - s.duplicates, s.queued, "{s:?}");
+        p.close(Duration::from_secs(5)).await;
+    }
+}
