@@ -19,10 +19,11 @@
 //! - a token is only good during the second it was leased for: what is left at the end
 //!   of a second is thrown away (counted as `unused`), never carried over.
 //!
-//! What it costs: a lease is two or three round trips to NATS, one per block of
-//! `max(1, rate/20)` tokens, so about 20 per second and target for a busy server; a
-//! server leases only when it was asked for tokens in this or the previous second, so
-//! idle servers hold none of the budget. Tokens a server leased but did not use are lost
+//! What it costs: blocks are `max(1, rate/20)` tokens, so a second's budget is about 20
+//! leases for the whole fleet whatever its size; a lease is one write to NATS when no
+//! other server wrote the slot since this one did, plus a read and a write per race lost
+//! (counted as `conflicts`). A server leases only when it was asked for tokens in this or
+//! the previous second, so idle servers hold none of the budget. Tokens a server leased but did not use are lost
 //! to the fleet for that second (at most about a block and a half per server).
 //!
 //! Caveat: slots are wall-clock seconds, so the servers' clocks must agree (NTP): with

@@ -2,7 +2,8 @@
 //! (Playing saved traffic back, `gor-agent replay`, is the `replay` module: a source.)
 //!
 //! [`Mirror::submit`] is called on the capture path and never blocks: it samples the
-//! request (`Rate`), then for each target applies the rate limit and a bounded queue,
+//! request (`Rate`), then for each target applies the rate limit (its own leaky bucket,
+//! or a [`RateGate`] that shares the limit with other processes) and a bounded queue,
 //! dropping and counting whatever does not fit. Behind each queue a dispatcher routes
 //! requests to one lane per client connection, which sends them in order on a
 //! keep-alive staging connection (see [`lane`]). Requests are rewritten minimally
