@@ -36,7 +36,7 @@ use crate::{
     broker::{
         connect,
         partitions::Partitions,
-        rate::SharedRate,
+        rate::{self, SharedRate},
         stats::ConsumeStats,
         wire::{self, DecodeError},
         NatsConfig,
@@ -60,9 +60,6 @@ const FETCH_WAIT: Duration = Duration::from_secs(1);
 
 /// How often partitions and expiry are looked at.
 const MANAGE_EVERY: Duration = Duration::from_millis(200);
-
-/// How long the rate bucket keeps a second's budget.
-const RATE_SLOTS_KEPT: Duration = Duration::from_secs(60);
 
 /// One delivery from a pull task.
 struct Delivery {
@@ -134,9 +131,9 @@ impl ReplayServer {
         let mut gates: Vec<Option<Arc<dyn RateGate>>> = Vec::new();
         let mut rates = Vec::new();
         if let Rate::PerSecond(n) = cfg.mirror.rate {
-            let bucket = connect::bucket(&js, &nats.stream.name, "rate", RATE_SLOTS_KEPT).await?;
+            let bucket = rate::bucket(&js, &nats.stream.name).await?;
             for t in &cfg.mirror.targets {
-                let r = SharedRate::start(bucket.clone(), &t.scheme_host_port, n);
+                let r = SharedRate::start(bucket.clone(), &rate::target_key(&t.scheme_host_port), n);
                 rates.push(r.clone());
                 gates.push(Some(r as Arc<dyn RateGate>));
             }
@@ -392,9 +389,8 @@ impl Source for ReplayServer {
         if let Some(p) = self.partitions.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), p.stop()).await;
         }
-        for r in &self.rates {
-            r.stop();
-        }
+        // Dropped, the shared rates stop leasing.
+        self.rates.clear();
     }
 
     fn report(&self, report: &mut Report) {
