@@ -154,18 +154,34 @@ pub async fn bucket(
     max_age: Duration,
 ) -> Result<kv::Store> {
     let name = format!("{stream}_{what}");
-    match js.get_key_value(&name).await {
-        Ok(store) => Ok(store),
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: name.clone(),
-                history: 1,
-                max_age,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("creating the NATS key-value bucket {name}")),
+    if let Ok(store) = js.get_key_value(&name).await {
+        return Ok(store);
+    }
+    // Not `create_key_value`: it reads the account's info first, and async-nats 0.51
+    // cannot parse nats-server 2.9's (no `reserved_memory`). The bucket is its stream,
+    // made here as a bucket's is; made twice alike (two servers starting), it is one.
+    js.create_stream(bucket_stream(&name, max_age))
+        .await
+        .with_context(|| format!("creating the NATS key-value bucket {name}"))?;
+    js.get_key_value(&name)
+        .await
+        .with_context(|| format!("opening the NATS key-value bucket {name}"))
+}
+
+/// The stream behind a key-value bucket of one value per key, as async-nats makes it.
+fn bucket_stream(name: &str, max_age: Duration) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
     }
 }
 

@@ -12,9 +12,11 @@
 //! - [`wire`], one HTTP message as one JetStream message (subject, `Nats-Msg-Id`,
 //!   headers, payload);
 //! - [`connect`], the connection, the stream and the key-value buckets;
+//! - [`partitions`], which replay server consumes which partition (claims with a lease);
 //! - [`settings`], `GOR_NATS_*`.
 
 pub mod connect;
+pub mod partitions;
 pub mod settings;
 pub mod wire;
 
