@@ -37,6 +37,18 @@
 //! becomes empty within the lease; a claim whose refresh succeeds later (its revision
 //! unchanged, so nobody took it) is owned again.
 //!
+//! How a replay server uses it:
+//!
+//! ```text
+//!  let parts = Partitions::start(store, default_server_id(), cfg.partitions, cfg.lease);
+//!  parts.owned()        watch: consume exactly these partitions, no others
+//!  parts.to_release()   watch: take nothing new from these; once nothing of p is in
+//!                       flight, parts.drained(p)
+//!  parts.stop().await   after the consumer settled what it took: hands over at once
+//!  drop(parts)          without stop, as a kill: the claims expire after the lease
+//!  parts.stats()        won, taken over, lost, released, lapsed, errors
+//! ```
+//!
 //! Server ids must be unique among live servers ([`default_server_id`] is host and
 //! pid): a claim whose latest value is this server's id is taken to be this server's
 //! (that is how an answer lost to a timeout is recovered).
@@ -150,6 +162,7 @@ impl Partitions {
         }
     }
 
+    /// What the claimer did so far.
     pub fn stats(&self) -> PartitionStats {
         lock(&self.stats).clone()
     }
@@ -501,19 +514,20 @@ impl Claimer {
     /// Publishes `owned` and `to_release` when they changed, counting lapsed claims.
     fn publish(&mut self) {
         let now = Instant::now();
-        let mut lapsed = 0;
-        for (p, h) in self.held.iter_mut() {
+        let mut lapsed = Vec::new();
+        for (&p, h) in self.held.iter_mut() {
             if !h.lapsed && !h.drained && h.valid_until <= now {
                 h.lapsed = true;
-                lapsed += 1;
-                tracing::warn!(
-                    partition = p,
-                    "no refresh of the claim succeeded within the lease: not consuming it"
-                );
+                lapsed.push(p);
             }
         }
-        if lapsed > 0 {
-            lock(&self.stats).lapsed += lapsed;
+        if !lapsed.is_empty() {
+            tracing::warn!(
+                partitions = ?lapsed,
+                "no refresh of these claims reached NATS in time: not consuming them, \
+                 another replay server may take them over"
+            );
+            lock(&self.stats).lapsed += lapsed.len() as u64;
         }
         let owned: BTreeSet<u32> = self
             .held
