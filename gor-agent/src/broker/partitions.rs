@@ -922,6 +922,32 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_overwritten_by_another_is_lost_at_once_then_taken_back_after_expiry() {
+        let server = NatsServer::start();
+        let lease = Duration::from_secs(3);
+        let a = start(&server, "a", lease).await;
+        wait_owned(&a, Duration::from_secs(15), "all 16", |s| *s == all()).await;
+        // Another server (which then dies) writes over claim 3.
+        let intruder = store(&server, lease).await;
+        intruder.put(claim_key(3), "x".into()).await.unwrap();
+        let written = Instant::now();
+        // At the next refresh, well before the claim would lapse.
+        wait_owned(&a, lease / 2, "3 lost", |s| {
+            !s.contains(&3) && s.len() == 15
+        })
+        .await;
+        assert!(written.elapsed() < lease / 2, "{:?}", written.elapsed());
+        // Its claim expires (nobody refreshes it) and a takes 3 back.
+        wait_owned(&a, lease + Duration::from_secs(6), "3 back", |s| {
+            *s == all()
+        })
+        .await;
+        let s = a.stats();
+        assert_eq!((s.lost, s.taken_over, s.won), (1, 1, 17), "{s:?}");
+        a.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_server_that_joins_gets_its_share_through_drained() {
         let server = NatsServer::start();
         let lease = Duration::from_secs(3);
