@@ -317,10 +317,18 @@ impl Claimer {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut round: Option<Round> = None;
         let mut wanted = false;
+        let mut stoppable = true;
         loop {
             let lapse = self.next_lapse();
             tokio::select! {
-                _ = &mut stop_rx => break,
+                r = &mut stop_rx, if stoppable => {
+                    if r.is_ok() {
+                        break;
+                    }
+                    // Dropped without stop (and this task is being aborted): no
+                    // goodbye, the claims are left to expire, as after a kill.
+                    stoppable = false;
+                }
                 _ = tick.tick() => wanted = true,
                 Some(p) = drained_rx.recv() => {
                     self.drained(p);
