@@ -332,7 +332,9 @@ mod tests {
 
     fn request(conn: u64, seq: u64, body_len: usize) -> HttpMessage {
         let body = "x".repeat(body_len);
-        let raw = format!("POST /r/{conn}/{seq} HTTP/1.1\r\nHost: p\r\nContent-Length: {body_len}\r\n\r\n{body}");
+        let raw = format!(
+            "POST /r/{conn}/{seq} HTTP/1.1\r\nHost: p\r\nContent-Length: {body_len}\r\n\r\n{body}"
+        );
         Record {
             kind: RecordType::Request,
             id: MessageId::framed(Origin(7), conn, seq).to_string(),
