@@ -198,7 +198,7 @@ pub fn run(plan: &Plan, dir: &Path) -> Result<Outcome> {
                  (`gor-agent replay` of a .gor file with GOR_NATS_URL), then `gor-agent \
                  replay-server` without a rate drains it to a staging nginx; requests/s from \
                  its first acknowledged request to the last (its stats file, written every \
-                 100 ms), against wrk directly against the same staging before and after. \
+                 100 ms: each time is within 0.1 s), against wrk directly against the same staging before and after. \
                  (3) Capture-to-staging latency: a paced client sends {LATENCY_RATE} \
                  requests/s for {} s to production; a listener publishes them, a replay \
                  server mirrors them to a recording staging, which timestamps each arrival; \
