@@ -582,7 +582,7 @@ fn warm_up(prod: SocketAddr, staging: &Staging) -> Result<()> {
     Ok(())
 }
 
-/// One paced run: (sent, latencies sorted).
+/// One paced run: (requests sent, the rate achieved, their latencies sorted).
 fn paced_run(
     plan: &Plan,
     prod: SocketAddr,
