@@ -544,6 +544,18 @@ pub fn replay_command_bare(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> C
     cmd
 }
 
+/// `gor-agent replay-server` with only the stats file in `dir` and `env`, not started
+/// yet (the caller adds a readiness socket if it waits for one).
+pub fn replay_server_command(dir: &Path, env: &[(&str, &str)]) -> Command {
+    let mut cmd = agent_command(&[]);
+    cmd.arg("replay-server")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GOR_STATS_FILE", dir.join("stats.json"))
+        .env("GOR_LOG", "info")
+        .envs(env.iter().copied());
+    cmd
+}
+
 /// Reads what a replay run left in `dir`.
 pub fn replayed(dir: &Path, status: i32, stderr: &[u8]) -> Replayed {
     Replayed {

@@ -3,13 +3,18 @@
 //! arrival; the latency of a request is its arrival at staging minus the moment the
 //! client wrote it (the same clock, one machine).
 
-use std::{collections::HashMap, path::Path, time::Duration};
+use std::{
+    collections::HashMap,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use super::{
-    load::paced,
+    load::{paced, Paced},
     markdown::{Section, Table, Target},
     median, mirror_to_recorder, percentile, Outcome, Plan,
 };
+use crate::staging::Received;
 
 const RATE: u32 = 1_000;
 
@@ -27,7 +32,18 @@ fn one_run(plan: &Plan, dir: &Path) -> Run {
     });
     let got = staging.wait_for(sent.sent.len(), Duration::from_secs(10));
     agent.stop();
-    let arrived: HashMap<&[u8], std::time::Instant> = got
+    Run {
+        sent: sent.sent.len(),
+        rps: sent.rps(),
+        lat: latencies(&sent, &got),
+    }
+}
+
+/// Each request's arrival at staging minus the moment the client wrote it, sorted, matched
+/// by request line (every request of a paced run has its own); those that never arrived
+/// are left out.
+pub fn latencies(sent: &Paced, got: &[Received]) -> Vec<Duration> {
+    let arrived: HashMap<&[u8], Instant> = got
         .iter()
         .filter_map(|g| {
             let end = g.raw.windows(2).position(|w| w == b"\r\n")?;
@@ -40,11 +56,7 @@ fn one_run(plan: &Plan, dir: &Path) -> Run {
         .filter_map(|(line, at)| Some(arrived.get(line.as_bytes())?.duration_since(*at)))
         .collect();
     lat.sort();
-    Run {
-        sent: sent.sent.len(),
-        rps: sent.rps(),
-        lat,
-    }
+    lat
 }
 
 pub fn run(plan: &Plan, dir: &Path) -> Outcome {

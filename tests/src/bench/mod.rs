@@ -1,13 +1,15 @@
 //! `cargo xtask bench`: gor's performance on this machine, each figure against a baseline
 //! measured in the same run, written to BENCHMARKS.md. Real programs on loopback only:
 //! nginx as production and as a fast staging, wrk and a paced client as clients, tcpdump
-//! as the packet-capture baseline, the release agent as production runs it.
+//! as the packet-capture baseline, nats-server as a fleet's broker, the release agent as
+//! production runs it.
 //!
 //! One module per experiment; each returns its section of the report and the targets it
 //! checks. `markdown` turns the results into the file; `load` drives the traffic;
 //! `probe` reads the machine and processes (CPU time, versions).
 
 pub mod completeness;
+pub mod fleet;
 pub mod framing;
 pub mod latency;
 pub mod load;
@@ -43,6 +45,8 @@ pub struct Plan {
     pub latency_runs: usize,
     pub latency: Duration,
     pub rate_limit: Duration,
+    /// Requests the replay server drains from a pre-filled NATS stream.
+    pub fleet_requests: usize,
 }
 
 impl Plan {
@@ -55,6 +59,7 @@ impl Plan {
         latency_runs: 3,
         latency: Duration::from_secs(10),
         rate_limit: Duration::from_secs(30),
+        fleet_requests: 50_000,
     };
 
     /// For development: the same experiments, shortened.
@@ -67,6 +72,7 @@ impl Plan {
         latency_runs: 1,
         latency: Duration::from_secs(3),
         rate_limit: Duration::from_secs(5),
+        fleet_requests: 10_000,
     };
 }
 

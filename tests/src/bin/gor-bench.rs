@@ -4,7 +4,7 @@
 //!
 //! `gor-bench [--quick] [--only EXPERIMENT] [--out FILE] [--criterion DIR]`: `--quick`
 //! shortens every duration (development only; the file says so); `--only` runs one
-//! experiment (`overhead`, `completeness`, `replay`, `latency` or `rate`) and writes
+//! experiment (`overhead`, `completeness`, `replay`, `latency`, `rate` or `fleet`) and writes
 //! `target/bench-EXPERIMENT.md` unless told otherwise; FILE defaults to BENCHMARKS.md at
 //! the workspace root; DIR is where the criterion framing benchmark just wrote its
 //! estimates (`target/criterion`), to summarise them too.
@@ -14,13 +14,22 @@ use std::{path::PathBuf, time::Instant};
 use anyhow::{bail, Context, Result};
 use gor_tests::{
     agent::temp_dir,
-    bench::{completeness, framing, latency, markdown, overhead, probe, rate_limit, replay, Plan},
+    bench::{
+        completeness, fleet, framing, latency, markdown, overhead, probe, rate_limit, replay, Plan,
+    },
 };
 
 const USAGE: &str = "gor-bench [--quick] [--only EXPERIMENT] [--out FILE] [--criterion DIR]";
 
 /// The experiments, in the order they run; `--only` takes one of these names.
-const EXPERIMENTS: [&str; 5] = ["overhead", "completeness", "replay", "latency", "rate"];
+const EXPERIMENTS: [&str; 6] = [
+    "overhead",
+    "completeness",
+    "replay",
+    "latency",
+    "rate",
+    "fleet",
+];
 
 fn main() -> Result<()> {
     let mut quick = false;
@@ -88,6 +97,9 @@ fn main() -> Result<()> {
     }
     if run("rate") {
         outcomes.push(rate_limit::run(&plan, &dir.join("rate")));
+    }
+    if run("fleet") {
+        outcomes.push(fleet::run(&plan, &dir.join("fleet"))?);
     }
     if let Some(c) = &criterion {
         outcomes.push(
