@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::connect;
@@ -204,6 +205,10 @@ impl Drop for Publisher {
 
 type AckResult = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>;
 
+/// A message and its acknowledgement, awaited in the publishing task itself (no task per
+/// message).
+type Acking = std::pin::Pin<Box<dyn std::future::Future<Output = (Outgoing, AckResult)> + Send>>;
+
 /// The publishing task: connects, makes sure of the stream, then publishes what comes,
 /// with up to [`WINDOW`] acknowledgements awaited, until the queue is closed and empty.
 async fn run(cfg: NatsConfig, host: String, mut rx: mpsc::Receiver<Outgoing>, c: Arc<Counters>) {
@@ -229,9 +234,17 @@ async fn run(cfg: NatsConfig, host: String, mut rx: mpsc::Receiver<Outgoing>, c:
     }
     let prefix = cfg.stream.subject.clone();
     let mut retry: VecDeque<(Outgoing, Instant)> = VecDeque::new();
-    let mut acking: JoinSet<(Outgoing, AckResult)> = JoinSet::new();
+    let mut acking: FuturesUnordered<Acking> = FuturesUnordered::new();
     let mut closed = false;
+    // The server's limit, read again now and then (a copy of the server's info is not
+    // cheap, and a reconnect may reach a server with another limit).
+    let mut max_payload = client.server_info().max_payload;
+    let mut turns = 0u32;
     loop {
+        turns = turns.wrapping_add(1);
+        if turns.is_multiple_of(1024) {
+            max_payload = client.server_info().max_payload;
+        }
         c.connected.store(
             u64::from(client.connection_state() == async_nats::connection::State::Connected),
             Ordering::Relaxed,
@@ -243,8 +256,7 @@ async fn run(cfg: NatsConfig, host: String, mut rx: mpsc::Receiver<Outgoing>, c:
         let due = retry.front().map(|(_, at)| *at);
         tokio::select! {
             biased;
-            Some(done) = acking.join_next(), if !acking.is_empty() => {
-                let Ok((m, result)) = done else { continue };
+            Some((m, result)) = acking.next(), if !acking.is_empty() => {
                 match result {
                     Ok(ack) => {
                         inc(&c.published);
@@ -276,11 +288,11 @@ async fn run(cfg: NatsConfig, host: String, mut rx: mpsc::Receiver<Outgoing>, c:
             _ = sleep_until(due), if room && due.is_some() => {
                 if let Some((m, _)) = retry.pop_front() {
                     inc(&c.retries);
-                    publish(&js, &client, &prefix, &host, m, &mut acking).await;
+                    publish(&js, max_payload, &prefix, &host, m, &mut acking).await;
                 }
             }
             m = rx.recv(), if room && !closed => match m {
-                Some(m) => publish(&js, &client, &prefix, &host, m, &mut acking).await,
+                Some(m) => publish(&js, max_payload, &prefix, &host, m, &mut acking).await,
                 None => closed = true,
             },
         }
@@ -291,16 +303,15 @@ async fn run(cfg: NatsConfig, host: String, mut rx: mpsc::Receiver<Outgoing>, c:
 /// the server's `max_payload` ends there at once, as such.
 async fn publish(
     js: &jetstream::Context,
-    client: &async_nats::Client,
+    max: usize,
     prefix: &str,
     host: &str,
     m: Outgoing,
-    acking: &mut JoinSet<(Outgoing, AckResult)>,
+    acking: &mut FuturesUnordered<Acking>,
 ) {
-    let max = client.server_info().max_payload;
     if max > 0 && m.size() > max {
         let e = jetstream::context::PublishError::new(PublishErrorKind::MaxPayloadExceeded);
-        acking.spawn(async move { (m, Err(e)) });
+        acking.push(Box::pin(async move { (m, Err(e)) }));
         return;
     }
     let subject = wire::subject(prefix, m.partition, host);
@@ -308,12 +319,12 @@ async fn publish(
         .publish_with_headers(subject, m.headers.clone(), m.payload.clone())
         .await
     {
-        Ok(ack) => acking.spawn(async move {
+        Ok(ack) => acking.push(Box::pin(async move {
             let r = ack.await;
             (m, r)
-        }),
-        Err(e) => acking.spawn(async move { (m, Err(e)) }),
-    };
+        })),
+        Err(e) => acking.push(Box::pin(async move { (m, Err(e)) })),
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
