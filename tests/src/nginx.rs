@@ -46,7 +46,24 @@ impl Nginx {
                 .expect("a free port")
                 .port()
         };
-        let (port, upstream) = (free(), free());
+        Nginx::launch(dir, n, None, "127.0.0.1", free(), free())
+    }
+
+    /// nginx inside network namespace `netns`, listening on `ip:port` there (an address of
+    /// the namespace's, reachable from where the test's clients run).
+    pub fn in_netns(dir: PathBuf, netns: &str, ip: &str, port: u16) -> Nginx {
+        // The namespace is the test's own: nothing else listens there.
+        Nginx::launch(dir, 100_000, Some(netns), ip, port, 8081)
+    }
+
+    fn launch(
+        dir: PathBuf,
+        n: usize,
+        netns: Option<&str>,
+        ip: &str,
+        port: u16,
+        upstream: u16,
+    ) -> Nginx {
         let www = dir.join("www");
         std::fs::create_dir_all(&www).expect("www");
         std::fs::write(
@@ -86,7 +103,7 @@ http {{
     gzip_min_length 0;
     types {{ text/html html; application/json json; application/octet-stream bin; }}
     server {{
-        listen 127.0.0.1:{port};
+        listen {ip}:{port};
         root {d}/www;
         location / {{ }}
         location /echo {{
@@ -105,7 +122,15 @@ http {{
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("nginx.conf");
-        let child = Command::new("nginx")
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "nginx"]);
+                c
+            }
+            None => Command::new("nginx"),
+        };
+        let child = cmd
             .arg("-c")
             .arg(&conf_path)
             .arg("-e")
@@ -114,7 +139,7 @@ http {{
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start nginx (installed by `cargo xtask setup`)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let addr: SocketAddr = format!("{ip}:{port}").parse().expect("addr");
         // Ready when it accepts a connection.
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).is_err() {
