@@ -1,8 +1,13 @@
-//! A fleet: three production hosts (nginx, each in a network namespace of its own, joined
-//! to the root namespace by a veth), a listener on each (the live agent on the root end
-//! of that veth, publishing what it frames to NATS JetStream), one nats-server, and two
-//! replay servers sharing the stream's partitions and mirroring to one recording staging.
-//! Clients in the root namespace talk to the three hosts over keep-alive connections.
+//! A fleet: three production hosts, each an nginx on its own link (a veth whose other end
+//! is in a network namespace of the test's, where that host's clients are), a listener
+//! on each (the live agent on that veth, publishing what it frames to NATS JetStream),
+//! one nats-server, and two replay servers sharing the stream's partitions and mirroring
+//! to one recording staging. Clients send over keep-alive connections.
+//!
+//! The servers are on the root side and the clients in the namespaces, not the other
+//! way round: the agent captures requests where they arrive (TC ingress to a captured
+//! port), so a listener runs on its server's host; and the listeners and replay servers
+//! reach the nats-server on the root namespace's loopback.
 //!
 //! Each test asserts what reached staging against what the clients sent, and checks the
 //! counters of every listener and replay server: what did not arrive, or arrived twice,
@@ -21,7 +26,7 @@ use serde_json::Value;
 use gor_tests::{
     agent::{counter, temp_dir, Agent, Captured},
     nats::{NatsServer, ReplayServer, ReplayStopped},
-    netns::Joined,
+    netns::{in_netns, Joined},
     nginx::Nginx,
     staging::{read_request, Received, Staging},
     traffic::{listen, pattern},
@@ -30,11 +35,12 @@ use gor_tests::{
 const HOSTS: [&str; 3] = ["a", "b", "c"];
 const PARTITIONS: u64 = 16;
 
-/// One production host: its namespace and its nginx on port 80 there.
+/// One production host: nginx on the root end of a veth, its clients in the namespace
+/// at the other end.
 struct Host {
     name: &'static str,
     nginx: Nginx,
-    // Dropped after nginx: the namespace goes with its veth and what is attached to it.
+    // Dropped after nginx: the namespace goes with the veth and what is attached to it.
     net: Joined,
 }
 
@@ -52,7 +58,7 @@ fn hosts(tag: &str, first_net: u8) -> Vec<Host> {
         .map(|(i, name)| {
             let net = Joined::new(tag, first_net + i as u8);
             let dir = temp_dir(&format!("{tag}-nginx-{name}"));
-            let nginx = Nginx::in_netns(dir, &net.ns, &net.addr, 80);
+            let nginx = Nginx::on_address(dir, &net.root_addr);
             Host { name, nginx, net }
         })
         .collect()
@@ -70,7 +76,7 @@ fn listener(tag: &str, host: &Host, nats: &NatsServer, extra: &[(&str, &str)]) -
     env.extend_from_slice(extra);
     Agent::start_with(
         &format!("{tag}-listener-{}", host.name),
-        &[80],
+        &[host.addr().port()],
         &[&host.net.root_dev],
         None,
         &env,
@@ -155,16 +161,25 @@ type Sent = HashMap<Key, Vec<u8>>;
 /// one every `gap` (zero: as fast as the answers come), each answer read before the next
 /// request. Runs in the background; the handle gives what was sent.
 fn drive(hosts: &[Host], conns: usize, per_conn: usize, gap: Duration) -> JoinHandle<Sent> {
-    let targets: Vec<(&'static str, SocketAddr)> =
-        hosts.iter().map(|h| (h.name, h.addr())).collect();
+    // Connected from the host's namespace; the sockets stay there when used from here.
+    let connections: Vec<(&'static str, usize, TcpStream)> = hosts
+        .iter()
+        .flat_map(|h| {
+            let (ns, addr) = (h.net.ns.clone(), h.addr());
+            let streams = in_netns(&ns, move || {
+                (0..conns)
+                    .map(|_| {
+                        TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"))
+                    })
+                    .collect::<Vec<_>>()
+            });
+            streams.into_iter().enumerate().map(|(c, s)| (h.name, c, s))
+        })
+        .collect();
     std::thread::spawn(move || {
-        let clients: Vec<JoinHandle<Sent>> = targets
-            .iter()
-            .flat_map(|&(host, addr)| {
-                (0..conns).map(move |conn| {
-                    std::thread::spawn(move || client(host, addr, conn, per_conn, gap))
-                })
-            })
+        let clients: Vec<JoinHandle<Sent>> = connections
+            .into_iter()
+            .map(|(host, conn, s)| std::thread::spawn(move || client(host, s, conn, per_conn, gap)))
             .collect();
         let mut sent = Sent::new();
         for c in clients {
@@ -174,8 +189,7 @@ fn drive(hosts: &[Host], conns: usize, per_conn: usize, gap: Duration) -> JoinHa
     })
 }
 
-fn client(host: &str, addr: SocketAddr, conn: usize, n: usize, gap: Duration) -> Sent {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+fn client(host: &str, mut s: TcpStream, conn: usize, n: usize, gap: Duration) -> Sent {
     let mut answers = BufReader::new(s.try_clone().expect("clone"));
     let start = Instant::now();
     let mut sent = Sent::new();
@@ -293,7 +307,13 @@ fn assert_published_all(cap: &Captured, framed: usize) {
 /// No errors from staging, nothing settled without being sent.
 fn assert_mirror_clean(stopped: &ReplayStopped) {
     let s = &stopped.stats;
-    for k in ["decode_errors", "acked_dropped", "nacked", "ack_errors", "inflight"] {
+    for k in [
+        "decode_errors",
+        "acked_dropped",
+        "nacked",
+        "ack_errors",
+        "inflight",
+    ] {
         assert_eq!(consume(s, k), 0, "replay server's nats_consume.{k}: {s}");
     }
     for k in [
@@ -306,7 +326,11 @@ fn assert_mirror_clean(stopped: &ReplayStopped) {
         "dropped_backoff",
         "aborted_at_shutdown",
     ] {
-        assert_eq!(counter(s, &["mirror", k]), 0, "replay server's mirror.{k}: {s}");
+        assert_eq!(
+            counter(s, &["mirror", k]),
+            0,
+            "replay server's mirror.{k}: {s}"
+        );
     }
 }
 
@@ -352,7 +376,7 @@ fn fleet_mirrors_every_request_once_in_order() {
         for conn in 0..CONNS {
             let seqs: Vec<usize> = got
                 .iter()
-                .filter_map(key_of)
+                .filter_map(|r| key_of(&r.raw))
                 .filter(|k| k.0 == host && k.1 == conn)
                 .map(|k| k.2)
                 .collect();
@@ -367,7 +391,12 @@ fn fleet_mirrors_every_request_once_in_order() {
     for cap in &caps {
         assert_published_all(cap, CONNS * PER_CONN);
     }
-    assert_eq!(nats.stream_messages("GOR") as usize, total, "{}", nats.jsz());
+    assert_eq!(
+        nats.stream_messages("GOR") as usize,
+        total,
+        "{}",
+        nats.jsz()
+    );
     let both = [&s1.stats, &s2.stats];
     assert_eq!(sum(&both, |s| consume(s, "received")) as usize, total);
     assert_eq!(sum(&both, |s| consume(s, "acked_sent")) as usize, total);
@@ -412,7 +441,14 @@ fn fleet_rate_is_shared_by_the_replay_servers() {
         "every message settled",
         Duration::from_secs(60),
         || settled() >= total,
-        || format!("{} of {total}: {} {}", settled(), r1.stats_now(), r2.stats_now()),
+        || {
+            format!(
+                "{} of {total}: {} {}",
+                settled(),
+                r1.stats_now(),
+                r2.stats_now()
+            )
+        },
     );
     let (s1, s2) = (r1.stop(), r2.stop());
     let got = staging.received();
@@ -425,7 +461,10 @@ fn fleet_rate_is_shared_by_the_replay_servers() {
         s1.stats,
         s2.stats
     );
-    assert_eq!(sum(&both, |s| consume(s, "acked_dropped")) as usize, limited);
+    assert_eq!(
+        sum(&both, |s| consume(s, "acked_dropped")) as usize,
+        limited
+    );
     assert_eq!(tally(&got).len(), got.len(), "none twice");
     assert_bytes_match(&sent, &got);
 
@@ -560,7 +599,8 @@ fn fleet_takes_over_the_partitions_of_a_crashed_replay_server() {
     assert_bytes_match(&sent, &got);
     let duplicates = got.len() - t.len();
     // What the killed one had counted before it died, and what the survivor counted.
-    let redelivered = (consume(&killed, "redelivered") + consume(&s2.stats, "redelivered")) as usize;
+    let redelivered =
+        (consume(&killed, "redelivered") + consume(&s2.stats, "redelivered")) as usize;
     assert!(
         duplicates <= redelivered,
         "{duplicates} duplicates at staging, {redelivered} redeliveries counted: {}",

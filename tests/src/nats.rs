@@ -178,8 +178,9 @@ impl ReplayServer {
         let dir = temp_dir(name);
         let notify_path = dir.join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).expect("bind the readiness socket");
+        // Short reads, to notice a replay server that exits instead of getting ready.
         notify
-            .set_read_timeout(Some(Duration::from_secs(30)))
+            .set_read_timeout(Some(Duration::from_millis(200)))
             .expect("set a timeout");
         let child = agent_command(&[])
             .arg("replay-server")
@@ -192,19 +193,32 @@ impl ReplayServer {
             .stderr(std::fs::File::create(dir.join("stderr")).expect("create the stderr file"))
             .spawn()
             .unwrap_or_else(|e| panic!("starting {} replay-server: {e}", agent_bin().display()));
-        let server = ReplayServer {
+        let mut server = ReplayServer {
             child: Some(child),
             dir,
         };
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut buf = [0u8; 256];
         loop {
             match notify.recv(&mut buf) {
                 Ok(n) if &buf[..n] == b"READY=1" => return server,
                 Ok(_) => continue,
-                Err(e) => panic!(
-                    "the replay server did not report READY=1 ({e}); its stderr:\n{}",
-                    server.stderr()
-                ),
+                Err(e) => {
+                    let exited = server.child.as_mut().and_then(|c| c.try_wait().ok()?);
+                    if let Some(status) = exited {
+                        panic!(
+                            "the replay server exited with {status} before it was ready; \
+                             its stderr:\n{}",
+                            server.stderr()
+                        );
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "the replay server did not report READY=1 within 30 s ({e}); its \
+                         stderr:\n{}",
+                        server.stderr()
+                    );
+                }
             }
         }
     }

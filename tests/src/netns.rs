@@ -70,8 +70,8 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
 }
 
 /// A namespace joined to the root namespace by a veth pair: `root_dev` (10.78.`net`.1/24)
-/// stays in the root namespace, `eth0` (10.78.`net`.2/24) is in the namespace. A host
-/// of its own on a link of its own, whose traffic the root namespace sees on `root_dev`.
+/// stays in the root namespace, `eth0` (10.78.`net`.2/24) is in the namespace. A link of
+/// its own, whose traffic the root namespace sees on `root_dev` alone.
 pub struct Joined {
     pub ns: String,
     pub root_dev: String,

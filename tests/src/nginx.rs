@@ -46,24 +46,22 @@ impl Nginx {
                 .expect("a free port")
                 .port()
         };
-        Nginx::launch(dir, n, None, "127.0.0.1", free(), free())
+        Nginx::launch(dir, n, "127.0.0.1", free(), free())
     }
 
-    /// nginx inside network namespace `netns`, listening on `ip:port` there (an address of
-    /// the namespace's, reachable from where the test's clients run).
-    pub fn in_netns(dir: PathBuf, netns: &str, ip: &str, port: u16) -> Nginx {
-        // The namespace is the test's own: nothing else listens there.
-        Nginx::launch(dir, 100_000, Some(netns), ip, port, 8081)
+    /// nginx listening on `ip` (an address of the root namespace, e.g. the root end of
+    /// a veth whose other end is in a test's namespace), on a free port.
+    pub fn on_address(dir: PathBuf, ip: &str) -> Nginx {
+        let free = |ip: &str| {
+            TcpListener::bind((ip, 0))
+                .and_then(|l| l.local_addr())
+                .unwrap_or_else(|e| panic!("a free port on {ip}: {e}"))
+                .port()
+        };
+        Nginx::launch(dir, 100_000, ip, free(ip), free("127.0.0.1"))
     }
 
-    fn launch(
-        dir: PathBuf,
-        n: usize,
-        netns: Option<&str>,
-        ip: &str,
-        port: u16,
-        upstream: u16,
-    ) -> Nginx {
+    fn launch(dir: PathBuf, n: usize, ip: &str, port: u16, upstream: u16) -> Nginx {
         let www = dir.join("www");
         std::fs::create_dir_all(&www).expect("www");
         std::fs::write(
@@ -122,15 +120,7 @@ http {{
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("nginx.conf");
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "nginx"]);
-                c
-            }
-            None => Command::new("nginx"),
-        };
-        let child = cmd
+        let child = Command::new("nginx")
             .arg("-c")
             .arg(&conf_path)
             .arg("-e")

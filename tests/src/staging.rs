@@ -282,7 +282,10 @@ mod tests {
         }
         let _ = kept.write_all(b"GET /lost HTTP/1.1\r\nHost: s\r\n\r\n");
         let mut buf = [0u8; 16];
-        assert!(matches!(std::io::Read::read(&mut kept, &mut buf), Ok(0) | Err(_)));
+        assert!(matches!(
+            std::io::Read::read(&mut kept, &mut buf),
+            Ok(0) | Err(_)
+        ));
         staging.reopen();
         send(staging.addr, "/after");
         let got = staging.wait_for(2, Duration::from_secs(5));
