@@ -6,6 +6,7 @@
 //! | (default) | [`LiveCapture`]: TC programs, ring buffer | TCP segments | monotonic |
 //! | `GOR_INPUT_PCAP` | [`PcapFile`] | TCP segments | the packets' (wall clock) |
 //! | `gor-agent replay` | [`SavedTraffic`]: `.gor` files | HTTP messages | the records' (wall clock) |
+//! | `gor-agent replay-server` | [`ReplayServer`]: NATS JetStream | HTTP messages | the listeners' (wall clock) |
 
 use anyhow::Result;
 
@@ -15,6 +16,7 @@ use crate::{
     envelope::Origin,
     pipeline::Pipeline,
     replay::SavedTraffic,
+    replay_server::ReplayServer,
     source::{live::LiveCapture, pcap::PcapFile},
 };
 
@@ -27,6 +29,12 @@ pub async fn run(cfg: Config) -> Result<()> {
         origin = format_args!("{:016x}", origin.0),
         "message ids of this run"
     );
+    if cfg.replay_server {
+        let driver = Driver::start(&cfg).await?;
+        let (source, hooks) = ReplayServer::start(&cfg).await?;
+        let pipeline = Pipeline::with_hooks(&cfg, source.clock(), origin, None, hooks)?;
+        return driver.run(source, pipeline).await;
+    }
     if let Some(input) = &cfg.input_file {
         let driver = Driver::start(&cfg).await?;
         let source = SavedTraffic::open(input, cfg.outputs.stats_interval)?;

@@ -122,6 +122,20 @@ pub enum Command {
     /// no other setting. Exit 0, 64 when a file cannot be read, 1 when the output cannot be
     /// written.
     Report(ReportCli),
+    /// Consume what listeners (agents with GOR_NATS_URL) published to NATS JetStream and
+    /// mirror it to GOR_TARGET: filters, rewrites, middleware, comparison, per-connection
+    /// order, and GOR_RATE as one rate for every replay server together. Replay servers
+    /// share the stream's partitions; each partition is consumed by one at a time. Needs
+    /// no privileges.
+    ReplayServer(ReplayServerCli),
+}
+
+/// The settings of `gor-agent replay-server`: NATS (in the shared settings), and the same
+/// mirroring, filter, middleware, comparison, output and log settings as the agent.
+#[derive(Debug, Args)]
+pub struct ReplayServerCli {
+    #[command(flatten)]
+    pub shared: SharedArgs,
 }
 
 /// The arguments of `gor-agent report`: only files, no `GOR_*` settings (it runs no
@@ -177,6 +191,8 @@ pub struct Config {
     /// NATS JetStream (`GOR_NATS_URL`): the agent publishes to it (a listener), `gor-agent
     /// replay-server` consumes from it.
     pub nats: Option<crate::broker::NatsConfig>,
+    /// Set for `gor-agent replay-server`: traffic comes from NATS instead of capture.
+    pub replay_server: bool,
 }
 
 /// The capture stage's settings with the bounds of the stages right behind it.
@@ -197,10 +213,14 @@ impl Cli {
     /// all errors at once. [`Cli::resolve`] is the step after.
     pub fn validate(&self) -> Result<Config, Vec<ConfigError>> {
         match &self.command {
-            None => validate(&self.capture, &self.shared, None),
+            None => validate(&self.capture, &self.shared, None, false),
             // Capture settings do not apply to replaying a file; their defaults are used.
-            Some(Command::Replay(r)) => validate(&self.capture, &r.shared, Some(&r.input)),
-            Some(Command::Check(k)) => validate(&k.capture, &k.shared, None),
+            Some(Command::Replay(r)) => {
+                validate(&self.capture, &r.shared, Some(&r.input), false)
+            }
+            Some(Command::Check(k)) => validate(&k.capture, &k.shared, None, false),
+            // Nor to consuming a stream.
+            Some(Command::ReplayServer(r)) => validate(&self.capture, &r.shared, None, true),
             // `report` has no agent configuration to validate; `main` runs it before this
             // step (see [`Cli::report`]). Saying so beats validating settings it ignores.
             Some(Command::Report(_)) => Err(vec![ConfigError {
@@ -240,14 +260,18 @@ impl Cli {
     }
 }
 
-/// Validates one command's settings; `input` is set for `replay`, which needs no ports.
+/// Validates one command's settings; `input` is set for `replay`, `replay_server` for
+/// `replay-server`: neither captures, so neither needs ports.
 fn validate(
     a: &CaptureArgs,
     g: &SharedArgs,
     input: Option<&InputFileArgs>,
+    replay_server: bool,
 ) -> Result<Config, Vec<ConfigError>> {
     let mut p = Problems::default();
-    let source = a.source.validate(&a.pcap, &mut p, input.is_none());
+    let source = a
+        .source
+        .validate(&a.pcap, &mut p, input.is_none() && !replay_server);
     let reassembly = a.reassembly.validate(&mut p);
     let http = a.http.validate(&mut p);
     let mirror = g.mirror.validate(&mut p);
@@ -270,6 +294,25 @@ fn validate(
     let outputs = g.outputs.validate(&mut p);
     let log = g.logging.validate(&mut p);
     let nats = g.nats.validate(&mut p);
+    if replay_server {
+        use crate::broker::NatsArgs;
+        if !g.nats.enabled() {
+            p.of::<NatsArgs>().field::<()>(
+                "nats_url",
+                "",
+                Err("the NATS server the listeners publish to (`nats://host:4222`): \
+                     the replay server consumes from it"
+                    .into()),
+            );
+        }
+        if !mirroring {
+            p.of::<MirrorArgs>().field::<()>(
+                "target",
+                "",
+                Err("staging's address: the replay server mirrors to it".into()),
+            );
+        }
+    }
     p.finish()?;
     // No error was reported, so every stage returned its config.
     const MISSING: &str = "validation reported no error but a value is missing";
@@ -292,6 +335,7 @@ fn validate(
         log: log.expect(MISSING),
         agent_id: g.identity.agent_id(),
         nats: nats.expect(MISSING),
+        replay_server,
     })
 }
 

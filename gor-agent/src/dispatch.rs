@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::{
+    broker::publish::{PublishStats, Publisher},
     clock::{Clock, ToWall},
     compare::Comparison,
     config::Config,
@@ -36,7 +37,7 @@ use crate::{
     http::{HttpMessage, Kind},
     metrics::report::{MiddlewareReport, MirrorReport, OutputsReport, Report},
     middleware::{Middleware, MiddlewareStats},
-    mirror::{Mirror, MirrorStats, PortExclusion, StagingResult},
+    mirror::{Accepted, Mirror, MirrorStats, PortExclusion, RateGate, StagingResult},
     output::messages::{MessageOutput, MessagesFile, Replayed},
     stream::Flow,
 };
@@ -50,6 +51,26 @@ const ORIGINS: usize = 65_536;
 /// (`results_dropped`).
 const ANSWERS: usize = 8_192;
 
+/// Told what became of each message after the middleware, for a source that answers for
+/// every message it delivered (the replay server acknowledges each to JetStream once it
+/// was sent or dropped on purpose). Called on the driver's task, never waited on.
+pub trait Receipts: Send {
+    /// The message reached mirroring, and these targets queued it; none: it was dropped
+    /// on purpose (filters, rate, sampling) or is not a request to mirror.
+    fn submitted(&mut self, id: &MessageId, accepted: Accepted);
+    /// Staging's answer (or failure) for one target that queued it.
+    fn answered(&mut self, result: &StagingResult);
+}
+
+/// What a source can give dispatch besides the settings.
+#[derive(Default)]
+pub struct Hooks {
+    pub receipts: Option<Box<dyn Receipts>>,
+    /// Per target (in the order of the settings), a gate in place of the local per-second
+    /// rate limit: one rate shared by the whole fleet.
+    pub gates: Vec<Option<std::sync::Arc<dyn RateGate>>>,
+}
+
 /// Filters, middleware, mirroring and message outputs; see the module documentation.
 pub struct Dispatch {
     filters: Filters,
@@ -58,8 +79,13 @@ pub struct Dispatch {
     mirror: Option<Mirror>,
     /// The `.gor` file output, held as itself for its counters; it comes before `outputs`.
     file: Option<FileOutput>,
+    /// Publishing to NATS JetStream (a listener), held as itself for its counters; it
+    /// comes after `file`, before `outputs`.
+    publisher: Option<Publisher>,
     outputs: Vec<Box<dyn MessageOutput>>,
     output_errors: u64,
+    /// Told what became of each message (the replay server, which acknowledges them).
+    receipts: Option<Box<dyn Receipts>>,
     /// Staging's answers, when something wants them (the comparison, type 3 records).
     answers: Option<mpsc::Receiver<StagingResult>>,
     /// Staging's responses become type 3 records (`GOR_TRACK_STAGING_RESPONSES`).
@@ -98,6 +124,16 @@ impl Dispatch {
         clock: Clock,
         exclusion: Option<std::sync::Arc<dyn PortExclusion>>,
     ) -> Result<Self> {
+        Self::with_hooks(cfg, clock, exclusion, Hooks::default())
+    }
+
+    /// [`Dispatch::new`], for a source that must answer for each message or rate.
+    pub fn with_hooks(
+        cfg: &Config,
+        clock: Clock,
+        exclusion: Option<std::sync::Arc<dyn PortExclusion>>,
+        hooks: Hooks,
+    ) -> Result<Self> {
         let to_wall = ToWall::measure();
         let file = match &cfg.outputs.gor_file {
             Some(file) => Some(
@@ -125,8 +161,21 @@ impl Dispatch {
                 },
             }
         });
-        let mut mirror =
-            (!cfg.mirror.targets.is_empty()).then(|| Mirror::start(cfg.mirror.options(exclusion)));
+        let mut mirror = (!cfg.mirror.targets.is_empty()).then(|| {
+            let mut options = cfg.mirror.options(exclusion);
+            options.gates = hooks.gates;
+            Mirror::start(options)
+        });
+        // A listener publishes; a replay server consumes what listeners published.
+        let publisher = match (&cfg.nats, cfg.replay_server) {
+            (Some(nats), false) => Some(Publisher::start(
+                nats,
+                &crate::envelope::host_name(cfg.agent_id.as_deref()),
+                cfg.outputs.track_responses,
+                to_wall,
+            )),
+            _ => None,
+        };
         let track_staging = cfg.outputs.track_staging_responses;
         let compare = match &cfg.compare {
             Some(c) => {
@@ -148,8 +197,11 @@ impl Dispatch {
             }
             None => None,
         };
+        let receipts = hooks.receipts;
         let answers = match &mut mirror {
-            Some(m) if track_staging || compare.is_some() => Some(m.subscribe(ANSWERS)),
+            Some(m) if track_staging || compare.is_some() || receipts.is_some() => {
+                Some(m.subscribe(ANSWERS))
+            }
             _ => None,
         };
         Ok(Dispatch {
@@ -157,8 +209,10 @@ impl Dispatch {
             middleware,
             mirror,
             file,
+            publisher,
             outputs,
             output_errors: 0,
+            receipts,
             answers,
             track_staging,
             compare,
@@ -235,6 +289,9 @@ impl Dispatch {
     /// Takes staging's answer to a mirrored request: to the comparison, and as a type 3
     /// record to the middleware or, without one, to the outputs.
     pub fn staging(&mut self, result: StagingResult) {
+        if let Some(r) = &mut self.receipts {
+            r.answered(&result);
+        }
         if self.track_staging {
             if let Some(rec) = replayed_record(&result) {
                 match &mut self.middleware {
@@ -256,7 +313,7 @@ impl Dispatch {
             latency_ns: rec.latency_ns,
             payload: &rec.payload,
         };
-        for o in each(&mut self.file, &mut self.outputs) {
+        for o in each(&mut self.file, &mut self.publisher, &mut self.outputs) {
             if let Err(e) = o.replayed(&r) {
                 self.output_errors += 1;
                 warn!("output error (the record is skipped for this output): {e}");
@@ -290,17 +347,27 @@ impl Dispatch {
     }
 
     fn after_middleware(&mut self, msg: HttpMessage) {
+        // A receipt needs the id after the filters have taken the message.
+        let id = self.receipts.as_ref().map(|_| msg.id.clone());
         let msg = match self.filters.apply(msg) {
             Verdict::Keep(m) => m,
-            Verdict::Drop => return,
+            Verdict::Drop => {
+                if let (Some(r), Some(id)) = (&mut self.receipts, id) {
+                    r.submitted(&id, Accepted::NONE);
+                }
+                return;
+            }
         };
         if let Some(r) = &self.mirror {
             let accepted = r.submit(&msg);
             if let Some(c) = &mut self.compare {
                 c.request(&msg, accepted);
             }
+            if let Some(receipts) = &mut self.receipts {
+                receipts.submitted(&msg.id, accepted);
+            }
         }
-        for o in each(&mut self.file, &mut self.outputs) {
+        for o in each(&mut self.file, &mut self.publisher, &mut self.outputs) {
             if let Err(e) = o.message(&msg) {
                 self.output_errors += 1;
                 warn!("output error (the message is skipped for this output): {e}");
@@ -310,7 +377,7 @@ impl Dispatch {
 
     /// Periodic work: outputs flush, the comparison gives up what waited too long.
     pub fn tick(&mut self) {
-        for o in each(&mut self.file, &mut self.outputs) {
+        for o in each(&mut self.file, &mut self.publisher, &mut self.outputs) {
             o.tick();
         }
         if let Some(c) = &mut self.compare {
@@ -365,13 +432,21 @@ impl Dispatch {
         if let Some(c) = &mut self.compare {
             c.finish();
         }
-        for o in each(&mut self.file, &mut self.outputs) {
+        let publish = match &mut self.publisher {
+            Some(p) => Some(p.close(grace).await),
+            None => None,
+        };
+        for o in each(&mut self.file, &mut None, &mut self.outputs) {
             if let Err(e) = o.finish() {
                 self.output_errors += 1;
                 warn!("finishing an output: {e}");
             }
         }
-        Closed { mirror, middleware }
+        Closed {
+            mirror,
+            middleware,
+            publish,
+        }
     }
 
     /// Mirroring's counters now, if mirroring.
@@ -405,6 +480,7 @@ impl Dispatch {
     /// pipeline's and the source's).
     pub fn report(&self) -> Report {
         self.report_with(&Closed {
+            publish: self.publisher.as_ref().map(Publisher::stats),
             mirror: self.mirror_stats(),
             middleware: self
                 .middleware
@@ -420,6 +496,7 @@ impl Dispatch {
             middleware: closed.middleware.clone(),
             filters: self.filters.stats().clone(),
             compare: self.compare.as_ref().map(Comparison::report),
+            nats_publish: closed.publish.clone(),
             outputs: OutputsReport {
                 errors: self.output_errors,
                 file: self.file.as_ref().map(FileOutput::stats),
@@ -448,12 +525,17 @@ async fn next_answer(answers: &mut Option<mpsc::Receiver<StagingResult>>) -> Opt
 /// Every message output, the `.gor` file first.
 fn each<'a>(
     file: &'a mut Option<FileOutput>,
+    publisher: &'a mut Option<Publisher>,
     others: &'a mut [Box<dyn MessageOutput>],
 ) -> impl Iterator<Item = &'a mut (dyn MessageOutput + 'static)> {
     let file = file
         .iter_mut()
         .map(|f| f as &mut (dyn MessageOutput + 'static));
-    file.chain(others.iter_mut().map(|o| o.as_mut()))
+    let publisher = publisher
+        .iter_mut()
+        .map(|p| p as &mut (dyn MessageOutput + 'static));
+    file.chain(publisher)
+        .chain(others.iter_mut().map(|o| o.as_mut()))
 }
 
 /// GoReplay's type 3 record of staging's response: the request's id, the time the
@@ -480,6 +562,7 @@ fn replayed_record(r: &StagingResult) -> Option<Record> {
 pub struct Closed {
     pub mirror: Option<MirrorStats>,
     pub middleware: Option<MiddlewareReport>,
+    pub publish: Option<PublishStats>,
 }
 
 impl Back {

@@ -73,6 +73,17 @@ impl Origin {
     }
 }
 
+/// The host's name for people and subjects: `host_id` (`GOR_AGENT_ID`) if set, else the
+/// kernel's host name.
+pub fn host_name(host_id: Option<&str>) -> String {
+    match host_id {
+        Some(h) => h.to_owned(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "host".into()),
+    }
+}
+
 /// A connection, unique across the fleet: its agent run and its number there.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnKey {

@@ -41,6 +41,7 @@ pub mod output;
 pub mod pipeline;
 pub mod reassembly;
 pub mod replay;
+pub mod replay_server;
 pub mod settings;
 pub mod source;
 pub mod stream;

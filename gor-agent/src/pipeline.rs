@@ -21,7 +21,7 @@ use tracing::warn;
 use crate::{
     capture::Segment,
     config::Config,
-    dispatch::{Closed, Dispatch},
+    dispatch::{Closed, Dispatch, Hooks},
     envelope::{Clock, ConnIds, Origin},
     http::{HttpFramer, HttpMessage},
     metrics::Report,
@@ -60,6 +60,18 @@ impl Pipeline {
         origin: Origin,
         exclusion: Option<std::sync::Arc<dyn PortExclusion>>,
     ) -> Result<Self> {
+        Self::with_hooks(cfg, clock, origin, exclusion, Hooks::default())
+    }
+
+    /// [`Pipeline::new`] with dispatch's [`Hooks`], for a source that answers for its
+    /// messages (the replay server).
+    pub fn with_hooks(
+        cfg: &Config,
+        clock: Clock,
+        origin: Origin,
+        exclusion: Option<std::sync::Arc<dyn PortExclusion>>,
+        hooks: Hooks,
+    ) -> Result<Self> {
         let mut outputs: Vec<Box<dyn StreamOutput>> = Vec::new();
         if cfg.outputs.stdout {
             outputs.push(Box::new(StdoutStreams::new()));
@@ -81,7 +93,7 @@ impl Pipeline {
             events: Vec::new(),
             framer: HttpFramer::with_origin(cfg.capture.http, origin, clock),
             messages: Vec::new(),
-            dispatch: Dispatch::new(cfg, clock, exclusion)?,
+            dispatch: Dispatch::with_hooks(cfg, clock, exclusion, hooks)?,
             last_tick_ns: 0,
             output_errors: 0,
         })

@@ -14,6 +14,15 @@ const API_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection that reconnects by itself: at start too, so a listener whose NATS is down
 /// still starts and captures (and counts what it cannot publish).
 pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<Client> {
+    connect_with(cfg, name, true).await
+}
+
+/// One attempt, for `gor-agent check`: an error when no server answers.
+pub async fn connect_once(cfg: &NatsConfig, name: &str) -> Result<Client> {
+    connect_with(cfg, name, false).await
+}
+
+async fn connect_with(cfg: &NatsConfig, name: &str, retry: bool) -> Result<Client> {
     let mut opts = match &cfg.auth {
         Auth::None => ConnectOptions::new(),
         Auth::Creds(path) => ConnectOptions::with_credentials_file(path)
@@ -31,9 +40,11 @@ pub async fn connect(cfg: &NatsConfig, name: &str) -> Result<Client> {
     if cfg.servers.iter().any(|s| s.starts_with("tls://")) {
         opts = opts.require_tls(true);
     }
+    if retry {
+        opts = opts.retry_on_initial_connect();
+    }
     let opts = opts
         .name(name)
-        .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
         .reconnect_delay_callback(|attempts| {
             // 100 ms, doubling, at most 2 s: back soon after a restart of nats-server.
@@ -147,6 +158,12 @@ pub async fn ensure_stream(js: &jetstream::Context, s: &StreamConfig) -> Result<
 
 /// A key-value bucket of gor's (`<stream>_<what>`), created if missing: entries older
 /// than `max_age` disappear, which is what makes a claim or a rate slot expire.
+///
+/// The bucket's stream is created here as `create_key_value` would (same name, subjects
+/// and limits), because that call first reads the account's info, whose reply from
+/// nats-server before 2.10 (Debian's 2.9) lacks fields async-nats requires, so it fails
+/// there. Creating a stream that exists with the same settings succeeds, so servers
+/// starting together do not race.
 pub async fn bucket(
     js: &jetstream::Context,
     stream: &str,
@@ -154,19 +171,28 @@ pub async fn bucket(
     max_age: Duration,
 ) -> Result<kv::Store> {
     let name = format!("{stream}_{what}");
-    match js.get_key_value(&name).await {
-        Ok(store) => Ok(store),
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: name.clone(),
-                history: 1,
-                max_age,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("creating the NATS key-value bucket {name}")),
+    if let Ok(store) = js.get_key_value(&name).await {
+        return Ok(store);
     }
+    js.create_stream(stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        description: Some(format!("gor: key-value bucket {name}")),
+        max_messages_per_subject: 1,
+        max_age,
+        storage: stream::StorageType::File,
+        num_replicas: 1,
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating the NATS key-value bucket {name}"))?;
+    js.get_key_value(&name)
+        .await
+        .with_context(|| format!("opening the NATS key-value bucket {name}"))
 }
 
 #[cfg(test)]
@@ -203,5 +229,19 @@ mod tests {
         other.subject = "elsewhere".into();
         let err = ensure_stream(&js, &other).await.unwrap_err().to_string();
         assert!(err.contains("exists with subjects"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_bucket_is_created_then_opened() {
+        let server = NatsServer::start();
+        let js = jetstream(connect(&server.config(), "test").await.unwrap());
+        let kv = bucket(&js, "GOR", "test", Duration::from_secs(60))
+            .await
+            .unwrap();
+        kv.create("k", "1".into()).await.unwrap();
+        let again = bucket(&js, "GOR", "test", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(again.get("k").await.unwrap().as_deref(), Some(&b"1"[..]));
     }
 }

@@ -12,10 +12,14 @@
 //! - [`wire`], one HTTP message as one JetStream message (subject, `Nats-Msg-Id`,
 //!   headers, payload);
 //! - [`connect`], the connection, the stream and the key-value buckets;
+//! - [`rate`], the fleet's per-second budget of each staging target, in a bucket;
 //! - [`settings`], `GOR_NATS_*`.
 
 pub mod connect;
+pub mod publish;
+pub mod rate;
 pub mod settings;
+pub mod stats;
 pub mod wire;
 
 #[cfg(test)]

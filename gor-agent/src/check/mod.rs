@@ -1,8 +1,8 @@
 //! `gor-agent check`: a preflight for live capture. It reads the same settings as the
 //! agent and tells, one line per requirement, whether this host can capture and mirror
 //! with them: the kernel's version and BTF, the embedded object, a real ring buffer, the
-//! capabilities, each interface, other programs on each interface's TC hooks, and each
-//! staging target.
+//! capabilities, each interface, other programs on each interface's TC hooks, each
+//! staging target, and NATS JetStream (the server and the stream) when GOR_NATS_URL is set.
 //!
 //! Each line is `ok`, `warn` (works; the line says what to know) or `FAIL` (the agent
 //! would not start, or would not see or deliver traffic), and a failing line says what to
@@ -15,6 +15,7 @@
 
 pub mod hooks;
 pub mod host;
+pub mod nats;
 pub mod netlink;
 pub mod targets;
 
@@ -127,6 +128,11 @@ pub fn run(cfg: &Config) -> i32 {
     }
     for target in &cfg.mirror.targets {
         emit(targets::check(target));
+    }
+    if let Some(n) = &cfg.nats {
+        for line in nats::check(n) {
+            emit(line);
+        }
     }
     emit(metrics_line(
         cfg.log.metrics_addr,

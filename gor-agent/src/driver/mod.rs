@@ -101,6 +101,12 @@ pub trait Source {
     /// Called once after the last input, before the stages close.
     fn before_close(&mut self, _pipeline: &Pipeline) {}
 
+    /// Called once after the stages closed (every answer taken), before the final
+    /// report: a source that acknowledges what it delivered settles the rest here.
+    fn after_close(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// Adds the source's counters to a report (its sections: `kernel` and `records` for
     /// captures, `input` for saved traffic).
     fn report(&self, report: &mut Report);
@@ -192,6 +198,7 @@ impl Driver {
         pipeline.finish(source.now_ns());
         source.before_close(&pipeline);
         let closed = pipeline.close(self.shutdown_grace).await;
+        source.after_close().await;
         let mut last = pipeline.report_with(&closed);
         source.report(&mut last);
         self.reporter.finish(&last);

@@ -123,6 +123,39 @@ pub static FAMILIES: &[Family] = &[
         (&[("reason", "damaged")], "/input/damaged"),
         (&[("reason", "invalid_http")], "/input/invalid"),
     ]),
+    // Publishing to NATS JetStream (a listener).
+    family!("gor_nats_published_messages", Counter, Report, "Messages published to NATS JetStream, by what became of them.", [
+        (&[("result", "queued")], "/nats_publish/queued"),
+        (&[("result", "stored")], "/nats_publish/published"),
+        (&[("result", "duplicate")], "/nats_publish/duplicates"),
+        (&[("result", "retried")], "/nats_publish/retries"),
+    ]),
+    family!("gor_nats_publish_dropped", Counter, Report, "Messages not published, by reason.", [
+        (&[("reason", "queue_full")], "/nats_publish/dropped_queue_full"),
+        (&[("reason", "too_large")], "/nats_publish/too_large"),
+        (&[("reason", "refused")], "/nats_publish/failed"),
+    ]),
+    family!("gor_nats_publish_pending", Gauge, Report, "Messages queued or waiting for the server's acknowledgement.", "/nats_publish/pending"),
+    family!("gor_nats_connected", Gauge, Report, "1 while the listener is connected to NATS.", "/nats_publish/connected"),
+    // Consuming from NATS JetStream (a replay server).
+    family!("gor_nats_consumed_messages", Counter, Report, "Messages a replay server took from the stream, by what became of them.", [
+        (&[("result", "received")], "/nats_consume/received"),
+        (&[("result", "redelivered")], "/nats_consume/redelivered"),
+        (&[("result", "redelivered_sent")], "/nats_consume/redelivered_sent"),
+        (&[("result", "duplicate_skipped")], "/nats_consume/duplicates_skipped"),
+        (&[("result", "undecodable")], "/nats_consume/decode_errors"),
+        (&[("result", "acked_sent")], "/nats_consume/acked_sent"),
+        (&[("result", "acked_dropped")], "/nats_consume/acked_dropped"),
+        (&[("result", "nacked")], "/nats_consume/nacked"),
+        (&[("result", "unsettled")], "/nats_consume/unsettled"),
+        (&[("result", "late_answer")], "/nats_consume/late_answers"),
+    ]),
+    family!("gor_nats_errors", Counter, Report, "Failed exchanges with NATS of a replay server, by kind.", [
+        (&[("kind", "ack")], "/nats_consume/ack_errors"),
+        (&[("kind", "fetch")], "/nats_consume/fetch_errors"),
+    ]),
+    family!("gor_nats_inflight", Gauge, Report, "Messages delivered to the replay server and not yet settled.", "/nats_consume/inflight"),
+    family!("gor_nats_partitions_owned", Gauge, Report, "Partitions of the stream this replay server consumes.", "/nats_consume/partitions_owned"),
     // Middleware.
     family!("gor_middleware_messages", Counter, Report, "Messages through the middleware, by stage.", [
         (&[("stage", "offered")], "/middleware/offered"),

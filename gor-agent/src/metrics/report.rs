@@ -44,6 +44,12 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compare: Option<CompareReport>,
     pub outputs: OutputsReport,
+    /// Publishing to NATS JetStream (a listener, `GOR_NATS_URL`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_publish: Option<crate::broker::publish::PublishStats>,
+    /// Consuming from NATS JetStream (`gor-agent replay-server`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_consume: Option<crate::broker::stats::ConsumeStats>,
     /// Saved traffic read (`gor-agent replay`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<InputStats>,
@@ -169,6 +175,8 @@ mod tests {
         file: FileStats,
         input: InputStats,
         compare: CompareReport,
+        publish: crate::broker::publish::PublishStats,
+        consume: crate::broker::stats::ConsumeStats,
     }
 
     fn outcomes(next: &mut impl FnMut() -> u64) -> Outcomes {
@@ -334,6 +342,33 @@ mod tests {
                 damaged: next(),
                 passes: next(),
             },
+            publish: crate::broker::publish::PublishStats {
+                queued: next(),
+                published: next(),
+                duplicates: next(),
+                retries: next(),
+                dropped_queue_full: next(),
+                too_large: next(),
+                failed: next(),
+                pending: next(),
+                connected: next(),
+            },
+            consume: crate::broker::stats::ConsumeStats {
+                received: next(),
+                redelivered: next(),
+                redelivered_sent: next(),
+                duplicates_skipped: next(),
+                decode_errors: next(),
+                acked_sent: next(),
+                acked_dropped: next(),
+                nacked: next(),
+                unsettled: next(),
+                ack_errors: next(),
+                late_answers: next(),
+                inflight: next(),
+                partitions_owned: next(),
+                fetch_errors: next(),
+            },
             compare: CompareReport {
                 outcomes: outcomes(&mut next),
                 endpoints: vec![EndpointReport {
@@ -384,6 +419,8 @@ mod tests {
                 },
                 input: Some(p.input),
                 compare: Some(p.compare),
+                nats_publish: Some(p.publish),
+                nats_consume: Some(p.consume),
             }
         }
     }
@@ -432,6 +469,8 @@ mod tests {
     fn example_of_before() -> Report {
         Report {
             compare: None,
+            nats_publish: None,
+            nats_consume: None,
             ..Report::example()
         }
     }

@@ -2,7 +2,8 @@
 //! (Playing saved traffic back, `gor-agent replay`, is the `replay` module: a source.)
 //!
 //! [`Mirror::submit`] is called on the capture path and never blocks: it samples the
-//! request (`Rate`), then for each target applies the rate limit and a bounded queue,
+//! request (`Rate`), then for each target applies the rate limit (its own leaky bucket,
+//! or a [`RateGate`] that shares the limit with other processes) and a bounded queue,
 //! dropping and counting whatever does not fit. Behind each queue a dispatcher routes
 //! requests to one lane per client connection, which sends them in order on a
 //! keep-alive staging connection (see [`lane`]). Requests are rewritten minimally
@@ -61,11 +62,23 @@ pub const DEFAULT_RESULT_BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Rate {
     All,
-    /// At most this many requests per second per target; the excess is dropped.
+    /// At most this many requests per second per target; the excess is dropped. With a
+    /// [`RateGate`] for the target (see [`MirrorOptions::gates`]) the gate decides
+    /// instead, so that the limit can hold for a whole fleet rather than this process.
     PerSecond(u32),
     /// Each request is kept with this probability (0..=100), the same decision for all
     /// targets.
     Percent(f64),
+}
+
+/// Decides, for one target, whether one more request fits in its `Rate::PerSecond`
+/// limit, in place of the local leaky bucket: a fleet of replay servers shares one budget
+/// through it (the broker's `SharedRate`). The mirror knows only this trait, not how the
+/// budget is kept.
+pub trait RateGate: Send + Sync {
+    /// Takes one request's worth of the budget if there is one. Called on the capture
+    /// path for every request, so it must not block or await.
+    fn try_take(&self) -> bool;
 }
 
 /// How to mirror.
@@ -93,6 +106,10 @@ pub struct MirrorOptions {
     /// Most body bytes of a staging response kept in its [`StagingResult`] (only kept for
     /// a subscriber, see [`Mirror::subscribe`]); [`DEFAULT_RESULT_BODY_LIMIT`].
     pub result_body_limit: usize,
+    /// Each target's [`RateGate`], indexed like `targets` (missing entries and `None`
+    /// mean none); used only with `Rate::PerSecond(n)`, n > 0. Empty: every target has
+    /// its own local limit.
+    pub gates: Vec<Option<Arc<dyn RateGate>>>,
 }
 
 /// The targets that queued a request: bit `i` for target `i` of
@@ -376,7 +393,7 @@ fn start_target(
     let task = tokio::spawn(lane::run_target(ctx.clone(), rx, cancel));
     TargetHandle {
         ctx,
-        limiter: Limiter::new(cfg.rate),
+        limiter: Limiter::new(cfg.rate, cfg.gates.get(index).cloned().flatten()),
         tx,
         task,
     }
@@ -516,13 +533,17 @@ enum Limiter {
     Unlimited,
     Never,
     Bucket(RateLimiter),
+    /// A budget kept elsewhere (shared by a fleet).
+    Gate(Arc<dyn RateGate>),
 }
 
 impl Limiter {
-    fn new(rate: Rate) -> Limiter {
-        match rate {
-            Rate::PerSecond(0) => Limiter::Never,
-            Rate::PerSecond(n) => Limiter::Bucket(bucket(n)),
+    /// A rate of 0 drops everything with or without a gate: there is nothing to share.
+    fn new(rate: Rate, gate: Option<Arc<dyn RateGate>>) -> Limiter {
+        match (rate, gate) {
+            (Rate::PerSecond(0), _) => Limiter::Never,
+            (Rate::PerSecond(_), Some(g)) => Limiter::Gate(g),
+            (Rate::PerSecond(n), None) => Limiter::Bucket(bucket(n)),
             _ => Limiter::Unlimited,
         }
     }
@@ -532,6 +553,7 @@ impl Limiter {
             Limiter::Unlimited => true,
             Limiter::Never => false,
             Limiter::Bucket(b) => b.try_acquire(1),
+            Limiter::Gate(g) => g.try_take(),
         }
     }
 }

@@ -89,6 +89,7 @@ impl MirrorConfig {
             exclusion,
             tls_ca: self.tls_ca.clone(),
             result_body_limit: self.result_body_limit,
+            gates: Vec::new(),
         }
     }
 }

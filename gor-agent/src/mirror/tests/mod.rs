@@ -81,6 +81,7 @@ pub(super) fn config(targets: Vec<Target>) -> MirrorOptions {
         exclusion: None,
         tls_ca: Vec::new(),
         result_body_limit: super::DEFAULT_RESULT_BODY_LIMIT,
+        gates: Vec::new(),
     }
 }
 

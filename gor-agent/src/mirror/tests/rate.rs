@@ -1,8 +1,11 @@
 //! Rate limiting and sampling decisions, counted through the stats.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::mirror::RateGate;
 
 #[tokio::test(start_paused = true)]
 async fn per_second_limits_each_target() {
@@ -60,4 +63,52 @@ async fn percent_keeps_about_that_share() {
     assert_eq!(kept(100.0, 1000), 1000);
     let k = kept(50.0, 5000);
     assert!((2350..=2650).contains(&k), "kept {k} of 5000");
+}
+
+/// Refuses everything, counting how often it was asked.
+#[derive(Default)]
+struct Refusing {
+    asked: AtomicU64,
+}
+
+impl RateGate for Refusing {
+    fn try_take(&self) -> bool {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+}
+
+#[tokio::test]
+async fn a_gate_replaces_the_local_limit_and_its_refusals_are_rate_limited() {
+    // Target 0 has a gate that refuses, target 1 none: its local bucket (a burst of 100
+    // at this rate) takes all ten.
+    let gate = Arc::new(Refusing::default());
+    let mut cfg = config(vec![target(9), target(9)]);
+    cfg.rate = Rate::PerSecond(1000);
+    cfg.gates = vec![Some(gate.clone() as Arc<dyn RateGate>)];
+    let r = Mirror::start(cfg);
+    let m = msg(1, b"GET / HTTP/1.1\r\nHost: p\r\n\r\n");
+    for _ in 0..10 {
+        r.submit(&m);
+    }
+    let s = r.shutdown(Duration::ZERO).await;
+    assert_eq!(gate.asked.load(Ordering::Relaxed), 10);
+    let (gated, free) = (&s.targets[0], &s.targets[1]);
+    assert_eq!(
+        (gated.accepted, gated.rate_limited, gated.queue_full),
+        (0, 10, 0)
+    );
+    assert_eq!((free.accepted, free.rate_limited), (10, 0));
+}
+
+#[tokio::test]
+async fn a_gate_is_not_asked_without_a_per_second_rate() {
+    let gate = Arc::new(Refusing::default());
+    let mut cfg = config(vec![target(9)]);
+    cfg.gates = vec![Some(gate.clone() as Arc<dyn RateGate>)];
+    let r = Mirror::start(cfg);
+    r.submit(&msg(1, b"GET / HTTP/1.1\r\nHost: p\r\n\r\n"));
+    let s = r.shutdown(Duration::ZERO).await;
+    assert_eq!(gate.asked.load(Ordering::Relaxed), 0);
+    assert_eq!((s.total.accepted, s.total.rate_limited), (1, 0));
 }
