@@ -215,9 +215,7 @@ impl Cli {
         match &self.command {
             None => validate(&self.capture, &self.shared, None, false),
             // Capture settings do not apply to replaying a file; their defaults are used.
-            Some(Command::Replay(r)) => {
-                validate(&self.capture, &r.shared, Some(&r.input), false)
-            }
+            Some(Command::Replay(r)) => validate(&self.capture, &r.shared, Some(&r.input), false),
             Some(Command::Check(k)) => validate(&k.capture, &k.shared, None, false),
             // Nor to consuming a stream.
             Some(Command::ReplayServer(r)) => validate(&self.capture, &r.shared, None, true),
@@ -300,9 +298,11 @@ fn validate(
             p.of::<NatsArgs>().field::<()>(
                 "nats_url",
                 "",
-                Err("the NATS server the listeners publish to (`nats://host:4222`): \
+                Err(
+                    "the NATS server the listeners publish to (`nats://host:4222`): \
                      the replay server consumes from it"
-                    .into()),
+                        .into(),
+                ),
             );
         }
         if !mirroring {

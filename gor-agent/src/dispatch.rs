@@ -347,8 +347,14 @@ impl Dispatch {
     }
 
     fn after_middleware(&mut self, msg: HttpMessage) {
-        // A receipt needs the id after the filters have taken the message.
-        let id = self.receipts.as_ref().map(|_| msg.id.clone());
+        // A receipt is for a request (a response shares its id), and needs the id after
+        // the filters have taken the message.
+        let is_request = matches!(msg.kind, Kind::Request { .. });
+        let id = self
+            .receipts
+            .as_ref()
+            .filter(|_| is_request)
+            .map(|_| msg.id.clone());
         let msg = match self.filters.apply(msg) {
             Verdict::Keep(m) => m,
             Verdict::Drop => {
@@ -363,7 +369,7 @@ impl Dispatch {
             if let Some(c) = &mut self.compare {
                 c.request(&msg, accepted);
             }
-            if let Some(receipts) = &mut self.receipts {
+            if let (Some(receipts), true) = (&mut self.receipts, is_request) {
                 receipts.submitted(&msg.id, accepted);
             }
         }

@@ -201,6 +201,28 @@ mod tests {
     use crate::broker::testing::NatsServer;
 
     #[tokio::test]
+    async fn a_bucket_is_created_then_opened_and_its_keys_expire() {
+        let server = NatsServer::start();
+        let cfg = server.config();
+        let js = jetstream(connect(&cfg, "test").await.unwrap());
+        let age = Duration::from_secs(1);
+        let store = bucket(&js, "GOR", "claims", age).await.unwrap();
+        store.create("k", "v".into()).await.unwrap();
+        let again = bucket(&js, "GOR", "claims", age).await.unwrap();
+        assert_eq!(again.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(again.create("k", "w".into()).await.is_err(), "taken");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.get("k").await.unwrap().is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the key did not expire"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        store.create("k", "w".into()).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn the_stream_is_created_then_checked_then_updated() {
         let server = NatsServer::start();
         let cfg = server.config();

@@ -12,10 +12,12 @@
 //! - [`wire`], one HTTP message as one JetStream message (subject, `Nats-Msg-Id`,
 //!   headers, payload);
 //! - [`connect`], the connection, the stream and the key-value buckets;
+//! - [`partitions`], which replay server consumes which partition (claims with a lease);
 //! - [`rate`], the fleet's per-second budget of each staging target, in a bucket;
 //! - [`settings`], `GOR_NATS_*`.
 
 pub mod connect;
+pub mod partitions;
 pub mod publish;
 pub mod rate;
 pub mod settings;

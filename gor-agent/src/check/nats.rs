@@ -26,7 +26,10 @@ pub enum StreamState {
 
 /// Connects once and reads the stream; runs its own small runtime (the check has none).
 pub fn check(cfg: &NatsConfig) -> Vec<Line> {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return vec![Line::fail(format!("nats: no runtime: {e}"), "report a bug")],
     };
@@ -130,8 +133,7 @@ pub fn stream_line(cfg: &NatsConfig, state: &StreamState) -> Line {
                 max_age.as_secs(),
                 if *discard_new { "new" } else { "old" }
             );
-            if *max_bytes != s.max_bytes || *max_age != s.max_age || *discard_new != s.discard_new
-            {
+            if *max_bytes != s.max_bytes || *max_age != s.max_age || *discard_new != s.discard_new {
                 Line::warn(format!(
                     "{text}; the settings' limits differ and will be applied at start"
                 ))
@@ -159,7 +161,11 @@ mod tests {
         let cfg = server.config();
         let lines = check(&cfg);
         assert_eq!(lines[0].status, Status::Ok, "{}", lines[0]);
-        assert!(lines[0].text.contains("answers (nats-server 2."), "{}", lines[0]);
+        assert!(
+            lines[0].text.contains("answers (nats-server 2."),
+            "{}",
+            lines[0]
+        );
         assert!(lines[1].text.contains("created at start"), "{}", lines[1]);
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
@@ -182,6 +188,10 @@ mod tests {
         let lines = check(&cfg);
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].status, Status::Fail);
-        assert!(lines[0].to_string().contains("GOR_NATS_URL"), "{}", lines[0]);
+        assert!(
+            lines[0].to_string().contains("GOR_NATS_URL"),
+            "{}",
+            lines[0]
+        );
     }
 }

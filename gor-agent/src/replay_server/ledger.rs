@@ -165,8 +165,12 @@ impl Ledger {
             if now.duration_since(*at) < self.settle_timeout {
                 break;
             }
-            let Some((at, id)) = self.order.pop_front() else { break };
-            let Some(p) = self.pending.get(&id) else { continue };
+            let Some((at, id)) = self.order.pop_front() else {
+                break;
+            };
+            let Some(p) = self.pending.get(&id) else {
+                continue;
+            };
             if p.since != at {
                 continue;
             }
@@ -256,7 +260,9 @@ impl Ledger {
 
 impl Receipts for Ledger {
     fn submitted(&mut self, id: &MessageId, accepted: Accepted) {
-        let Some(p) = self.pending.get_mut(id) else { return };
+        let Some(p) = self.pending.get_mut(id) else {
+            return;
+        };
         if !accepted.any() {
             let p = self.remove(id).expect("looked up above");
             self.stats.acked_dropped += 1;

@@ -133,7 +133,8 @@ impl ReplayServer {
         if let Rate::PerSecond(n) = cfg.mirror.rate {
             let bucket = rate::bucket(&js, &nats.stream.name).await?;
             for t in &cfg.mirror.targets {
-                let r = SharedRate::start(bucket.clone(), &rate::target_key(&t.scheme_host_port), n);
+                let r =
+                    SharedRate::start(bucket.clone(), &rate::target_key(&t.scheme_host_port), n);
                 rates.push(r.clone());
                 gates.push(Some(r as Arc<dyn RateGate>));
             }
@@ -267,7 +268,10 @@ impl ReplayServer {
 
     /// Takes a delivery out of the channel: its partition's count goes down.
     fn taken(&self, d: &Delivery) {
-        let pull = self.pulls.get(&d.partition).or_else(|| self.stopping.get(&d.partition));
+        let pull = self
+            .pulls
+            .get(&d.partition)
+            .or_else(|| self.stopping.get(&d.partition));
         if let Some(pull) = pull {
             pull.queued.fetch_sub(1, Ordering::Relaxed);
         }
