@@ -508,8 +508,32 @@ fn fleet_loses_nothing_published_when_nats_server_crashes() {
     // The fleet is mirroring; then the broker crashes for 3 s.
     staging.wait_for(100, Duration::from_secs(30));
     nats.kill();
+    let connected = |l: &Agent| publish(&l.stats_now(), "connected");
+    wait_until(
+        "a listener sees the broker gone",
+        Duration::from_secs(20),
+        || listeners.iter().any(|l| connected(l) == 0),
+        || {
+            format!(
+                "{:?}",
+                listeners.iter().map(Agent::stats_now).collect::<Vec<_>>()
+            )
+        },
+    );
+    // The outage's length (a fault, not a synchronisation).
     std::thread::sleep(Duration::from_secs(3));
     nats.restart();
+    wait_until(
+        "every listener reconnects",
+        Duration::from_secs(60),
+        || listeners.iter().all(|l| connected(l) == 1),
+        || {
+            format!(
+                "{:?}",
+                listeners.iter().map(Agent::stats_now).collect::<Vec<_>>()
+            )
+        },
+    );
     let sent = clients.join().expect("clients");
     assert_eq!(sent.len(), total);
 
@@ -655,6 +679,13 @@ fn fleet_delivers_everything_after_staging_was_down_for_20_s() {
     );
     assert_bytes_match(&sent, &got);
     let both = [&s1.stats, &s2.stats];
+    assert!(
+        sum(&both, |s| counter(s, &["mirror", "connect_errors"])) > 0
+            && sum(&both, |s| consume(s, "nacked")) > 0,
+        "the replay servers met staging down, and gave back what they could not send: {} {}",
+        s1.stats,
+        s2.stats
+    );
     let duplicates = got.len() - t.len();
     let again = sum(&both, |s| {
         consume(s, "redelivered") + counter(s, &["mirror", "retries"])
