@@ -103,3 +103,54 @@ fn replay_settings_that_are_invalid_exit_64_naming_them() {
         );
     }
 }
+
+#[test]
+fn nats_settings_that_are_invalid_exit_64_naming_them() {
+    // On the agent (a listener) and on the replay server alike.
+    let cases = [
+        ("GOR_NATS_URL", "http://nats:4222"),
+        ("GOR_NATS_URL", "nats://user:secret@nats:4222"),
+        ("GOR_NATS_STREAM_DISCARD", "sometimes"),
+        ("GOR_NATS_STREAM_MAX_AGE", "forever"),
+        ("GOR_NATS_PARTITIONS", "0"),
+        ("GOR_NATS_SUBJECT", "gor.*"),
+        ("GOR_NATS_LEASE", "1s"),
+    ];
+    for (name, value) in cases {
+        let mut env = vec![("GOR_NATS_URL", "nats://127.0.0.1:4222"), (name, value)];
+        if name == "GOR_NATS_URL" {
+            env.remove(0);
+        }
+        let (code, stderr) = run_to_exit(&[&[("GOR_PORTS", "80")][..], &env].concat());
+        assert_eq!(code, 64, "{name}={value}: {stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains(value),
+            "{name}={value} not named in:\n{stderr}"
+        );
+        let out = std::process::Command::new(gor_tests::agent::agent_bin())
+            .arg("replay-server")
+            .env_clear()
+            .envs(env.iter().copied())
+            .env("GOR_TARGET", "http://127.0.0.1:9")
+            .output()
+            .expect("run gor-agent replay-server");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{name}={value}: {stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains(value),
+            "replay-server: {name}={value} not named in:\n{stderr}"
+        );
+    }
+    // The replay server needs NATS and a target.
+    let out = std::process::Command::new(gor_tests::agent::agent_bin())
+        .arg("replay-server")
+        .env_clear()
+        .output()
+        .expect("run gor-agent replay-server");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("GOR_NATS_URL") && stderr.contains("GOR_TARGET"),
+        "{stderr}"
+    );
+}
