@@ -10,6 +10,7 @@ mod compare;
 mod config;
 mod deploy;
 mod filters;
+mod fleet;
 mod http;
 mod middleware;
 mod mirror;

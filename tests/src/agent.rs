@@ -24,7 +24,7 @@ pub fn agent_bin() -> PathBuf {
 /// The agent binary, behind `wrapper` (a program and its arguments, e.g. `ip netns exec
 /// NS`) if any, with an empty environment but for a metrics endpoint on any free port
 /// (tests may run an agent and a replay at once).
-fn agent_command(wrapper: &[&str]) -> Command {
+pub(crate) fn agent_command(wrapper: &[&str]) -> Command {
     let mut cmd = match wrapper.split_first() {
         Some((program, args)) => {
             let mut c = Command::new(program);

@@ -68,3 +68,78 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     .join()
     .expect("the thread in the namespace panicked")
 }
+
+/// A namespace joined to the root namespace by a veth pair: `root_dev` (10.78.`net`.1/24)
+/// stays in the root namespace, `eth0` (10.78.`net`.2/24) is in the namespace. A link of
+/// its own, whose traffic the root namespace sees on `root_dev` alone.
+pub struct Joined {
+    pub ns: String,
+    pub root_dev: String,
+    /// The namespace's address.
+    pub addr: String,
+    /// The root side's address.
+    pub root_addr: String,
+}
+
+impl Joined {
+    /// `tag` (a few letters) and `net` make the names and the subnet: unique per test.
+    pub fn new(tag: &str, net: u8) -> Joined {
+        let id = std::process::id() % 100_000;
+        let j = Joined {
+            ns: format!("gor-{tag}{net}-{id}"),
+            // Interface names have 15 bytes at most.
+            root_dev: format!("gj{tag}{net}"),
+            addr: format!("10.78.{net}.2"),
+            root_addr: format!("10.78.{net}.1"),
+        };
+        assert!(j.root_dev.len() <= 15, "{} is too long a name", j.root_dev);
+        // Leftovers of an earlier run with the same names.
+        let _ = Command::new("ip").args(["netns", "del", &j.ns]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &j.root_dev])
+            .output();
+        ip(&["netns", "add", &j.ns]);
+        ip(&[
+            "link",
+            "add",
+            &j.root_dev,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &j.ns,
+        ]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", j.root_addr),
+            "dev",
+            &j.root_dev,
+        ]);
+        ip(&["link", "set", &j.root_dev, "up"]);
+        ip(&[
+            "-n",
+            &j.ns,
+            "addr",
+            "add",
+            &format!("{}/24", j.addr),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", &j.ns, "link", "set", "eth0", "up"]);
+        ip(&["-n", &j.ns, "link", "set", "lo", "up"]);
+        j
+    }
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the pair, and with it the root end.
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.root_dev])
+            .output();
+    }
+}

@@ -46,7 +46,22 @@ impl Nginx {
                 .expect("a free port")
                 .port()
         };
-        let (port, upstream) = (free(), free());
+        Nginx::launch(dir, n, "127.0.0.1", free(), free())
+    }
+
+    /// nginx listening on `ip` (an address of the root namespace, e.g. the root end of
+    /// a veth whose other end is in a test's namespace), on a free port.
+    pub fn on_address(dir: PathBuf, ip: &str) -> Nginx {
+        let free = |ip: &str| {
+            TcpListener::bind((ip, 0))
+                .and_then(|l| l.local_addr())
+                .unwrap_or_else(|e| panic!("a free port on {ip}: {e}"))
+                .port()
+        };
+        Nginx::launch(dir, 100_000, ip, free(ip), free("127.0.0.1"))
+    }
+
+    fn launch(dir: PathBuf, n: usize, ip: &str, port: u16, upstream: u16) -> Nginx {
         let www = dir.join("www");
         std::fs::create_dir_all(&www).expect("www");
         std::fs::write(
@@ -86,7 +101,7 @@ http {{
     gzip_min_length 0;
     types {{ text/html html; application/json json; application/octet-stream bin; }}
     server {{
-        listen 127.0.0.1:{port};
+        listen {ip}:{port};
         root {d}/www;
         location / {{ }}
         location /echo {{
@@ -114,7 +129,7 @@ http {{
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start nginx (installed by `cargo xtask setup`)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let addr: SocketAddr = format!("{ip}:{port}").parse().expect("addr");
         // Ready when it accepts a connection.
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).is_err() {

@@ -80,29 +80,77 @@ pub struct Staging {
     shared: Arc<Shared>,
     mode: Arc<AtomicU8>,
     conns: Arc<AtomicUsize>,
+    /// A handle on the listening socket and on every accepted connection, for `close`.
+    sockets: Arc<Mutex<Sockets>>,
+}
+
+#[derive(Default)]
+struct Sockets {
+    listener: Option<TcpListener>,
+    accepted: Vec<TcpStream>,
 }
 
 impl Staging {
     pub fn start(listener: TcpListener) -> Staging {
         let addr = listener.local_addr().expect("addr");
-        let shared = Arc::new(Shared::default());
-        let mode = Arc::new(AtomicU8::new(Mode::Ok as u8));
-        let conns = Arc::new(AtomicUsize::new(0));
-        let (s, m, c) = (shared.clone(), mode.clone(), conns.clone());
+        let staging = Staging {
+            addr,
+            shared: Arc::new(Shared::default()),
+            mode: Arc::new(AtomicU8::new(Mode::Ok as u8)),
+            conns: Arc::new(AtomicUsize::new(0)),
+            sockets: Arc::default(),
+        };
+        staging.accept_on(listener);
+        staging
+    }
+
+    fn accept_on(&self, listener: TcpListener) {
+        let (s, m, c) = (self.shared.clone(), self.mode.clone(), self.conns.clone());
+        let sockets = self.sockets.clone();
+        sockets.lock().expect("lock").listener =
+            Some(listener.try_clone().expect("clone the listener"));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { break };
+                if let Ok(handle) = stream.try_clone() {
+                    sockets.lock().expect("lock").accepted.push(handle);
+                }
                 let n = c.fetch_add(1, Ordering::SeqCst);
                 let (s, m) = (s.clone(), m.clone());
                 std::thread::spawn(move || serve(stream, n, s, m));
             }
         });
-        Staging {
-            addr,
-            shared,
-            mode,
-            conns,
+    }
+
+    /// Staging goes away: its listening socket is closed (connections are refused) and
+    /// its open connections are shut down. What was received stays recorded.
+    pub fn close(&self) {
+        let mut sockets = self.sockets.lock().expect("lock");
+        if let Some(l) = sockets.listener.take() {
+            // shutdown(2) on a listening socket wakes the accept(2) blocked on it (with
+            // EINVAL), so the accept thread ends and drops its handle: the port closes.
+            // SAFETY: shutdown on a socket we own.
+            unsafe { libc::shutdown(l.as_raw_fd(), libc::SHUT_RDWR) };
         }
+        for s in sockets.accepted.drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Staging comes back on the same address, recording into the same list.
+    pub fn reopen(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            // The accept thread may still hold the old socket for a moment.
+            match TcpListener::bind(self.addr) {
+                Ok(l) => break l,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("bind staging again on {}: {e}", self.addr),
+            }
+        };
+        self.accept_on(listener);
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -205,4 +253,43 @@ pub fn read_request(r: &mut impl BufRead) -> Option<Vec<u8>> {
     raw.resize(start + len, 0);
     r.read_exact(&mut raw[start..]).ok()?;
     Some(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(addr: SocketAddr, path: &str) {
+        let mut s = TcpStream::connect(addr).expect("staging accepts");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: s\r\n\r\n").as_bytes())
+            .expect("send");
+        let mut r = BufReader::new(s);
+        crate::traffic::read_message(&mut r).expect("an answer");
+    }
+
+    #[test]
+    fn closed_staging_refuses_then_comes_back_on_its_port() {
+        let staging = Staging::start(crate::traffic::listen("127.0.0.1"));
+        let mut kept = TcpStream::connect(staging.addr).expect("connect");
+        send(staging.addr, "/before");
+        staging.wait_for(1, Duration::from_secs(5));
+        staging.close();
+        // The listener is gone, and so are the connections it had accepted.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect(staging.addr).is_ok() {
+            assert!(Instant::now() < deadline, "staging still accepts");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = kept.write_all(b"GET /lost HTTP/1.1\r\nHost: s\r\n\r\n");
+        let mut buf = [0u8; 16];
+        assert!(matches!(
+            std::io::Read::read(&mut kept, &mut buf),
+            Ok(0) | Err(_)
+        ));
+        staging.reopen();
+        send(staging.addr, "/after");
+        let got = staging.wait_for(2, Duration::from_secs(5));
+        assert_eq!(got.len(), 2);
+        assert!(got[1].raw.starts_with(b"GET /after "));
+    }
 }
