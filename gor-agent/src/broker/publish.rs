@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
-use tokio::sync::mpsc;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
