@@ -274,3 +274,31 @@ fn dropped_capabilities_fail_naming_the_missing_ones() {
         "{c}"
     );
 }
+
+#[test]
+fn nats_lines_name_the_server_and_the_stream_and_fail_when_it_is_down() {
+    let mut nats = gor_tests::nats::NatsServer::start("check-nats");
+    let url = nats.url();
+    let env = [
+        ("GOR_PORTS", "80"),
+        ("GOR_INTERFACES", "lo"),
+        ("GOR_NATS_URL", url.as_str()),
+    ];
+    let c = run_check(&[], &env);
+    assert_eq!(c.code, 0, "{c}");
+    assert!(c.line("nats: ").starts_with("ok"), "{c}");
+    assert!(c.line("nats: ").contains("nats-server 2."), "{c}");
+    let stream = c.line("nats stream GOR");
+    assert!(
+        stream.starts_with("ok") && stream.contains("created at start"),
+        "{c}"
+    );
+    nats.kill();
+    let c = run_check(&[], &env);
+    assert_eq!(c.code, 1, "{c}");
+    let line = c.line("nats: ");
+    assert!(
+        line.starts_with("FAIL") && line.contains("GOR_NATS_URL"),
+        "{c}"
+    );
+}
