@@ -296,24 +296,27 @@ impl Agent {
     /// Stops the agent with SIGTERM, checks it exited 0, and reads what it captured.
     pub fn stop(mut self) -> Captured {
         let mut child = self.child.take().expect("running");
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let waited = wait_with_timeout(
-            &mut child,
-            Duration::from_secs(30),
-            Duration::from_millis(20),
-        );
-        let Some(status) = waited.expect("wait for the agent") else {
-            let _ = child.kill();
-            panic!("the agent did not exit within 30 s of SIGTERM");
-        };
-        let stderr = self.stderr();
-        assert!(
-            status.success(),
-            "the agent exited with {status}; its stderr:\n{stderr}"
-        );
+        let stderr = terminate(&mut child, "the agent", || self.stderr());
         read_captured(&self.dir, stderr)
     }
+}
+
+/// Stops `child` (`what`, for messages) with SIGTERM and checks that it exited 0 within
+/// 30 s; returns its stderr, read by `stderr` once it has exited.
+pub(crate) fn terminate(child: &mut Child, what: &str, stderr: impl Fn() -> String) -> String {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let waited = wait_with_timeout(child, Duration::from_secs(30), Duration::from_millis(20));
+    let Some(status) = waited.unwrap_or_else(|e| panic!("waiting for {what}: {e}")) else {
+        let _ = child.kill();
+        panic!("{what} did not exit within 30 s of SIGTERM:\n{}", stderr());
+    };
+    let stderr = stderr();
+    assert!(
+        status.success(),
+        "{what} exited with {status}; its stderr:\n{stderr}"
+    );
+    stderr
 }
 
 /// A `kB` field of `/proc/<pid>/status` (0 if the process or the field is gone).

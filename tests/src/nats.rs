@@ -15,7 +15,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::agent::{agent_bin, agent_command, temp_dir, wait_with_timeout};
+use crate::agent::{agent_bin, replay_server_command, temp_dir, terminate};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -56,11 +56,17 @@ impl NatsServer {
     /// Panics (failing the test) when `nats-server` is missing: `cargo xtask setup`
     /// installs it.
     pub fn start(name: &str) -> NatsServer {
+        NatsServer::start_in(temp_dir(name))
+    }
+
+    /// [`NatsServer::start`] with its store and log in `dir` (created if missing).
+    pub fn start_in(dir: PathBuf) -> NatsServer {
+        std::fs::create_dir_all(&dir).expect("create the nats-server directory");
         let mut s = NatsServer {
             child: None,
             port: free_port(),
             monitor: free_port(),
-            dir: temp_dir(name),
+            dir,
         };
         s.restart();
         s
@@ -110,6 +116,11 @@ impl NatsServer {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Its process id (0 while it is down).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// The URL for `GOR_NATS_URL`.
@@ -175,20 +186,20 @@ pub struct ReplayStopped {
 impl ReplayServer {
     /// Starts one with `env` (GOR_NATS_URL, GOR_TARGET, ...) and waits for its READY=1.
     pub fn start(name: &str, env: &[(&str, &str)]) -> ReplayServer {
-        let dir = temp_dir(name);
+        ReplayServer::start_in(temp_dir(name), env)
+    }
+
+    /// [`ReplayServer::start`] with its files in `dir` (created if missing).
+    pub fn start_in(dir: PathBuf, env: &[(&str, &str)]) -> ReplayServer {
+        std::fs::create_dir_all(&dir).expect("create the replay server's directory");
         let notify_path = dir.join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).expect("bind the readiness socket");
         // Short reads, to notice a replay server that exits instead of getting ready.
         notify
             .set_read_timeout(Some(Duration::from_millis(200)))
             .expect("set a timeout");
-        let child = agent_command(&[])
-            .arg("replay-server")
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("GOR_STATS_FILE", dir.join("stats.json"))
-            .env("GOR_LOG", "info")
+        let child = replay_server_command(&dir, env)
             .env("NOTIFY_SOCKET", &notify_path)
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("stderr")).expect("create the stderr file"))
             .spawn()
@@ -252,25 +263,7 @@ impl ReplayServer {
     /// Stops it with SIGTERM, checks it exited 0, and reads its final counters.
     pub fn stop(mut self) -> ReplayStopped {
         let mut child = self.child.take().expect("running");
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let waited = wait_with_timeout(
-            &mut child,
-            Duration::from_secs(30),
-            Duration::from_millis(20),
-        );
-        let Some(status) = waited.expect("wait for the replay server") else {
-            let _ = child.kill();
-            panic!(
-                "the replay server did not exit within 30 s of SIGTERM:\n{}",
-                self.stderr()
-            );
-        };
-        let stderr = self.stderr();
-        assert!(
-            status.success(),
-            "the replay server exited with {status}; its stderr:\n{stderr}"
-        );
+        let stderr = terminate(&mut child, "the replay server", || self.stderr());
         let stats = serde_json::from_slice(
             &std::fs::read(self.dir.join("stats.json")).expect("stats file written at exit"),
         )

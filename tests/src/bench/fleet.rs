@@ -5,10 +5,9 @@
 //! measurement, is the broker.
 
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
-    os::unix::net::UnixDatagram,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    net::SocketAddr,
+    path::Path,
+    process::Stdio,
     time::{Duration, Instant},
 };
 
@@ -24,9 +23,10 @@ use super::{
     ratio, Outcome, Plan, WRK_CONNS,
 };
 use crate::{
-    agent::{counter, replay_command_bare, replay_server_command, wait_with_timeout, Agent},
+    agent::{counter, replay_command_bare, wait_with_timeout, Agent},
     clients::{wrk, wrk_command, WrkRun},
     gorformat::{get_request, record},
+    nats::{NatsServer, ReplayServer},
     nginx::Nginx,
     staging::Staging,
     traffic::{listen, Raw},
@@ -43,139 +43,6 @@ const MAX_WAIT: Duration = Duration::from_secs(120);
 
 /// The origin (first 16 hex digits) of the ids in the pre-filled file: one made-up host.
 const FILE_ORIGIN: &str = "0000000000f1ee70";
-
-/// `nats-server -js` on a free loopback port, its store in its own directory; killed
-/// when dropped. (A shared helper for the fleet tests is being written elsewhere; this
-/// one is only what the benchmark needs.)
-struct NatsServer {
-    child: Child,
-    port: u16,
-}
-
-impl NatsServer {
-    fn start(dir: &Path) -> Result<NatsServer> {
-        std::fs::create_dir_all(dir)?;
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let log = dir.join("nats-server.log");
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.join("store"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting nats-server (installed by `cargo xtask setup`)")?;
-        let server = NatsServer { child, port };
-        // Ready once it logs so (JetStream is up by then) and accepts a connection.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("Server is ready")
-                && TcpStream::connect(("127.0.0.1", server.port)).is_ok()
-            {
-                return Ok(server);
-            }
-            if Instant::now() > deadline {
-                bail!("nats-server did not get ready on port {port}:\n{text}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `gor-agent replay-server`, started and ready (READY=1 comes once it has connected to
-/// NATS and checked the stream); its stats file is written every 100 ms, which is how the
-/// benchmark watches it drain.
-struct ReplayServer {
-    child: Option<Child>,
-    dir: PathBuf,
-}
-
-impl ReplayServer {
-    fn start(dir: &Path, env: &[(&str, &str)]) -> Result<ReplayServer> {
-        std::fs::create_dir_all(dir)?;
-        let notify_path = dir.join("notify.sock");
-        let notify = UnixDatagram::bind(&notify_path)?;
-        notify.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let child = replay_server_command(dir, env)
-            .env("GOR_STATS_INTERVAL", "100ms")
-            .env("NOTIFY_SOCKET", &notify_path)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("stderr"))?)
-            .spawn()
-            .context("starting gor-agent replay-server")?;
-        let server = ReplayServer {
-            child: Some(child),
-            dir: dir.to_path_buf(),
-        };
-        let mut buf = [0u8; 256];
-        loop {
-            match notify.recv(&mut buf) {
-                Ok(n) if &buf[..n] == b"READY=1" => return Ok(server),
-                Ok(_) => continue,
-                Err(e) => bail!(
-                    "the replay server did not report READY=1 ({e}); its stderr:\n{}",
-                    server.stderr()
-                ),
-            }
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
-    }
-
-    /// The counters it last wrote (Null while the file is missing or half written).
-    fn stats_now(&self) -> Value {
-        std::fs::read(self.dir.join("stats.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(Value::Null)
-    }
-
-    /// SIGTERM, then its final counters.
-    fn stop(mut self) -> Result<Value> {
-        let mut child = self.child.take().context("running")?;
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let waited = wait_with_timeout(
-            &mut child,
-            Duration::from_secs(30),
-            Duration::from_millis(20),
-        )?;
-        match waited {
-            Some(s) if s.success() => Ok(self.stats_now()),
-            Some(s) => bail!("the replay server exited with {s}:\n{}", self.stderr()),
-            None => {
-                let _ = child.kill();
-                bail!("the replay server did not exit within 30 s of SIGTERM")
-            }
-        }
-    }
-}
-
-impl Drop for ReplayServer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 pub fn run(plan: &Plan, dir: &Path) -> Result<Outcome> {
     std::fs::create_dir_all(dir)?;
@@ -287,7 +154,7 @@ fn listener_throughput(plan: &Plan, dir: &Path) -> Result<Table> {
         for k in 0..MODES.len() {
             let mode = MODES[(round + k) % MODES.len()];
             let nats = match mode {
-                Mode::Publishing => Some(NatsServer::start(&dir.join(format!("nats-{round}")))?),
+                Mode::Publishing => Some(NatsServer::start_in(dir.join(format!("nats-{round}")))),
                 _ => None,
             };
             let agent = match (mode, &nats) {
@@ -473,15 +340,19 @@ fn replay_server_throughput(plan: &Plan, dir: &Path) -> Result<Table> {
     let file = dir.join("gets.gor");
     write_connections(&file, path, n, WRK_CONNS as usize)?;
     let mut direct = vec![wrk(&url, WRK_CONNS, plan.wrk_secs)?.rps];
-    let nats = NatsServer::start(&dir.join("nats"))?;
+    let nats = NatsServer::start_in(dir.join("nats"));
     let fill_start = Instant::now();
     fill(&nats, &file, n, &dir.join("fill"))?;
     let fill_secs = fill_start.elapsed().as_secs_f64();
     let started = Instant::now();
-    let server = ReplayServer::start(
-        &dir.join("replay-server"),
-        &[("GOR_NATS_URL", &nats.url()), ("GOR_TARGET", &target)],
-    )?;
+    let server = ReplayServer::start_in(
+        dir.join("replay-server"),
+        &[
+            ("GOR_NATS_URL", &nats.url()),
+            ("GOR_TARGET", &target),
+            ("GOR_STATS_INTERVAL", "100ms"),
+        ],
+    );
     let ready_secs = started.elapsed().as_secs_f64();
     // (when, acked_sent) at the first poll that saw any, and when all were.
     let mut first: Option<(Instant, u64)> = None;
@@ -502,7 +373,7 @@ fn replay_server_throughput(plan: &Plan, dir: &Path) -> Result<Table> {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let stats = server.stop()?;
+    let stats = server.stop().stats;
     drop(nats);
     let (t1, c1) = first.context("no request acknowledged")?;
     let steady = (n as u64 - c1) as f64 / done.duration_since(t1).as_secs_f64().max(1e-3);
@@ -615,23 +486,23 @@ fn fleet_latency(plan: &Plan, dir: &Path) -> Result<Table> {
             let (sent, rps, lat) = if through_nats {
                 let prod = Nginx::start(run_dir.join("production"));
                 let staging = Staging::start(listen("127.0.0.1"));
-                let nats = NatsServer::start(&run_dir.join("nats"))?;
+                let nats = NatsServer::start_in(run_dir.join("nats"));
                 let agent = Agent::start_bare(
                     "bench-fleet-latency",
                     &[prod.addr.port()],
                     &["lo"],
                     &[("GOR_NATS_URL", &nats.url())],
                 );
-                let server = ReplayServer::start(
-                    &run_dir.join("replay-server"),
+                let server = ReplayServer::start_in(
+                    run_dir.join("replay-server"),
                     &[
                         ("GOR_NATS_URL", &nats.url()),
                         ("GOR_TARGET", &format!("http://{}", staging.addr)),
                     ],
-                )?;
+                );
                 warm_up(prod.addr, &staging)?;
                 let r = paced_run(plan, prod.addr, &staging, "nats");
-                server.stop()?;
+                server.stop();
                 agent.stop();
                 r
             } else {
