@@ -223,6 +223,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_server_with_a_password_takes_the_right_one_only() {
+        let server = NatsServer::start_with(&["--user", "gor", "--pass", "s3cret"]);
+        let mut cfg = server.config();
+        cfg.auth = Auth::UserPassword("gor".into(), "s3cret".into());
+        let js = jetstream(connect_once(&cfg, "test").await.unwrap());
+        assert_eq!(
+            ensure_stream(&js, &cfg.stream).await.unwrap(),
+            Ensured::Created
+        );
+        cfg.auth = Auth::UserPassword("gor".into(), "wrong".into());
+        let err = connect_once(&cfg, "test").await.unwrap_err();
+        assert!(format!("{err:#}").contains("authorization"), "{err:#}");
+        cfg.auth = Auth::None;
+        assert!(connect_once(&cfg, "test").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_tls_server_is_trusted_through_the_ca_setting_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        let server = NatsServer::start_with(&[
+            "--tls",
+            "--tlscert",
+            cert.to_str().unwrap(),
+            "--tlskey",
+            key.to_str().unwrap(),
+        ]);
+        let mut cfg = server.config();
+        cfg.servers = vec![format!("tls://localhost:{}", server.port)];
+        // Not signed by anyone the system trusts.
+        assert!(connect_once(&cfg, "test").await.is_err());
+        cfg.tls_ca = Some(cert.clone());
+        let js = jetstream(connect_once(&cfg, "test").await.unwrap());
+        assert_eq!(
+            ensure_stream(&js, &cfg.stream).await.unwrap(),
+            Ensured::Created
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_with_a_token() {
+        let server = NatsServer::start_with(&["--auth", "t0ken"]);
+        let mut cfg = server.config();
+        cfg.auth = Auth::Token("t0ken".into());
+        let js = jetstream(connect_once(&cfg, "test").await.unwrap());
+        assert_eq!(
+            ensure_stream(&js, &cfg.stream).await.unwrap(),
+            Ensured::Created
+        );
+        cfg.auth = Auth::Token("other".into());
+        assert!(connect_once(&cfg, "test").await.is_err());
+    }
+
+    #[tokio::test]
     async fn the_stream_is_created_then_checked_then_updated() {
         let server = NatsServer::start();
         let cfg = server.config();

@@ -12,12 +12,19 @@ pub struct NatsServer {
     child: Option<Child>,
     pub port: u16,
     pub store: tempfile::TempDir,
+    /// More of nats-server's arguments (`--user`, `--pass`).
+    extra: Vec<String>,
 }
 
 impl NatsServer {
     /// Starts one and waits until it accepts connections. Panics (failing the test) when
     /// `nats-server` is missing: `cargo xtask setup` installs it.
     pub fn start() -> NatsServer {
+        NatsServer::start_with(&[])
+    }
+
+    /// [`NatsServer::start`] with more arguments.
+    pub fn start_with(extra: &[&str]) -> NatsServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -26,6 +33,7 @@ impl NatsServer {
             child: None,
             port,
             store: tempfile::tempdir().expect("a store directory"),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         s.restart();
         s
@@ -43,6 +51,7 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(self.store.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
