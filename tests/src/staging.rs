@@ -87,7 +87,9 @@ pub struct Staging {
 #[derive(Default)]
 struct Sockets {
     listener: Option<TcpListener>,
-    accepted: Vec<TcpStream>,
+    /// Open connections by number, each removed when it ends (a handle kept longer would
+    /// hold the socket open: no FIN when the connection is done with).
+    accepted: std::collections::HashMap<usize, TcpStream>,
 }
 
 impl Staging {
@@ -112,12 +114,15 @@ impl Staging {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { break };
-                if let Ok(handle) = stream.try_clone() {
-                    sockets.lock().expect("lock").accepted.push(handle);
-                }
                 let n = c.fetch_add(1, Ordering::SeqCst);
-                let (s, m) = (s.clone(), m.clone());
-                std::thread::spawn(move || serve(stream, n, s, m));
+                if let Ok(handle) = stream.try_clone() {
+                    sockets.lock().expect("lock").accepted.insert(n, handle);
+                }
+                let (s, m, sockets) = (s.clone(), m.clone(), sockets.clone());
+                std::thread::spawn(move || {
+                    serve(stream, n, s, m);
+                    sockets.lock().expect("lock").accepted.remove(&n);
+                });
             }
         });
     }
@@ -132,7 +137,7 @@ impl Staging {
             // SAFETY: shutdown on a socket we own.
             unsafe { libc::shutdown(l.as_raw_fd(), libc::SHUT_RDWR) };
         }
-        for s in sockets.accepted.drain(..) {
+        for (_, s) in sockets.accepted.drain() {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }
