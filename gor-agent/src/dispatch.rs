@@ -1,22 +1,24 @@
 //! After framing: where every HTTP message goes, whatever its source (live capture, a pcap
-//! file, saved traffic).
+//! file, saved traffic, a replay server's stream).
 //!
 //! ```text
 //! message ──> middleware (optional, a child process) ──> filters and rewrites ──> mirroring
-//!    │                                                                          └─> message outputs
+//!    │                                                                          ├─> message outputs
+//!    │                                                                          └─> NATS (a listener)
 //!    └─ production's responses ──> comparison <── staging's answers <── mirroring
-//!                                                  └─> type 3 records ──> middleware, outputs
+//!                                                  ├─> type 3 records ──> middleware, outputs
+//!                                                  └─> receipts (the replay server's acks)
 //! ```
 //!
 //! The middleware comes first, as in GoReplay, so existing middleware programs see the
 //! messages they always saw. It is asynchronous: [`Dispatch::message`] hands a message to
-//! its bounded queue and returns; what the child writes back arrives later through
-//! [`Dispatch::next_returned`] and goes on with [`Dispatch::returned`]. Staging's answers
-//! come back the same way, through [`Dispatch::next_staging`] and [`Dispatch::staging`]:
-//! to the comparison (`GOR_COMPARE`), and as GoReplay's type 3 records
-//! (`GOR_TRACK_STAGING_RESPONSES`) to the middleware, or straight to the outputs without
-//! one. Nothing here blocks the byte source: the middleware queue, the mirror and the
-//! answers' channel drop and count what they cannot take.
+//! its bounded queue and returns; what the child writes back, and staging's answers,
+//! arrive later through [`Dispatch::next_back`] and go on with [`Dispatch::back`].
+//! Staging's answers go to the comparison (`GOR_COMPARE`), as GoReplay's type 3 records
+//! (`GOR_TRACK_STAGING_RESPONSES`) to the middleware or straight to the outputs without
+//! one, and to the [`Receipts`] of a source that answers for its messages. Nothing here
+//! blocks the byte source: the middleware queue, the mirror, the publisher's queue and
+//! the answers' channel drop and count what they cannot take.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
