@@ -139,13 +139,7 @@ pub async fn ensure_stream(js: &jetstream::Context, s: &StreamConfig) -> Result<
             tracing::info!(stream = %s.name, "the stream's limits were changed to the settings'");
             Ok(Ensured::Updated)
         }
-        Err(e)
-            if matches!(
-                e.kind(),
-                jetstream::context::GetStreamErrorKind::JetStream(j)
-                    if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
-            ) =>
-        {
+        Err(e) if stream_not_found(&e) => {
             js.create_stream(want)
                 .await
                 .with_context(|| format!("creating the NATS stream {}", s.name))?;
@@ -154,6 +148,26 @@ pub async fn ensure_stream(js: &jetstream::Context, s: &StreamConfig) -> Result<
         }
         Err(e) => Err(e).with_context(|| format!("looking up the NATS stream {}", s.name)),
     }
+}
+
+/// [`ensure_stream`] again and again (100 ms, doubling to 2 s) until NATS answers: a
+/// listener and a replay server both start without NATS and wait for it.
+pub async fn await_stream(js: &jetstream::Context, s: &StreamConfig) {
+    let mut backoff = Duration::from_millis(100);
+    while let Err(e) = ensure_stream(js, s).await {
+        tracing::warn!("NATS stream {}: {e:#}; trying again", s.name);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Whether looking a stream up failed only because there is none of that name.
+pub fn stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(j)
+            if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
 }
 
 /// A key-value bucket of gor's (`<stream>_<what>`), created if missing: entries older

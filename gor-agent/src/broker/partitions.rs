@@ -40,7 +40,7 @@
 //! How a replay server uses it:
 //!
 //! ```text
-//!  let parts = Partitions::start(store, default_server_id(), cfg.partitions, cfg.lease);
+//!  let parts = Partitions::start(store, server_id(agent_id), cfg.partitions, cfg.lease);
 //!  parts.owned()        watch: consume exactly these partitions, no others
 //!  parts.to_release()   watch: take nothing new from these; once nothing of p is in
 //!                       flight, parts.drained(p)
@@ -49,7 +49,7 @@
 //!  parts.stats()        won, taken over, lost, released, lapsed, errors
 //! ```
 //!
-//! Server ids must be unique among live servers ([`default_server_id`] is host and
+//! Server ids must be unique among live servers ([`server_id`] is host and
 //! pid): a claim whose latest value is this server's id is taken to be this server's
 //! (that is how an answer lost to a timeout is recovered).
 
@@ -177,14 +177,14 @@ impl Drop for Partitions {
     }
 }
 
-/// `<host>-<pid>`, as a key token.
-pub fn default_server_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "replay".into());
-    key_token(&format!("{host}-{}", std::process::id()))
+/// This process's id among the replay servers: `<host>-<pid>` as a key token, the host
+/// being `host_id` (`GOR_AGENT_ID`) if set, else the kernel's host name.
+pub fn server_id(host_id: Option<&str>) -> String {
+    key_token(&format!(
+        "{}-{}",
+        crate::envelope::host_name(host_id),
+        std::process::id()
+    ))
 }
 
 /// The share of each of `members` servers: everyone taking this many leaves none free.
@@ -901,7 +901,8 @@ mod tests {
         assert_eq!(share(16, 0), 16);
         assert_eq!(key_token("host.a b-1"), "host_a_b-1");
         assert_eq!(key_token(""), "replay");
-        assert!(!default_server_id().contains('.'));
+        assert!(!server_id(None).contains('.'));
+        assert!(server_id(Some("web 1.a")).starts_with("web_1_a-"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

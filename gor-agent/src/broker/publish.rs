@@ -225,13 +225,8 @@ async fn run(cfg: NatsConfig, host: String, mut rx: mpsc::Receiver<Outgoing>, c:
         }
     };
     let js = connect::jetstream(client.clone());
-    let mut backoff = Duration::from_millis(100);
-    while let Err(e) = connect::ensure_stream(&js, &cfg.stream).await {
-        tracing::warn!("NATS stream {}: {e:#}; trying again", cfg.stream.name);
-        // The queue fills meanwhile (and drops what does not fit).
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
+    // The queue fills meanwhile (and drops what does not fit).
+    connect::await_stream(&js, &cfg.stream).await;
     let prefix = cfg.stream.subject.clone();
     let mut retry: VecDeque<(Outgoing, Instant)> = VecDeque::new();
     let mut acking: FuturesUnordered<Acking> = FuturesUnordered::new();

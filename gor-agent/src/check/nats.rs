@@ -65,14 +65,8 @@ async fn read_stream(js: &jetstream::Context, name: &str) -> StreamState {
             },
             Err(e) => StreamState::Unavailable(e.to_string()),
         },
-        Err(e) => match e.kind() {
-            jetstream::context::GetStreamErrorKind::JetStream(j)
-                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-            {
-                StreamState::Missing
-            }
-            _ => StreamState::Unavailable(e.to_string()),
-        },
+        Err(e) if connect::stream_not_found(&e) => StreamState::Missing,
+        Err(e) => StreamState::Unavailable(e.to_string()),
     }
 }
 

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use crate::{
     broker::{
         connect,
-        partitions::Partitions,
+        partitions::{self, Partitions},
         rate::{self, SharedRate},
         stats::ConsumeStats,
         wire::{self, DecodeError},
@@ -110,21 +110,10 @@ impl ReplayServer {
             .nats
             .clone()
             .context("the replay server needs GOR_NATS_URL")?;
-        let host = wire::host_token(&crate::envelope::host_name(cfg.agent_id.as_deref()));
-        let server_id = format!("{host}-{}", std::process::id());
+        let server_id = partitions::server_id(cfg.agent_id.as_deref());
         let client = connect::connect(&nats, &format!("gor replay server {server_id}")).await?;
         let js = connect::jetstream(client.clone());
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match connect::ensure_stream(&js, &nats.stream).await {
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!("NATS stream {}: {e:#}; trying again", nats.stream.name);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        connect::await_stream(&js, &nats.stream).await;
         let stream = js.get_stream(&nats.stream.name).await?;
         let claims = connect::bucket(&js, &nats.stream.name, "claims", nats.lease).await?;
         let partitions = Partitions::start(claims, server_id.clone(), nats.partitions, nats.lease);
@@ -377,12 +366,10 @@ impl Source for ReplayServer {
 
     async fn after_close(&mut self) {
         lock(&self.ledger).abandon_all();
-        // Whatever the pull tasks still held went back to the stream as they stopped.
+        // Whatever the pull tasks still held went back to the stream as they stopped (the
+        // channel was closed and emptied in `stop`, so nothing more comes through it).
         for (_, pull) in self.stopping.drain() {
             let _ = tokio::time::timeout(Duration::from_secs(3), pull.task).await;
-        }
-        while let Ok(d) = self.rx.try_recv() {
-            lock(&self.ledger).give_back(d.acker);
         }
         // Without the ledger's sender, the ack task ends once it has sent everything.
         lock(&self.ledger).close();
