@@ -50,11 +50,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
     // Before anything is attached: a metrics address that is taken fails the start.
     let driver = Driver::start(&cfg).await?;
-    let (source, exclusions) = LiveCapture::start(
-        &cfg.capture.ports,
-        &cfg.capture.interfaces,
-        cfg.capture.ring_bytes,
-    )?;
+    let (source, exclusions) = LiveCapture::start(&cfg.capture)?;
     let pipeline = Pipeline::new(&cfg, source.clock(), origin, Some(exclusions))?;
     driver.run(source, pipeline).await
 }

@@ -113,7 +113,7 @@ pub enum Command {
     /// Preflight: check, one line each, what live capture needs on this host with these
     /// settings (kernel, BTF, ring buffer, capabilities, interfaces, other TC programs,
     /// staging). Exit 0 when nothing fails, 1 when something does, 64 on invalid settings.
-    Check(CheckCli),
+    Check(Box<CheckCli>),
     /// Report on diffs files (`GOR_OUTPUT_DIFFS`): how staging's responses differed.
     ///
     /// Reads the files that comparing staging's responses with production's wrote: totals,
@@ -206,6 +206,20 @@ pub struct CaptureConfig {
     /// Read this capture file instead of attaching to interfaces.
     pub input_pcap: Option<std::path::PathBuf>,
     pub http: crate::http::Limits,
+    /// HTTPS plaintext from OpenSSL (`GOR_TLS=openssl`).
+    pub tls: Option<crate::capture::settings::TlsCapture>,
+}
+
+impl CaptureConfig {
+    /// The ports the TC programs capture: those that are not TLS ports.
+    pub fn tc_ports(&self) -> Vec<u16> {
+        let tls = self.tls.as_ref().map(|t| t.ports.as_slice()).unwrap_or(&[]);
+        self.ports
+            .iter()
+            .copied()
+            .filter(|p| !tls.contains(p))
+            .collect()
+    }
 }
 
 impl Cli {
@@ -325,6 +339,7 @@ fn validate(
             reassembly: reassembly.expect(MISSING),
             input_pcap: source.input_pcap,
             http: http.expect(MISSING),
+            tls: source.tls,
         },
         outputs: outputs.expect(MISSING),
         mirror: mirror.expect(MISSING),

@@ -45,3 +45,4 @@ pub mod replay_server;
 pub mod settings;
 pub mod source;
 pub mod stream;
+pub mod tls_streams;

@@ -41,6 +41,8 @@ pub const MAP_CHUNKS: &str = "CHUNKS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_SCRATCH: &str = "SCRATCH";
 pub const MAP_EXCLUDED: &str = "EXCLUDED";
+pub const MAP_TLS_CHUNKS: &str = "TLS_CHUNKS";
+pub const MAP_TLS_CONF: &str = "TLS_CONF";
 
 /// Connections excluded from capture at most (the agent's own connections to staging).
 pub const MAX_EXCLUDED: u32 = 65536;
@@ -49,8 +51,17 @@ pub const MAX_EXCLUDED: u32 = 65536;
 pub const PROG_INGRESS: &str = "gor_ingress";
 pub const PROG_EGRESS: &str = "gor_egress";
 
-/// Entries in the `PORTS` array: one per TCP port, non-zero means "capture".
+/// Entries in the `PORTS` array: one per TCP port, a set of [`port`] bits.
 pub const PORTS_LEN: u32 = 65536;
+
+/// What the `PORTS` array's value of a port asks for.
+pub mod port {
+    /// The TC programs copy the port's segments (plain HTTP).
+    pub const TC: u8 = 1;
+    /// The OpenSSL probes copy the plaintext of the port's server-side TLS connections;
+    /// the TC programs leave the port alone (its segments are ciphertext).
+    pub const TLS: u8 = 2;
+}
 
 /// TCP flag bits as they appear in the 14th byte of the TCP header.
 pub mod tcp_flags {
@@ -96,8 +107,24 @@ pub mod counter {
     /// Not a count: the most bytes a record found waiting in the ring buffer for the agent
     /// (per CPU; the agent takes the largest), so how close the ring came to full.
     pub const RING_PEAK_BYTES: u32 = 11;
+    /// TLS: returns of `SSL_read`/`SSL_write` (and `_ex`) with data on a captured
+    /// server-side connection.
+    pub const TLS_CALLS: u32 = 12;
+    /// TLS: plaintext bytes copied into the TLS ring buffer.
+    pub const TLS_BYTES_COPIED: u32 = 13;
+    /// TLS: records submitted to the TLS ring buffer (data and close).
+    pub const TLS_RECORDS: u32 = 14;
+    /// TLS: records that could not be written because the TLS ring buffer was full.
+    pub const TLS_RINGBUF_DROPS: u32 = 15;
+    /// TLS: plaintext bytes those records (and failed reads) would have carried.
+    pub const TLS_DROPPED_BYTES: u32 = 16;
+    /// TLS: bytes of one call beyond `TLS_MAX_CHUNKS_PER_CALL * CHUNK_DATA_LEN`, not copied.
+    pub const TLS_TRUNCATED_BYTES: u32 = 17;
+    /// TLS: calls with data whose `SSL*` had not been tied to a socket yet (served from
+    /// OpenSSL's buffer on a connection that was open before the agent started).
+    pub const TLS_UNMAPPED_CALLS: u32 = 18;
     /// Number of counters.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 19;
 
     /// Names, indexed like the counters, for logs and reports.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -113,6 +140,13 @@ pub mod counter {
         "load_errors",
         "excluded",
         "ring_peak_bytes",
+        "tls_calls",
+        "tls_bytes_copied",
+        "tls_records",
+        "tls_ringbuf_drops",
+        "tls_dropped_bytes",
+        "tls_truncated_bytes",
+        "tls_unmapped_calls",
     ];
 }
 
@@ -193,8 +227,108 @@ const _: () =
     assert!(CHUNK_HEADER_LEN == 8 + 16 + 16 + 4 + 4 + 2 + 2 + 2 + 1 + 1 + 1 + 1 + 2 + 4 + 4 + 4);
 const _: () = assert!(CHUNK_HEADER_LEN.is_multiple_of(8));
 
+/// How many ring-buffer records one `SSL_read`/`SSL_write` call gives at most; bytes
+/// beyond `TLS_MAX_CHUNKS_PER_CALL * CHUNK_DATA_LEN` (512 KiB) are counted as truncated
+/// and show as a gap in the stream.
+pub const TLS_MAX_CHUNKS_PER_CALL: usize = 32;
+
+/// Default size of the TLS ring buffer.
+pub const DEFAULT_TLS_RING_BYTES: u32 = 8 * 1024 * 1024;
+
+/// Kinds of TLS records ([`TlsHeader::kind`]).
+pub mod tls_kind {
+    /// Plaintext of one direction, at stream position `pos`.
+    pub const DATA: u8 = 1;
+    /// The connection's socket closed; `pos` and `aux` are the final positions of the
+    /// client->server and server->client streams.
+    pub const CLOSE: u8 = 2;
+}
+
+/// The fixed header of every TLS ring-buffer record; `len` plaintext bytes follow it
+/// (none for a close). A connection is (`tgid`, `ssl`, `generation`): an `SSL*` is
+/// reused for a later connection by some servers (nginx), and a socket change starts a
+/// new generation. Client and server are the remote and the local end of the server's
+/// socket; ports in host order, IPv4 addresses in the first 4 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsHeader {
+    /// `bpf_ktime_get_ns()` when the call returned.
+    pub ts_ns: u64,
+    /// The `SSL*` in the process.
+    pub ssl: u64,
+    /// When the kernel tied this `SSL*` to its socket (`bpf_ktime_get_ns`).
+    pub generation: u64,
+    /// Stream position of the first byte (data), or the final c2s position (close).
+    pub pos: u64,
+    /// The final s2c position (close); 0 for data.
+    pub aux: u64,
+    pub client_addr: [u8; 16],
+    pub server_addr: [u8; 16],
+    /// The process (thread group) that owns the `SSL*`.
+    pub tgid: u32,
+    /// Plaintext bytes in this record.
+    pub len: u32,
+    pub client_port: u16,
+    pub server_port: u16,
+    /// See [`tls_kind`].
+    pub kind: u8,
+    /// See [`direction`]: reads are client->server, writes server->client.
+    pub direction: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// 1 when the kernel saw the connection being established after the programs were
+    /// attached, so the streams start at their first byte; 0: joined midstream.
+    pub fresh: u8,
+}
+
+/// Size of [`TlsHeader`] in bytes.
+pub const TLS_HEADER_LEN: usize = core::mem::size_of::<TlsHeader>();
+
+const _: () = assert!(TLS_HEADER_LEN == 8 * 5 + 16 + 16 + 4 + 4 + 2 + 2 + 4);
+const _: () = assert!(TLS_HEADER_LEN.is_multiple_of(8));
+
+/// A TLS record as it is reserved in the ring buffer: the header and `N` bytes of room.
+/// The kernel reserves the smallest of a few sizes that fits the call's bytes and reads
+/// the plaintext straight into the reservation (one copy).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TlsChunk<const N: usize> {
+    pub header: TlsHeader,
+    pub data: [u8; N],
+}
+
+/// Where the fields of `struct sock_common` are in this kernel, read from its BTF by the
+/// agent (the kernel programs have no CO-RE relocations), plus the TLS programs' switch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsConf {
+    /// Non-zero: the TLS programs do their work (they are only attached when it is).
+    pub enabled: u32,
+    pub off_daddr: u32,
+    pub off_rcv_saddr: u32,
+    pub off_dport: u32,
+    pub off_num: u32,
+    pub off_family: u32,
+    pub off_v6_daddr: u32,
+    pub off_v6_rcv_saddr: u32,
+}
+
+/// Program names of the TLS probes.
+pub const PROG_SSL_READ: &str = "gor_ssl_read";
+pub const PROG_SSL_READ_EX: &str = "gor_ssl_read_ex";
+pub const PROG_SSL_WRITE: &str = "gor_ssl_write";
+pub const PROG_SSL_WRITE_EX: &str = "gor_ssl_write_ex";
+pub const PROG_SSL_RETURN: &str = "gor_ssl_return";
+pub const PROG_SOCK_SEND: &str = "gor_sock_send";
+pub const PROG_SOCK_RECV: &str = "gor_sock_recv";
+pub const PROG_SOCK_STATE: &str = "gor_sock_state";
+
 #[cfg(feature = "user")]
 mod user {
+    // SAFETY: plain-old-data, `repr(C)`, no padding (asserted above), any bit pattern valid.
+    unsafe impl aya::Pod for super::TlsHeader {}
+    // SAFETY: as above: eight u32.
+    unsafe impl aya::Pod for super::TlsConf {}
     // SAFETY: plain-old-data, `repr(C)`, no padding (asserted above), any bit pattern valid.
     unsafe impl aya::Pod for super::ChunkHeader {}
     // SAFETY: as above (size asserted).

@@ -3,20 +3,17 @@
 //! byte, so the agent can put a stream together whatever order the chunks come in.
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
-    helpers::bpf_ktime_get_ns,
-    programs::TcContext,
-    EbpfContext,
+    bindings::BPF_RB_AVAIL_DATA, helpers::bpf_ktime_get_ns, programs::TcContext, EbpfContext,
 };
 use aya_log_ebpf::warn;
 use gor_common::{
-    counter, direction, tcp_flags, wakeup, ExcludeKey, CHUNK_DATA_LEN, CHUNK_HEADER_LEN,
-    MAX_CHUNKS_PER_SKB,
+    counter, direction, tcp_flags, ExcludeKey, CHUNK_DATA_LEN, CHUNK_HEADER_LEN, MAX_CHUNKS_PER_SKB,
 };
 
 use crate::{
     headers::{self, Skip},
-    maps::{count, excluded, peak, port_captured, CHUNKS, SCRATCH, WAKEUP},
+    maps::{count, excluded, peak, port_captured, CHUNKS, SCRATCH},
+    wakeup::{wakeup_flags, RING_CHUNKS},
 };
 
 /// Observes one packet. Whatever happens here, the caller lets the packet through.
@@ -167,7 +164,10 @@ fn emit(chunk: &gor_common::Chunk, n: u32) {
     };
     let waiting = CHUNKS.query(BPF_RB_AVAIL_DATA as u64);
     peak(counter::RING_PEAK_BYTES, waiting);
-    match CHUNKS.output::<[u8]>(bytes, wakeup_flags(chunk.header.ts_ns, waiting)) {
+    match CHUNKS.output::<[u8]>(
+        bytes,
+        wakeup_flags(&CHUNKS, RING_CHUNKS, chunk.header.ts_ns, waiting),
+    ) {
         Ok(()) => {
             count(counter::CHUNKS_EMITTED, 1);
             count(counter::BYTES_COPIED, n as u64);
@@ -176,30 +176,5 @@ fn emit(chunk: &gor_common::Chunk, n: u32) {
             count(counter::RINGBUF_DROPS, 1);
             count(counter::RINGBUF_DROPPED_BYTES, n as u64);
         }
-    }
-}
-
-/// The ring buffer's submit flags for a record seen at `now_ns`, with `waiting` bytes
-/// unread ahead of it (see `gor_common::wakeup`): a forced wake-up when no record asked
-/// for one in the last interval or the ring is filling up, else none (the agent is
-/// polling). Forced, not the default "wake if the
-/// agent waits for this very record": while an earlier record that skipped its wake-up
-/// is still unread, the default would not wake the agent either, and the record would
-/// wait for the agent's next poll.
-#[inline(always)]
-fn wakeup_flags(now_ns: u64, waiting: u64) -> u64 {
-    let Some(last) = WAKEUP.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: a plain u64 slot; concurrent writers on other CPUs at worst cause one more
-    // wake-up or one fewer skipped.
-    let last_ns = unsafe { *last };
-    let filling = waiting >= CHUNKS.query(BPF_RB_RING_SIZE as u64) / wakeup::FILL_DIVISOR;
-    if now_ns.wrapping_sub(last_ns) >= wakeup::INTERVAL_NS || filling {
-        // SAFETY: as above.
-        unsafe { *last = now_ns };
-        BPF_RB_FORCE_WAKEUP as u64
-    } else {
-        BPF_RB_NO_WAKEUP as u64
     }
 }

@@ -1,11 +1,15 @@
 //! gor's kernel side: two TC classifiers that copy the TCP payload of chosen ports into a
-//! ring buffer, and never touch the packets they see.
+//! ring buffer, and never touch the packets they see; and, for ports where this host's
+//! processes terminate TLS with OpenSSL, probes that copy the plaintext (see [`tls`]).
 //!
 //! ```text
 //! ingress (dst port captured) ─┐
 //!                               ├─ capture::packet ─> CHUNKS ring buffer ─> gor-agent
 //! egress  (src port captured) ─┘        │
 //!                                       └─> COUNTERS (per CPU)
+//! SSL_read/SSL_write (+ _ex) ───┐
+//! sock_{send,recv}_length ──────┼─ tls ─> TLS_CHUNKS ring buffer ─> gor-agent
+//! inet_sock_set_state ──────────┘
 //! ```
 #![no_std]
 #![no_main]
@@ -13,8 +17,13 @@
 mod capture;
 mod headers;
 mod maps;
+mod tls;
+mod wakeup;
 
-use aya_ebpf::{macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    macros::{classifier, raw_tracepoint, uprobe, uretprobe},
+    programs::{ProbeContext, RawTracePointContext, RetProbeContext, TcContext},
+};
 use gor_common::direction;
 
 /// What every program returns: "no opinion", so the packet continues unchanged.
@@ -36,6 +45,59 @@ pub fn gor_ingress(ctx: TcContext) -> i32 {
 pub fn gor_egress(ctx: TcContext) -> i32 {
     capture::packet(&ctx, direction::TO_CLIENT);
     TC_ACT_UNSPEC
+}
+
+/// `int SSL_read(SSL *ssl, void *buf, int num)`: plaintext client -> server.
+#[uprobe]
+pub fn gor_ssl_read(ctx: ProbeContext) -> u32 {
+    tls::enter(&ctx, direction::TO_SERVER, false);
+    0
+}
+
+/// `int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)`.
+#[uprobe]
+pub fn gor_ssl_read_ex(ctx: ProbeContext) -> u32 {
+    tls::enter(&ctx, direction::TO_SERVER, true);
+    0
+}
+
+/// `int SSL_write(SSL *ssl, const void *buf, int num)`: plaintext server -> client.
+#[uprobe]
+pub fn gor_ssl_write(ctx: ProbeContext) -> u32 {
+    tls::enter(&ctx, direction::TO_CLIENT, false);
+    0
+}
+
+/// `int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *written)`.
+#[uprobe]
+pub fn gor_ssl_write_ex(ctx: ProbeContext) -> u32 {
+    tls::enter(&ctx, direction::TO_CLIENT, true);
+    0
+}
+
+/// The return of any of the four.
+#[uretprobe]
+pub fn gor_ssl_return(ctx: RetProbeContext) -> u32 {
+    tls::leave(&ctx);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn gor_sock_send(ctx: RawTracePointContext) -> u32 {
+    tls::sock_io(&ctx);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn gor_sock_recv(ctx: RawTracePointContext) -> u32 {
+    tls::sock_io(&ctx);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn gor_sock_state(ctx: RawTracePointContext) -> u32 {
+    tls::sock_state(&ctx);
+    0
 }
 
 #[cfg(not(test))]

@@ -3,12 +3,15 @@
 //! [`tc`] loads the kernel programs, attaches them and hands out their ring buffer;
 //! [`record`] decodes a ring-buffer record into a [`Segment`]; [`pcap`] parses capture
 //! files into the same segments. The driver's sources (`source/`) run them; the
-//! reassembler knows nothing of where segments came from.
+//! reassembler knows nothing of where segments came from. [`tls`] attaches the OpenSSL
+//! probes (from the same object) and decodes their plaintext records, which
+//! `crate::tls_streams` turns into ordered streams.
 pub mod packet;
 pub mod pcap;
 pub mod record;
 pub mod settings;
 pub mod tc;
+pub mod tls;
 
 use std::net::SocketAddr;
 

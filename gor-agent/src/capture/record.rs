@@ -19,6 +19,8 @@ pub enum RecordError {
     Family(u8),
     #[error("unknown direction {0}")]
     Direction(u8),
+    #[error("unknown record kind {0}")]
+    Kind(u8),
 }
 
 /// Decodes one record.

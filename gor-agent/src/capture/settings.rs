@@ -21,6 +21,18 @@ pub struct SourceArgs {
     /// Size of the kernel ring buffer (power of two, at least one page), e.g. `32MiB`.
     #[arg(long, env = "GOR_RING_BUFFER", default_value = "32MiB")]
     pub ring_buffer: String,
+    /// HTTPS plaintext from this host's TLS library: `openssl` (probes on every libssl in
+    /// use, for the TLS ports), or `off`.
+    #[arg(long, env = "GOR_TLS", default_value = "off", value_name = "LIBRARY")]
+    pub tls: String,
+    /// Which of the ports carry TLS that this host's processes terminate with OpenSSL
+    /// (captured as plaintext; the TC programs leave them alone). Default with
+    /// `--tls openssl`: all of them.
+    #[arg(long, env = "GOR_TLS_PORTS", value_name = "PORTS")]
+    pub tls_ports: Option<String>,
+    /// Size of the kernel ring buffer for TLS plaintext (power of two), e.g. `8MiB`.
+    #[arg(long, env = "GOR_TLS_RING_BUFFER", default_value = "8MiB")]
+    pub tls_ring_buffer: String,
 }
 
 /// A capture file instead of live capture. A group of its own only so that `--help`
@@ -41,6 +53,16 @@ pub struct CaptureSource {
     pub ring_bytes: u32,
     /// Read this capture file instead of attaching to interfaces.
     pub input_pcap: Option<PathBuf>,
+    /// HTTPS plaintext from OpenSSL (`GOR_TLS=openssl`).
+    pub tls: Option<TlsCapture>,
+}
+
+/// TLS capture: which ports, through how large a ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsCapture {
+    /// A subset of the capture's ports; the others are captured by the TC programs.
+    pub ports: Vec<u16>,
+    pub ring_bytes: u32,
 }
 
 impl SourceArgs {
@@ -68,11 +90,59 @@ impl SourceArgs {
             Some(v) => c.parse("interfaces", v, parse_interface_names),
         };
         let ring_bytes = c.parse("ring_buffer", &self.ring_buffer, parse_ring_size);
+        let tls_ring = c.parse("tls_ring_buffer", &self.tls_ring_buffer, parse_ring_size);
+        let tls_on = c.parse("tls", &self.tls, |v| match v {
+            "off" => Ok(false),
+            "openssl" => Ok(true),
+            _ => Err("`openssl` (probes on OpenSSL's libssl) or `off`".to_string()),
+        });
+        let tls_ports = match &self.tls_ports {
+            None => Some(None),
+            Some(v) => c.parse("tls_ports", v, parse_ports).map(Some),
+        };
+        let ports = ports?;
+        let tls = match (tls_on?, tls_ports?) {
+            (false, None) => None,
+            (false, Some(_)) => c.field(
+                "tls_ports",
+                self.tls_ports.as_deref().unwrap_or_default(),
+                Err::<Option<TlsCapture>, _>(
+                    "TLS ports are captured with `GOR_TLS=openssl`; set it too".into(),
+                ),
+            )?,
+            (true, _) if pcap.input_pcap.is_some() => c.field(
+                "tls",
+                &self.tls,
+                Err::<Option<TlsCapture>, _>(
+                    "`off` with a pcap file: TLS plaintext is only captured live".into(),
+                ),
+            )?,
+            (true, None) => Some(TlsCapture {
+                ports: ports.clone(),
+                ring_bytes: tls_ring?,
+            }),
+            (true, Some(t)) => {
+                if let Some(p) = t.iter().find(|p| !ports.contains(p)) {
+                    c.field(
+                        "tls_ports",
+                        self.tls_ports.as_deref().unwrap_or_default(),
+                        Err::<(), _>(format!(
+                            "a subset of the captured ports (GOR_PORTS); {p} is not one of them"
+                        )),
+                    )?;
+                }
+                Some(TlsCapture {
+                    ports: t,
+                    ring_bytes: tls_ring?,
+                })
+            }
+        };
         Some(CaptureSource {
-            ports: ports?,
+            ports,
             interfaces: interfaces?,
             ring_bytes: ring_bytes?,
             input_pcap: pcap.input_pcap.clone(),
+            tls,
         })
     }
 }

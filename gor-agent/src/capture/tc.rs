@@ -19,16 +19,21 @@ use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         tc::{self, NlOptions, TcAttachOptions},
-        LinkOrder, SchedClassifier, TcAttachType,
+        LinkOrder, RawTracePoint, SchedClassifier, TcAttachType, UProbe,
     },
     util::KernelVersion,
     Ebpf, EbpfLoader,
 };
 use aya_log::EbpfLogger;
 use gor_common::{
-    counter, ExcludeKey, FAMILY_V4, FAMILY_V6, MAP_CHUNKS, MAP_COUNTERS, MAP_EXCLUDED, MAP_PORTS,
-    PROG_EGRESS, PROG_INGRESS,
+    counter, port, ExcludeKey, FAMILY_V4, FAMILY_V6, MAP_CHUNKS, MAP_COUNTERS, MAP_EXCLUDED,
+    MAP_PORTS, MAP_TLS_CHUNKS, PROG_EGRESS, PROG_INGRESS, PROG_SOCK_RECV, PROG_SOCK_SEND,
+    PROG_SOCK_STATE, PROG_SSL_READ, PROG_SSL_READ_EX, PROG_SSL_RETURN, PROG_SSL_WRITE,
+    PROG_SSL_WRITE_EX,
 };
+
+use super::settings::TlsCapture;
+use super::tls::{btf, ProbedLibrary, TlsProbes};
 use tracing::{debug, info, warn};
 
 /// The kernel object, built by `cargo xtask build-ebpf` and embedded by build.rs.
@@ -59,6 +64,8 @@ impl serde::Serialize for KernelCounters {
 
 pub struct TcCapture {
     bpf: Ebpf,
+    /// The OpenSSL probes, with `GOR_TLS=openssl`.
+    tls: Option<TlsProbes>,
     logger: Option<EbpfLogger<&'static dyn log::Log>>,
     /// Interfaces where this agent added the `clsact` qdisc (pre-tcx kernels only).
     added_qdiscs: Vec<String>,
@@ -67,14 +74,30 @@ pub struct TcCapture {
 }
 
 impl TcCapture {
-    /// Loads the programs, sets the ports, and attaches to `interfaces` (empty: all up).
-    pub fn start(ports: &[u16], interfaces: &[String], ring_bytes: u32) -> Result<Self> {
+    /// Loads the programs, sets the ports, and attaches to `interfaces` (empty: all up);
+    /// with `tls`, its ports are left to the OpenSSL probes, which are attached too. The
+    /// TC programs are not attached when every port is a TLS port.
+    pub fn start(
+        ports: &[u16],
+        tls: Option<&TlsCapture>,
+        interfaces: &[String],
+        ring_bytes: u32,
+    ) -> Result<Self> {
         if EBPF_OBJECT.is_empty() {
             bail!("this gor-agent was built without its eBPF object: run `cargo xtask build-ebpf`, then build again");
         }
         raise_memlock();
+        let tls_ports = tls.map(|t| t.ports.as_slice()).unwrap_or(&[]);
+        let tc_ports: Vec<u16> = ports
+            .iter()
+            .copied()
+            .filter(|p| !tls_ports.contains(p))
+            .collect();
+        // Without TLS capture its ring is one page: nothing is written to it.
+        let tls_ring = tls.map(|t| t.ring_bytes).unwrap_or(4096);
         let mut bpf = EbpfLoader::new()
             .map_max_entries(MAP_CHUNKS, ring_bytes)
+            .map_max_entries(MAP_TLS_CHUNKS, tls_ring)
             .load(EBPF_OBJECT)
             .context(
                 "loading the eBPF object (needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)",
@@ -92,17 +115,29 @@ impl TcCapture {
                     .context("map PORTS missing from the object")?,
             )?;
             for &p in ports {
-                map.set(u32::from(p), 1, 0)
+                let bits = if tls_ports.contains(&p) {
+                    port::TLS
+                } else {
+                    port::TC
+                };
+                map.set(u32::from(p), bits, 0)
                     .with_context(|| format!("writing port {p} to the PORTS map"))?;
             }
         }
-        let interfaces = if interfaces.is_empty() {
+        let tls = match tls {
+            Some(_) => Some(TlsProbes::attach(&mut bpf, btf::running_kernel()?)?),
+            None => None,
+        };
+        let interfaces = if tc_ports.is_empty() {
+            Vec::new()
+        } else if interfaces.is_empty() {
             interfaces_up()?
         } else {
             interfaces.to_vec()
         };
         let mut this = TcCapture {
             bpf,
+            tls,
             logger,
             added_qdiscs: Vec::new(),
             interfaces: Vec::new(),
@@ -144,8 +179,35 @@ impl TcCapture {
             }
             this.interfaces.push(iface.clone());
         }
-        info!(interfaces = ?this.interfaces, ?ports, tcx, "capturing");
+        info!(interfaces = ?this.interfaces, ports = ?tc_ports, ?tls_ports, tcx, "capturing");
         Ok(this)
+    }
+
+    /// The TLS plaintext ring (can be taken once); `None` without TLS capture.
+    pub fn take_tls_ring(&mut self) -> Result<Option<RingBuf<MapData>>> {
+        if self.tls.is_none() {
+            return Ok(None);
+        }
+        let map = self
+            .bpf
+            .take_map(MAP_TLS_CHUNKS)
+            .context("map TLS_CHUNKS missing or already taken")?;
+        Ok(Some(RingBuf::try_from(map)?))
+    }
+
+    /// Probes OpenSSL libraries that appeared since the last look (new containers).
+    pub fn rescan_tls(&mut self) {
+        if self.detached {
+            return;
+        }
+        if let Some(t) = self.tls.as_mut() {
+            t.rescan(&mut self.bpf);
+        }
+    }
+
+    /// The OpenSSL libraries probed; `None` without TLS capture.
+    pub fn tls_libraries(&self) -> Option<&[ProbedLibrary]> {
+        self.tls.as_ref().map(|t| t.libraries())
     }
 
     pub fn interfaces(&self) -> &[String] {
@@ -207,6 +269,32 @@ impl TcCapture {
                 // Unloading drops every link of the program.
                 if let Err(e) = prog.unload() {
                     warn!("detaching {name}: {e}");
+                }
+            }
+        }
+        if self.tls.is_some() {
+            for name in [
+                PROG_SSL_READ,
+                PROG_SSL_READ_EX,
+                PROG_SSL_WRITE,
+                PROG_SSL_WRITE_EX,
+                PROG_SSL_RETURN,
+            ] {
+                if let Some(Ok(prog)) = self.bpf.program_mut(name).map(<&mut UProbe>::try_from) {
+                    if let Err(e) = prog.unload() {
+                        warn!("detaching {name}: {e}");
+                    }
+                }
+            }
+            for name in [PROG_SOCK_SEND, PROG_SOCK_RECV, PROG_SOCK_STATE] {
+                if let Some(Ok(prog)) = self
+                    .bpf
+                    .program_mut(name)
+                    .map(<&mut RawTracePoint>::try_from)
+                {
+                    if let Err(e) = prog.unload() {
+                        warn!("detaching {name}: {e}");
+                    }
                 }
             }
         }

@@ -85,6 +85,31 @@ pub static FAMILIES: &[Family] = &[
         (&[("reason", "load_error")], "/kernel/load_errors"),
         (&[("reason", "own_staging_connection")], "/kernel/excluded"),
     ]),
+    // TLS probes (OpenSSL), kernel side.
+    family!("gor_kernel_tls_calls", Counter, Report, "SSL_read/SSL_write calls with data on captured TLS connections.", "/kernel/tls_calls"),
+    family!("gor_kernel_tls_copied_bytes", Counter, Report, "TLS plaintext bytes copied into the TLS ring buffer.", "/kernel/tls_bytes_copied"),
+    family!("gor_kernel_tls_records", Counter, Report, "Records written to the TLS ring buffer.", "/kernel/tls_records"),
+    family!("gor_kernel_tls_ringbuf_drops", Counter, Report, "TLS records lost because the TLS ring buffer was full.", "/kernel/tls_ringbuf_drops"),
+    family!("gor_kernel_tls_lost_bytes", Counter, Report, "TLS plaintext bytes not copied, by reason.", [
+        (&[("reason", "ring_full_or_unreadable")], "/kernel/tls_dropped_bytes"),
+        (&[("reason", "truncated")], "/kernel/tls_truncated_bytes"),
+    ]),
+    family!("gor_kernel_tls_unmapped_calls", Counter, Report, "Calls with data on an SSL* not yet tied to its socket (joined before the agent started).", "/kernel/tls_unmapped_calls"),
+    // TLS plaintext to streams.
+    family!("gor_tls_records", Counter, Report, "Records read from the TLS ring buffer.", "/tls/records"),
+    family!("gor_tls_decode_errors", Counter, Report, "TLS ring-buffer records that could not be decoded (skipped).", "/tls/decode_errors"),
+    family!("gor_tls_connections_open", Gauge, Report, "TLS connections open.", "/tls/open_connections"),
+    family!("gor_tls_connections", Counter, Report, "TLS connections, by what happened to them.", [
+        (&[("event", "opened")], "/tls/connections_opened"),
+        (&[("event", "opened_midstream")], "/tls/connections_midstream"),
+        (&[("event", "closed")], "/tls/connections_closed"),
+        (&[("event", "replaced")], "/tls/connections_replaced"),
+        (&[("event", "idle_expired")], "/tls/connections_idle"),
+        (&[("event", "evicted")], "/tls/connections_evicted"),
+    ]),
+    family!("gor_tls_gaps", Counter, Report, "Holes in TLS streams (plaintext the kernel could not keep).", "/tls/gaps"),
+    family!("gor_tls_gap_bytes", Counter, Report, "Bytes of those holes.", "/tls/gap_bytes"),
+    family!("gor_tls_late_records", Counter, Report, "TLS records of connections that had already ended, not delivered.", "/tls/late_records"),
     // Ring buffer to userspace.
     family!("gor_ring_records", Counter, Report, "Records read from the ring buffer.", "/records/received"),
     family!("gor_ring_decode_errors", Counter, Report, "Ring-buffer records that could not be decoded (skipped).", "/records/decode_errors"),

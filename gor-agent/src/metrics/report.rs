@@ -53,6 +53,22 @@ pub struct Report {
     /// Saved traffic read (`gor-agent replay`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<InputStats>,
+    /// HTTPS plaintext from the OpenSSL probes (`GOR_TLS=openssl`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsReport>,
+}
+
+/// TLS capture: the libraries probed, the records read, and the streams made of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TlsReport {
+    pub libraries: Vec<String>,
+    pub records: u64,
+    /// Records that could not be decoded (skipped).
+    pub decode_errors: u64,
+    /// Gauge: TLS connections open.
+    pub open_connections: usize,
+    #[serde(flatten)]
+    pub streams: crate::tls_streams::TlsStreamStats,
 }
 
 impl Report {
@@ -177,6 +193,7 @@ mod tests {
         compare: CompareReport,
         publish: crate::broker::publish::PublishStats,
         consume: crate::broker::stats::ConsumeStats,
+        tls: TlsReport,
     }
 
     fn outcomes(next: &mut impl FnMut() -> u64) -> Outcomes {
@@ -369,6 +386,23 @@ mod tests {
                 partitions_owned: next(),
                 fetch_errors: next(),
             },
+            tls: TlsReport {
+                libraries: vec!["/usr/lib/x86_64-linux-gnu/libssl.so.3".into()],
+                records: next(),
+                decode_errors: next(),
+                open_connections: next() as usize,
+                streams: crate::tls_streams::TlsStreamStats {
+                    connections_opened: next(),
+                    connections_midstream: next(),
+                    connections_closed: next(),
+                    connections_replaced: next(),
+                    connections_idle: next(),
+                    connections_evicted: next(),
+                    gaps: next(),
+                    gap_bytes: next(),
+                    late_records: next(),
+                },
+            },
             compare: CompareReport {
                 outcomes: outcomes(&mut next),
                 endpoints: vec![EndpointReport {
@@ -421,6 +455,7 @@ mod tests {
                 compare: Some(p.compare),
                 nats_publish: Some(p.publish),
                 nats_consume: Some(p.consume),
+                tls: Some(p.tls),
             }
         }
     }
@@ -471,6 +506,7 @@ mod tests {
             compare: None,
             nats_publish: None,
             nats_consume: None,
+            tls: None,
             ..Report::example()
         }
     }

@@ -1,8 +1,10 @@
 //! Live capture as a [`Source`]: the TC programs' ring buffer, drained through `AsyncFd`
 //! (epoll on the map's fd: no busy loop, no blocking), entering the pipeline as TCP
-//! segments stamped with the kernel's monotonic clock.
+//! segments stamped with the kernel's monotonic clock; and with `GOR_TLS=openssl`, the
+//! OpenSSL probes' ring, whose plaintext records enter as ordered streams
+//! (`crate::tls_streams`), on the same clock.
 //!
-//! At stop the programs are detached first, then whatever is still in the ring buffer
+//! At stop the programs are detached first, then whatever is still in the ring buffers
 //! is drained, so nothing captured is left behind.
 
 use std::sync::Arc;
@@ -15,12 +17,21 @@ use gor_common::wakeup;
 use tokio::io::unix::AsyncFd;
 use tracing::debug;
 
+use crate::capture::tls::record::{self as tls_record, TlsRecord};
 use crate::capture::{record, tc::TcCapture, Segment};
 use crate::clock::Clock;
+use crate::config::CaptureConfig;
 use crate::driver::{Level, Ready, Source};
-use crate::metrics::report::{KernelReport, RecordsReport, Report};
+use crate::metrics::report::{KernelReport, RecordsReport, Report, TlsReport};
 use crate::mirror::PortExclusion;
 use crate::pipeline::Pipeline;
+use crate::stream::StreamEvent;
+use crate::tls_streams::TlsStreams;
+
+/// How often TLS connections are checked for idleness.
+const TLS_EXPIRE_EVERY: Duration = Duration::from_secs(1);
+/// How often the host is searched for OpenSSL libraries that appeared (new containers).
+const TLS_RESCAN_EVERY: Duration = Duration::from_secs(10);
 
 /// Records taken from the ring buffer per delivery: a bound on the segments held between
 /// the ring and the reassembler.
@@ -36,6 +47,91 @@ pub struct LiveCapture {
     poll: tokio::time::Interval,
     found_at: Option<Instant>,
     taken: Taken,
+    tls: Option<TlsSide>,
+}
+
+/// The TLS plaintext ring and the streams made of it.
+struct TlsSide {
+    ring: AsyncFd<RingBuf<MapData>>,
+    streams: TlsStreams,
+    records: Vec<TlsRecord>,
+    /// Stream events made outside a delivery (idle expiry), delivered next.
+    events: Vec<StreamEvent>,
+    received: u64,
+    decode_errors: u64,
+    tick: tokio::time::Interval,
+    rescanned: Instant,
+}
+
+impl TlsSide {
+    /// Decodes up to [`TAKE_BATCH`] records; returns how many it read.
+    fn take(
+        records: &mut Vec<TlsRecord>,
+        counts: (&mut u64, &mut u64),
+        ring: &mut RingBuf<MapData>,
+    ) -> usize {
+        let (received, decode_errors) = counts;
+        let mut n = 0;
+        while n < TAKE_BATCH {
+            let Some(item) = ring.next() else { break };
+            n += 1;
+            *received += 1;
+            match tls_record::decode(&item) {
+                Ok(r) => records.push(r),
+                Err(e) => {
+                    *decode_errors += 1;
+                    debug!("skipping a TLS ring-buffer record: {e}");
+                }
+            }
+        }
+        n
+    }
+
+    fn take_all(&mut self) -> usize {
+        Self::take(
+            &mut self.records,
+            (&mut self.received, &mut self.decode_errors),
+            self.ring.get_mut(),
+        )
+    }
+
+    /// Waits for records (takes them) or for the expiry tick (ends idle connections);
+    /// returns the records taken and whether it is time to look for new libraries.
+    async fn wait(&mut self) -> Result<(usize, bool)> {
+        tokio::select! {
+            guard = self.ring.readable_mut() => {
+                let mut guard = guard?;
+                let n = Self::take(&mut self.records, (&mut self.received, &mut self.decode_errors), guard.get_inner_mut());
+                // As for the chunk ring: edge-triggered, cleared only when emptied.
+                if n < TAKE_BATCH {
+                    guard.clear_ready();
+                }
+                Ok((n, false))
+            }
+            _ = self.tick.tick() => {
+                self.streams.expire(Clock::Monotonic.now_ns(), &mut self.events);
+                let rescan = self.rescanned.elapsed() >= TLS_RESCAN_EVERY;
+                if rescan {
+                    self.rescanned = Instant::now();
+                }
+                Ok((0, rescan))
+            }
+        }
+    }
+
+    fn pending(&self) -> bool {
+        !self.records.is_empty() || !self.events.is_empty()
+    }
+
+    fn deliver(&mut self, pipeline: &mut Pipeline) {
+        let open = || pipeline.open_conn();
+        for r in self.records.drain(..) {
+            self.streams.push(r, &open, &mut self.events);
+        }
+        for ev in self.events.drain(..) {
+            pipeline.stream(ev);
+        }
+    }
 }
 
 /// Segments decoded from the ring buffer and not yet delivered, with the counts of
@@ -70,12 +166,32 @@ impl Taken {
 impl LiveCapture {
     /// Loads and attaches the programs; returns the source and the exclusion map that
     /// keeps the agent's own staging connections out of capture.
-    pub fn start(
-        ports: &[u16],
-        interfaces: &[String],
-        ring_bytes: u32,
-    ) -> Result<(LiveCapture, Arc<dyn PortExclusion>)> {
-        let mut capture = TcCapture::start(ports, interfaces, ring_bytes)?;
+    pub fn start(cfg: &CaptureConfig) -> Result<(LiveCapture, Arc<dyn PortExclusion>)> {
+        let mut capture = TcCapture::start(
+            &cfg.ports,
+            cfg.tls.as_ref(),
+            &cfg.interfaces,
+            cfg.ring_bytes,
+        )?;
+        let tls = match capture.take_tls_ring()? {
+            None => None,
+            // SAFETY: as for the chunk ring below.
+            Some(ring) => Some(TlsSide {
+                ring: unsafe { AsyncFd::register(ring) }
+                    .map_err(std::io::Error::from)
+                    .context("registering the TLS ring buffer with epoll")?,
+                streams: TlsStreams::new(
+                    Duration::from_nanos(cfg.reassembly.idle_timeout_ns),
+                    cfg.reassembly.max_connections,
+                ),
+                records: Vec::with_capacity(TAKE_BATCH),
+                events: Vec::new(),
+                received: 0,
+                decode_errors: 0,
+                tick: tokio::time::interval(TLS_EXPIRE_EVERY),
+                rescanned: Instant::now(),
+            }),
+        };
         // SAFETY (both registrations): the ring buffer and the logger own their map fds and
         // keep them open, unchanged, until they are dropped with the AsyncFd.
         let ring = unsafe { AsyncFd::register(capture.take_ring()?) }
@@ -103,6 +219,7 @@ impl LiveCapture {
                     segments: Vec::with_capacity(TAKE_BATCH),
                     ..Taken::default()
                 },
+                tls,
             },
             exclusions,
         ))
@@ -133,21 +250,23 @@ impl Source for LiveCapture {
 
     async fn ready(&mut self) -> Result<Ready> {
         loop {
-            if !self.taken.segments.is_empty() {
+            if !self.taken.segments.is_empty() || self.tls.as_ref().is_some_and(TlsSide::pending) {
                 return Ok(Ready::Input);
             }
             let polling = self
                 .found_at
                 .is_some_and(|t| t.elapsed() < Duration::from_nanos(wakeup::POLL_IDLE_NS));
             let Self {
+                capture,
                 ring,
                 logger,
                 poll,
                 found_at,
                 taken,
-                ..
+                tls,
             } = self;
-            let n = tokio::select! {
+            let mut polled = false;
+            let mut n = tokio::select! {
                 guard = ring.readable_mut() => {
                     let mut guard = guard?;
                     let n = taken.take(guard.get_inner_mut());
@@ -159,7 +278,17 @@ impl Source for LiveCapture {
                     }
                     n
                 }
-                _ = poll.tick(), if polling => taken.take(ring.get_mut()),
+                _ = poll.tick(), if polling => {
+                    polled = true;
+                    taken.take(ring.get_mut())
+                }
+                r = async { tls.as_mut().expect("guarded by the branch condition").wait().await }, if tls.is_some() => {
+                    let (n, rescan) = r?;
+                    if rescan {
+                        capture.rescan_tls();
+                    }
+                    n
+                }
                 guard = async { logger.as_mut().expect("guarded by the branch condition").readable_mut().await }, if logger.is_some() => {
                     let mut guard = guard?;
                     guard.get_inner_mut().flush();
@@ -167,6 +296,9 @@ impl Source for LiveCapture {
                     0
                 }
             };
+            if polled {
+                n += tls.as_mut().map_or(0, TlsSide::take_all);
+            }
             if n > 0 {
                 *found_at = Some(Instant::now());
             }
@@ -177,6 +309,9 @@ impl Source for LiveCapture {
         for seg in self.taken.segments.drain(..) {
             pipeline.segment(seg);
         }
+        if let Some(t) = self.tls.as_mut() {
+            t.deliver(pipeline);
+        }
         pipeline.flush();
     }
 
@@ -185,10 +320,16 @@ impl Source for LiveCapture {
         // The programs are gone: what is in the ring buffer now is all there will be.
         loop {
             self.deliver(pipeline);
-            let n = self.taken.take(self.ring.get_mut());
+            let n = self.taken.take(self.ring.get_mut())
+                + self.tls.as_mut().map_or(0, TlsSide::take_all);
             if n == 0 {
                 break;
             }
+        }
+        if let Some(t) = self.tls.as_mut() {
+            t.streams.finish(Clock::Monotonic.now_ns(), &mut t.events);
+            t.deliver(pipeline);
+            pipeline.flush();
         }
         if let Some(l) = self.logger.as_mut() {
             l.get_mut().flush();
@@ -201,5 +342,20 @@ impl Source for LiveCapture {
             received: self.taken.records,
             decode_errors: self.taken.decode_errors,
         });
+        if let Some(t) = &self.tls {
+            report.tls = Some(TlsReport {
+                libraries: self
+                    .capture
+                    .tls_libraries()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|l| l.path.clone())
+                    .collect(),
+                records: t.received,
+                decode_errors: t.decode_errors,
+                open_connections: t.streams.connections(),
+                streams: t.streams.stats().clone(),
+            });
+        }
     }
 }
