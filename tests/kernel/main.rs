@@ -20,3 +20,4 @@ mod observability;
 mod replay;
 mod saved;
 mod streams;
+mod tls;

@@ -21,5 +21,6 @@ pub mod report;
 pub mod staging;
 pub mod tcpdump;
 pub mod tcx;
+pub mod tls_apps;
 pub mod tls_staging;
 pub mod traffic;

@@ -46,7 +46,19 @@ impl Nginx {
                 .expect("a free port")
                 .port()
         };
-        Nginx::launch(dir, n, "127.0.0.1", free(), free())
+        Nginx::launch(dir, n, "127.0.0.1", free(), free(), None)
+    }
+
+    /// nginx serving HTTPS (HTTP/1.1, no http2) with `cert` and `key` (PEM), on a free
+    /// loopback port; the same locations as [`Nginx::start`].
+    pub fn with_tls(dir: PathBuf, cert: &std::path::Path, key: &std::path::Path) -> Nginx {
+        let free = || {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        };
+        Nginx::launch(dir, 100_000, "127.0.0.1", free(), free(), Some((cert, key)))
     }
 
     /// nginx listening on `ip` (an address of the root namespace, e.g. the root end of
@@ -58,10 +70,28 @@ impl Nginx {
                 .unwrap_or_else(|e| panic!("a free port on {ip}: {e}"))
                 .port()
         };
-        Nginx::launch(dir, 100_000, ip, free(ip), free("127.0.0.1"))
+        Nginx::launch(dir, 100_000, ip, free(ip), free("127.0.0.1"), None)
     }
 
-    fn launch(dir: PathBuf, n: usize, ip: &str, port: u16, upstream: u16) -> Nginx {
+    fn launch(
+        dir: PathBuf,
+        n: usize,
+        ip: &str,
+        port: u16,
+        upstream: u16,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Nginx {
+        let (ssl, certs) = match tls {
+            Some((cert, key)) => (
+                " ssl",
+                format!(
+                    "ssl_certificate {};\n        ssl_certificate_key {};",
+                    cert.display(),
+                    key.display()
+                ),
+            ),
+            None => ("", String::new()),
+        };
         let www = dir.join("www");
         std::fs::create_dir_all(&www).expect("www");
         std::fs::write(
@@ -101,7 +131,8 @@ http {{
     gzip_min_length 0;
     types {{ text/html html; application/json json; application/octet-stream bin; }}
     server {{
-        listen {ip}:{port};
+        listen {ip}:{port}{ssl};
+        {certs}
         root {d}/www;
         location / {{ }}
         location /echo {{

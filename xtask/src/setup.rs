@@ -25,6 +25,8 @@ const PACKAGES: &[&str] = &[
     "wrk",
     "tcpdump",
     "python3",
+    "python3-requests",
+    "openssl",
     "systemd",
     "chromium",
     "nats-server",

@@ -2,7 +2,8 @@
 //! agent and tells, one line per requirement, whether this host can capture and mirror
 //! with them: the kernel's version and BTF, the embedded object, a real ring buffer, the
 //! capabilities, each interface, other programs on each interface's TC hooks, each
-//! staging target, and NATS JetStream (the server and the stream) when GOR_NATS_URL is set.
+//! staging target, NATS JetStream (the server and the stream) when GOR_NATS_URL is set, and
+//! the OpenSSL libraries with `GOR_TLS=openssl`.
 //!
 //! Each line is `ok`, `warn` (works; the line says what to know) or `FAIL` (the agent
 //! would not start, or would not see or deliver traffic), and a failing line says what to
@@ -18,6 +19,7 @@ pub mod host;
 pub mod nats;
 pub mod netlink;
 pub mod targets;
+pub mod tls;
 
 use std::fmt;
 
@@ -119,6 +121,11 @@ pub fn run(cfg: &Config) -> i32 {
                 tcx,
                 &mut emit,
             );
+            if let Some(t) = &cfg.capture.tls {
+                for line in tls::check(t) {
+                    emit(line);
+                }
+            }
         }
     }
     if cfg.mirror.targets.is_empty() {
