@@ -406,6 +406,74 @@ mod tests {
     }
 
     #[test]
+    fn tls_ports_are_all_ports_or_the_ones_named_and_only_with_openssl() {
+        let c = cli(&["--ports", "80,443", "--tls", "openssl"])
+            .validate()
+            .unwrap();
+        let tls = c.capture.tls.as_ref().unwrap();
+        assert_eq!(tls.ports, [80, 443]);
+        assert_eq!(tls.ring_bytes, 8 << 20);
+        assert!(c.capture.tc_ports().is_empty());
+        let c = cli(&[
+            "--ports",
+            "80,443",
+            "--tls",
+            "openssl",
+            "--tls-ports",
+            "443",
+        ])
+        .validate()
+        .unwrap();
+        assert_eq!(c.capture.tls.as_ref().unwrap().ports, [443]);
+        assert_eq!(c.capture.tc_ports(), [80]);
+        assert!(cli(&["--ports", "80"])
+            .validate()
+            .unwrap()
+            .capture
+            .tls
+            .is_none());
+        let setting = |args: &[&str]| -> Vec<&'static str> {
+            cli(args)
+                .validate()
+                .unwrap_err()
+                .iter()
+                .map(|e| e.setting)
+                .collect()
+        };
+        assert_eq!(setting(&["--ports", "443", "--tls", "gnutls"]), ["GOR_TLS"]);
+        assert_eq!(
+            setting(&["--ports", "443", "--tls-ports", "443"]),
+            ["GOR_TLS_PORTS"]
+        );
+        assert_eq!(
+            setting(&["--ports", "80", "--tls", "openssl", "--tls-ports", "443"]),
+            ["GOR_TLS_PORTS"]
+        );
+        assert_eq!(
+            setting(&[
+                "--ports",
+                "443",
+                "--tls",
+                "openssl",
+                "--tls-ring-buffer",
+                "3MiB"
+            ]),
+            ["GOR_TLS_RING_BUFFER"]
+        );
+        assert_eq!(
+            setting(&[
+                "--ports",
+                "443",
+                "--tls",
+                "openssl",
+                "--input-pcap",
+                "x.pcap"
+            ]),
+            ["GOR_TLS"]
+        );
+    }
+
+    #[test]
     fn every_invalid_value_is_reported_at_once() {
         let errs = checked(&[
             "--ports",

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use gor_tests::{
-    agent::{temp_dir, Agent, Captured},
+    agent::{run_check, temp_dir, Agent, Captured},
     clients::{curl, wrk, wrk_request},
-    nginx::Nginx,
+    nginx::{free_port, Nginx},
     staging::{Received, Staging},
     tls_apps::{held_request, py_raw, py_requests, self_signed, HeldConnection, PySslServer},
     traffic::{listen, pattern},
@@ -36,7 +36,8 @@ fn show(got: &[Received]) -> Vec<String> {
     got.iter().map(|r| start_line(&r.raw)).collect()
 }
 
-/// Nothing lost between the probes and framing, and every request answered.
+/// Nothing lost between the probes and framing, and every request answered; each
+/// direction of a connection joined midstream regained sync once.
 fn assert_tls_clean(cap: &Captured) {
     let s = &cap.stats;
     for k in [
@@ -57,12 +58,16 @@ fn assert_tls_clean(cap: &Captured) {
     }
     for k in [
         "not_http_bytes",
-        "resyncs",
         "unpaired_responses",
         "incomplete_requests",
     ] {
         assert_eq!(cap.http(k), 0, "http counter {k}: {s}");
     }
+    assert_eq!(
+        cap.http("resyncs"),
+        2 * s["tls"]["connections_midstream"].as_u64().unwrap_or(0),
+        "one resync per direction of a connection joined midstream: {s}"
+    );
     assert_eq!(
         cap.http("requests"),
         cap.http("responses"),
@@ -295,4 +300,42 @@ fn a_connection_open_before_the_agent_started_is_mirrored_from_its_next_request(
     );
     assert_eq!(cap.http("requests"), 2, "{}", cap.stats);
     assert_tls_clean(&cap);
+}
+
+#[test]
+fn a_server_started_after_the_agent_is_captured_and_check_names_its_library() {
+    let dir = temp_dir("tls-later");
+    let (cert, key) = self_signed(&dir);
+    let port = free_port();
+    let staging = Staging::start(listen("127.0.0.1"));
+    let target = format!("http://{}", staging.addr);
+    // The agent first: nginx's libssl is probed from the system's library directory.
+    let agent = Agent::start_with("tls-later-agent", &[port], &["lo"], None, &tls_env(&target));
+    let nginx = Nginx::with_tls_on(dir.join("nginx"), &cert, &key, port);
+    let (_, sent) = curl(
+        &dir,
+        "later",
+        &[
+            "-k",
+            "--http1.1",
+            &format!("https://{}/index.html?later=1", nginx.addr),
+        ],
+    );
+    let got = staging.wait_for(1, Duration::from_secs(30));
+    let cap = agent.stop();
+    assert_eq!(got.len(), 1, "{}", cap.stats);
+    assert_eq!(got[0].raw, sent);
+    assert_tls_clean(&cap);
+
+    let port = port.to_string();
+    let checked = run_check(&[], &[("GOR_PORTS", port.as_str()), ("GOR_TLS", "openssl")]);
+    let line = checked.line("tls: OpenSSL");
+    assert!(line.starts_with("ok"), "{line}");
+    assert!(line.contains("libssl.so.3"), "{line}");
+    assert!(line.contains(&format!("nginx ({})", nginx.pid())), "{line}");
+    assert!(
+        checked.line("tls: ports").contains(&port),
+        "{}",
+        checked.stdout
+    );
 }

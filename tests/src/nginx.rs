@@ -29,6 +29,14 @@ pub struct Logged {
     pub bytes_sent: usize,
 }
 
+/// A loopback port free now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// Size of `big.bin` in the document root.
 pub const BIG_FILE: usize = 3 << 20;
 
@@ -52,13 +60,25 @@ impl Nginx {
     /// nginx serving HTTPS (HTTP/1.1, no http2) with `cert` and `key` (PEM), on a free
     /// loopback port; the same locations as [`Nginx::start`].
     pub fn with_tls(dir: PathBuf, cert: &std::path::Path, key: &std::path::Path) -> Nginx {
-        let free = || {
-            TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port()
-        };
-        Nginx::launch(dir, 100_000, "127.0.0.1", free(), free(), Some((cert, key)))
+        Nginx::with_tls_on(dir, cert, key, free_port())
+    }
+
+    /// [`Nginx::with_tls`] on loopback port `port` (chosen by the test beforehand, so that
+    /// something can watch the port before nginx starts).
+    pub fn with_tls_on(
+        dir: PathBuf,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        port: u16,
+    ) -> Nginx {
+        Nginx::launch(
+            dir,
+            100_000,
+            "127.0.0.1",
+            port,
+            free_port(),
+            Some((cert, key)),
+        )
     }
 
     /// nginx listening on `ip` (an address of the root namespace, e.g. the root end of
