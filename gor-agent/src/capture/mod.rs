@@ -5,7 +5,7 @@
 //! files into the same segments. The driver's sources (`source/`) run them; the
 //! reassembler knows nothing of where segments came from. [`tls`] attaches the OpenSSL
 //! probes (from the same object) and decodes their plaintext records, which
-//! `crate::tls_streams` turns into ordered streams.
+//! the `tls_streams` module turns into ordered streams.
 pub mod packet;
 pub mod pcap;
 pub mod record;

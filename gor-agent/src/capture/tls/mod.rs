@@ -5,7 +5,7 @@
 //! probed at the next [`TlsProbes::rescan`].
 //!
 //! The kernel side (`gor-ebpf/src/tls.rs`) writes plaintext records into `TLS_CHUNKS`
-//! ([`record`]); `crate::tls_streams` turns them into ordered streams.
+//! ([`record`]); the `tls_streams` module turns them into ordered streams.
 
 pub mod btf;
 pub mod libs;
