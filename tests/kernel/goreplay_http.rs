@@ -1,8 +1,9 @@
 //! GoReplay's documented command lines, run as they are (addresses and ports changed to
 //! loopback ones): production and staging are recording servers on 127.0.0.1, the agent
-//! is started with GoReplay's flags only (`--input-raw 127.0.0.1:PORT --output-http
-//! http://127.0.0.1:PORT ...`), a client sends requests to production on one keep-alive
-//! connection, and each test asserts what GoReplay's documentation says staging gets.
+//! is started with the line's words, split as a shell splits them (`--input-raw
+//! 127.0.0.1:PORT --output-http http://127.0.0.1:PORT ...`), a client sends requests to
+//! production on one keep-alive connection, and each test asserts what GoReplay's
+//! documentation says staging gets.
 //!
 //! The last request each test sends is one the command line keeps: messages of one
 //! connection are mirrored in order, so once staging has it, every earlier request that
@@ -16,15 +17,17 @@ use gor_tests::{
     traffic::{listen, Raw},
 };
 
-/// What staging received when the agent ran GoReplay's command line `args` (with
-/// `{prod}` and `{staging}` standing for the two servers' loopback addresses) and the
-/// client sent `requests`: each request's bytes as text, once `expect` of them arrived.
-fn mirrored(name: &str, args: &[&str], requests: &[&str], expect: usize) -> Vec<String> {
+/// What staging received when the agent ran GoReplay's command line `line` (split as a
+/// shell splits it, the program's name first; `{prod}` and `{staging}` stand for the two
+/// servers' loopback addresses) and the client sent `requests`: each request's bytes as
+/// text, once `expect` of them arrived.
+fn mirrored(name: &str, line: &str, requests: &[String], expect: usize) -> Vec<String> {
     let production = Staging::start(listen("127.0.0.1"));
     let staging = Staging::start(listen("127.0.0.1"));
     let (prod, stag) = (production.addr.to_string(), staging.addr.to_string());
-    let args: Vec<String> = args
-        .iter()
+    let args: Vec<String> = shell_words(line)
+        .into_iter()
+        .skip(1)
         .map(|a| a.replace("{prod}", &prod).replace("{staging}", &stag))
         .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -45,6 +48,42 @@ fn mirrored(name: &str, args: &[&str], requests: &[&str], expect: usize) -> Vec<
         .into_iter()
         .map(|r| String::from_utf8_lossy(&r.raw).into_owned())
         .collect()
+}
+
+/// The words of a command line as a POSIX shell splits them: blanks separate, `'...'` is
+/// literal, `"..."` keeps blanks (a backslash escapes `"`, `\`, `$` in it), and outside
+/// quotes a backslash keeps the next character as it is.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' => words.extend(word.take()),
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                w.extend(chars.by_ref().take_while(|&c| c != '\''));
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => match chars.next() {
+                            Some(e @ ('"' | '\\' | '$')) => w.push(e),
+                            Some(e) => w.extend(['\\', e]),
+                            None => w.push('\\'),
+                        },
+                        c => w.push(c),
+                    }
+                }
+            }
+            '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    words
 }
 
 fn get(path: &str, headers: &str) -> String {
@@ -83,17 +122,9 @@ fn goreplay_allow_url_forwards_only_api_requests() {
         get("/health", ""),
         get("/api/orders", ""),
     ];
-    let reqs: Vec<&str> = reqs.iter().map(String::as_str).collect();
     let got = mirrored(
         "gr-allow-url",
-        &[
-            "--input-raw",
-            "{prod}",
-            "--output-http",
-            "{staging}",
-            "--http-allow-url",
-            "/api",
-        ],
+        "./goreplay --input-raw {prod} --output-http {staging} --http-allow-url /api",
         &reqs,
         3,
     );
@@ -114,17 +145,9 @@ fn goreplay_disallow_url_forwards_everything_but_api_requests() {
         get("/api/orders", ""),
         get("/health", ""),
     ];
-    let reqs: Vec<&str> = reqs.iter().map(String::as_str).collect();
     let got = mirrored(
         "gr-disallow-url",
-        &[
-            "--input-raw",
-            "{prod}",
-            "--output-http",
-            "{staging}",
-            "--http-disallow-url",
-            "/api",
-        ],
+        "./goreplay --input-raw {prod} --output-http {staging} --http-disallow-url /api",
         &reqs,
         2,
     );
@@ -133,7 +156,8 @@ fn goreplay_disallow_url_forwards_everything_but_api_requests() {
 
 // docs/Request-filtering.md, "Filter based on regexp of header":
 // `./goreplay --input-raw :8080 --output-http staging.com --http-allow-header api-version:^1\.0\d`
-// ("only forward requests with an api version of 1.0x") and
+// ("only forward requests with an api version of 1.0x"; quoted here, or the shell would
+// pass `^1.0d`) and
 // `./goreplay --input-raw :8080 --output-http staging.com --http-disallow-header "User-Agent: Replayed by Gor"`
 // ("only forward requests NOT containing User-Agent header value "Replayed by Gor"").
 #[test]
@@ -145,17 +169,9 @@ fn goreplay_header_filters_forward_by_header_value() {
         get("/c", ""),
         get("/d", "API-Version: 1.09\r\n"),
     ];
-    let reqs: Vec<&str> = reqs.iter().map(String::as_str).collect();
     let got = mirrored(
         "gr-allow-header",
-        &[
-            "--input-raw",
-            "{prod}",
-            "--output-http",
-            "{staging}",
-            "--http-allow-header",
-            r"api-version:^1\.0\d",
-        ],
+        r"./goreplay --input-raw {prod} --output-http {staging} --http-allow-header 'api-version:^1\.0\d'",
         &reqs,
         2,
     );
@@ -167,17 +183,9 @@ fn goreplay_header_filters_forward_by_header_value() {
         get("/c", "User-Agent: Replayed by Gor\r\n"),
         get("/d", ""),
     ];
-    let reqs: Vec<&str> = reqs.iter().map(String::as_str).collect();
     let got = mirrored(
         "gr-disallow-header",
-        &[
-            "--input-raw",
-            "{prod}",
-            "--output-http",
-            "{staging}",
-            "--http-disallow-header",
-            "User-Agent: Replayed by Gor",
-        ],
+        r#"./goreplay --input-raw {prod} --output-http {staging} --http-disallow-header "User-Agent: Replayed by Gor""#,
         &reqs,
         2,
     );
@@ -197,19 +205,9 @@ fn goreplay_allow_method_strips_non_nullipotent_requests() {
         "PUT /e HTTP/1.1\r\nHost: prod.example\r\nContent-Length: 0\r\n\r\n".to_string(),
         get("/f", ""),
     ];
-    let reqs: Vec<&str> = reqs.iter().map(String::as_str).collect();
     let got = mirrored(
         "gr-allow-method",
-        &[
-            "--input-raw",
-            "{prod}",
-            "--output-http",
-            "http://{staging}",
-            "--http-allow-method",
-            "GET",
-            "--http-allow-method",
-            "OPTIONS",
-        ],
+        r#"./goreplay --input-raw {prod} --output-http "http://{staging}" --http-allow-method GET --http-allow-method OPTIONS"#,
         &reqs,
         3,
     );
@@ -228,17 +226,9 @@ fn goreplay_rewrite_url_maps_v1_pings_to_v2() {
         get("/v1/user/42/profile", ""),
         get("/v1/user/ada/ping?x=1", ""),
     ];
-    let reqs: Vec<&str> = reqs.iter().map(String::as_str).collect();
     let got = mirrored(
         "gr-rewrite-url",
-        &[
-            "--input-raw",
-            "{prod}",
-            "--output-http",
-            "{staging}",
-            "--http-rewrite-url",
-            r"/v1/user/([^\/]+)/ping:/v2/user/$1/ping",
-        ],
+        r"./goreplay --input-raw {prod} --output-http {staging} --http-rewrite-url /v1/user/([^\\/]+)/ping:/v2/user/$1/ping",
         &reqs,
         3,
     );
@@ -262,17 +252,9 @@ fn goreplay_set_param_overwrites_or_adds_the_parameter() {
         get("/search?q=hats", ""),
         get("/home", ""),
     ];
-    let reqs: Vec<&str> = reqs.iter().map(String::as_str).collect();
     let got = mirrored(
         "gr-set-param",
-        &[
-            "--input-raw",
-            "{prod}",
-            "--output-http",
-            "{staging}",
-            "--http-set-param",
-            "api_key=1",
-        ],
+        "./goreplay --input-raw {prod} --output-http {staging} --http-set-param api_key=1",
         &reqs,
         3,
     );
@@ -296,19 +278,9 @@ fn goreplay_set_header_overwrites_or_adds_the_headers() {
         get("/a", "User-Agent: curl/8.5\r\nAccept: */*\r\n"),
         get("/b", "Enable-Feature-X: false\r\n"),
     ];
-    let reqs: Vec<&str> = reqs.iter().map(String::as_str).collect();
     let got = mirrored(
         "gr-set-header",
-        &[
-            "--input-raw",
-            "{prod}",
-            "--output-http",
-            "http://{staging}",
-            "--http-set-header",
-            "User-Agent: Replayed by Gor",
-            "--http-set-header",
-            "Enable-Feature-X: true",
-        ],
+        r#"./goreplay --input-raw {prod} --output-http "http://{staging}" --http-set-header "User-Agent: Replayed by Gor" --http-set-header "Enable-Feature-X: true""#,
         &reqs,
         2,
     );
@@ -329,17 +301,15 @@ fn goreplay_set_header_overwrites_or_adds_the_headers() {
 #[test]
 fn goreplay_original_host_keeps_the_host_header() {
     let reqs = [get("/a", "")];
-    let reqs: Vec<&str> = reqs.iter().map(String::as_str).collect();
-    let args = ["--input-raw", "{prod}", "--output-http", "http://{staging}"];
-    let got = mirrored("gr-host", &args, &reqs, 1);
+    let line = r#"./goreplay --input-raw {prod} --output-http "http://{staging}""#;
+    let got = mirrored("gr-host", line, &reqs, 1);
     let host = header(&got[0], "Host").expect("a Host header").to_string();
     assert!(
         host.starts_with("127.0.0.1:"),
         "Host becomes staging's: {host}"
     );
 
-    let mut with = args.to_vec();
-    with.push("--http-original-host");
+    let with = format!("{line} --http-original-host");
     let got = mirrored("gr-original-host", &with, &reqs, 1);
     assert_eq!(header(&got[0], "Host"), Some("prod.example"));
 }
@@ -368,18 +338,11 @@ fn goreplay_bash_echo_middleware_returns_the_same_requests() {
         "POST /b HTTP/1.1\r\nHost: prod.example\r\nContent-Length: 5\r\n\r\nhello".to_string(),
         get("/c", ""),
     ];
-    let reqs: Vec<&str> = reqs.iter().map(String::as_str).collect();
     let got = mirrored(
         "gr-mw-echo",
-        &[
-            "--input-raw",
-            "{prod}",
-            "--middleware",
-            &mw,
-            "--output-http",
-            "http://{staging}",
-            "--http-original-host",
-        ],
+        &format!(
+            r#"gor --input-raw {{prod}} --middleware "{mw}" --output-http "http://{{staging}}" --http-original-host"#
+        ),
         &reqs,
         3,
     );
@@ -409,21 +372,11 @@ fn goreplay_middleware_filters_and_edits_before_the_filters() {
     let dir = temp_dir("gr-mw-py-prog");
     let mw = format!("python3 {}", program(&dir, "mw.py", PY_MIDDLEWARE));
     let reqs = [get("/a", ""), get("/private/b", ""), get("/c", "")];
-    let reqs: Vec<&str> = reqs.iter().map(String::as_str).collect();
     let got = mirrored(
         "gr-mw-py",
-        &[
-            "--input-raw",
-            "{prod}",
-            "--middleware",
-            &mw,
-            "--output-http",
-            "http://{staging}",
-            "--http-allow-header",
-            "X-Middleware: ^yes$",
-            "--input-raw-realip-header",
-            "X-Real-IP",
-        ],
+        &format!(
+            r#"gor --input-raw {{prod}} --middleware "{mw}" --output-http "http://{{staging}}" --http-allow-header "X-Middleware: ^yes$" --input-raw-realip-header X-Real-IP"#
+        ),
         &reqs,
         2,
     );
@@ -454,17 +407,9 @@ fn goreplay_basic_auth_filter_keeps_matching_credentials() {
         get("/d", ""),
         get("/e", &auth("customer7:rest@123^TEST")),
     ];
-    let reqs: Vec<&str> = reqs.iter().map(String::as_str).collect();
     let got = mirrored(
         "gr-basic-auth",
-        &[
-            "--input-raw",
-            "{prod}",
-            "--output-http",
-            "{staging}",
-            "--http-basic-auth-filter",
-            "^customer[0-9].*",
-        ],
+        r#"gor --input-raw {prod} --output-http {staging} --http-basic-auth-filter "^customer[0-9].*""#,
         &reqs,
         2,
     );
@@ -502,16 +447,13 @@ fn goreplay_prettify_http_decodes_chunked_and_gzip_bodies() {
     gzipped.extend_from_slice(&gz);
     let production = Staging::start(listen("127.0.0.1"));
     let staging = Staging::start(listen("127.0.0.1"));
-    let agent = Agent::start_args(
-        "gr-prettify",
-        &[
-            "--input-raw",
-            &production.addr.to_string(),
-            "--output-http",
-            &format!("http://{}", staging.addr),
-            "--prettify-http",
-        ],
+    let line = format!(
+        r#"gor --input-raw {} --output-http "http://{}" --prettify-http"#,
+        production.addr, staging.addr
     );
+    let args = shell_words(&line);
+    let args: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let agent = Agent::start_args("gr-prettify", &args);
     let mut client = Raw::connect(production.addr);
     client.send(chunked.as_bytes());
     client.send(&gzipped);
@@ -545,17 +487,9 @@ fn goreplay_realip_header_carries_the_client_address() {
         // A client's own value is replaced, as GoReplay's SetHeader does.
         get("/b", "X-Real-IP: 203.0.113.9\r\n"),
     ];
-    let reqs: Vec<&str> = reqs.iter().map(String::as_str).collect();
     let got = mirrored(
         "gr-realip",
-        &[
-            "--input-raw",
-            "{prod}",
-            "--output-http",
-            "http://{staging}",
-            "--input-raw-realip-header",
-            "X-Real-IP",
-        ],
+        r#"gor --input-raw {prod} --output-http "http://{staging}" --input-raw-realip-header X-Real-IP"#,
         &reqs,
         2,
     );
@@ -564,4 +498,22 @@ fn goreplay_realip_header_carries_the_client_address() {
         assert_eq!(header(r, "X-Real-IP"), Some("127.0.0.1"), "{r}");
         assert_eq!(r.matches("X-Real-IP").count(), 1, "{r}");
     }
+}
+
+/// The splitter the tests read GoReplay's lines with, on the quoting those lines use.
+#[test]
+fn shell_words_splits_like_a_shell() {
+    assert_eq!(
+        shell_words(
+            r#"gor --a "User-Agent: Replayed by Gor" 'x:^1\.0\d' /v1/([^\\/]+):$1  "q\"\x""#
+        ),
+        [
+            "gor",
+            "--a",
+            "User-Agent: Replayed by Gor",
+            r"x:^1\.0\d",
+            r"/v1/([^\/]+):$1",
+            r#"q"\x"#
+        ]
+    );
 }
