@@ -11,6 +11,7 @@ mod config;
 mod deploy;
 mod filters;
 mod fleet;
+mod goreplay_http;
 mod http;
 mod middleware;
 mod mirror;

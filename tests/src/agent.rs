@@ -197,6 +197,15 @@ impl Agent {
         Self::launch(name, ports, interfaces, None, env, false)
     }
 
+    /// The agent started with command-line `args` only (a GoReplay command line, say),
+    /// with the stats file and the message output, waiting for its READY=1.
+    pub fn start_args(name: &str, args: &[&str]) -> Agent {
+        let dir = temp_dir(name);
+        let mut cmd = agent_command(&[]);
+        cmd.args(args);
+        Self::spawn_ready(dir, cmd, &[], true)
+    }
+
     fn launch(
         name: &str,
         ports: &[u16],
@@ -206,19 +215,25 @@ impl Agent {
         outputs: bool,
     ) -> Agent {
         let dir = temp_dir(name);
-        let notify_path = dir.join("notify.sock");
-        let notify = UnixDatagram::bind(&notify_path).expect("bind the readiness socket");
-        notify
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("set a timeout");
         let mut cmd = match netns {
             Some(ns) => agent_command(&["ip", "netns", "exec", ns]),
             None => agent_command(&[]),
         };
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        cmd.env("GOR_PORTS", ports.join(","))
+            .env("GOR_INTERFACES", interfaces.join(","));
+        Self::spawn_ready(dir, cmd, env, outputs)
+    }
+
+    /// Starts `cmd` with the test's environment (in `dir`) and `env`, and waits for its
+    /// READY=1.
+    fn spawn_ready(dir: PathBuf, mut cmd: Command, env: &[(&str, &str)], outputs: bool) -> Agent {
+        let notify_path = dir.join("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).expect("bind the readiness socket");
+        notify
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("set a timeout");
         cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("GOR_PORTS", ports.join(","))
-            .env("GOR_INTERFACES", interfaces.join(","))
             .env("GOR_STATS_FILE", dir.join("stats.json"))
             .env("GOR_LOG", "info")
             .env("NOTIFY_SOCKET", &notify_path)

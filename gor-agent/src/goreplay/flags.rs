@@ -61,11 +61,7 @@ pub const FLAGS: &[Flag] = &[
              --input-raw); there is no BPF expression to give: remove the flag",
         ),
     ),
-    f(
-        "input-raw-realip-header",
-        Value,
-        NotYet("adding the client's address as a header is not implemented yet"),
-    ),
+    f("input-raw-realip-header", Value, Translated),
     f(
         "input-raw-expire",
         Value,
@@ -291,24 +287,9 @@ pub const FLAGS: &[Flag] = &[
     f("output-http-header-filter", Value, Translated),
     f("output-http-header-hash-filter", Value, Translated),
     f("output-http-rewrite-url", Value, Translated),
-    f(
-        "http-set-param",
-        Value,
-        NotYet("setting a query parameter is not implemented yet; --http-rewrite-url can add one"),
-    ),
-    f(
-        "http-basic-auth-filter",
-        Value,
-        NotYet(
-            "filtering on the decoded basic-auth user is not implemented yet; \
-             --http-allow-header \"Authorization: ...\" matches the encoded header",
-        ),
-    ),
-    f(
-        "prettify-http",
-        Bool,
-        NotYet("decoding chunked and gzip bodies before the outputs is not implemented yet"),
-    ),
+    f("http-set-param", Value, Translated),
+    f("http-basic-auth-filter", Value, Translated),
+    f("prettify-http", Bool, Translated),
     // The process.
     f("verbose", OptionalLevel, Translated),
     f("debug", Bool, Translated),
@@ -351,6 +332,9 @@ pub fn filter_name(name: &str) -> Option<&'static str> {
         "http-set-header" | "output-http-header" => "http-set-header",
         "http-rewrite-url" | "output-http-rewrite-url" => "http-rewrite-url",
         "http-rewrite-header" => "http-rewrite-header",
+        "http-set-param" => "http-set-param",
+        "http-basic-auth-filter" => "http-basic-auth-filter",
+        "input-raw-realip-header" => "http-realip-header",
         _ => return None,
     })
 }

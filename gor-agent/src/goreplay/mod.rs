@@ -381,6 +381,7 @@ impl Translation {
                 }
             },
             "http-original-host" => self.rest.push("--original-host".into()),
+            "prettify-http" => self.rest.push("--http-prettify".into()),
             "middleware" => self.set("--middleware", v),
             "output-file" => self.output_files.push(output_file(shown, v)?),
             "output-file-size-limit" => {

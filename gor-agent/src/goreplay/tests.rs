@@ -482,6 +482,58 @@ fn gor_flags_pass_through_a_goreplay_command_line() {
     );
 }
 
+/// GoReplay's docs/Request-rewriting.md and the flags' help in settings.go.
+#[test]
+fn goreplay_set_param_basic_auth_prettify_and_realip_translate() {
+    translates(
+        &[
+            "--input-raw",
+            ":8080",
+            "--output-http",
+            "staging.com",
+            "--http-set-param",
+            "api_key=1",
+        ],
+        &[
+            "--ports",
+            "8080",
+            "--target",
+            "http://staging.com",
+            "--http-set-param",
+            "api_key=1",
+        ],
+    );
+    translates(
+        &[
+            "--input-raw",
+            ":8080",
+            "--output-http",
+            "staging.com",
+            "--http-basic-auth-filter",
+            "^customer[0-9].*",
+            "--input-raw-realip-header",
+            "X-Real-IP",
+            "--prettify-http",
+        ],
+        &[
+            "--ports",
+            "8080",
+            "--target",
+            "http://staging.com",
+            "--http-basic-auth-filter",
+            "^customer[0-9].*",
+            "--http-realip-header",
+            "X-Real-IP",
+            "--http-prettify",
+        ],
+    );
+    // A boolean given as Go spells it.
+    translates(
+        &["--input-raw", ":80", "-prettify-http=false"],
+        &["--ports", "80"],
+    );
+}
+
 #[test]
 fn flags_gor_does_not_implement_are_refused_by_name() {
     for (flag, value, says) in [
@@ -489,23 +541,7 @@ fn flags_gor_does_not_implement_are_refused_by_name() {
         ("--exit-after", Some("30s"), "SIGTERM"),
         ("--output-tcp", Some("replay:28020"), "--output-file"),
         ("--input-tcp", Some(":28020"), "not supported by gor yet"),
-        ("--prettify-http", None, "not supported by gor yet"),
-        (
-            "--http-set-param",
-            Some("api_key=1"),
-            "not supported by gor yet",
-        ),
-        (
-            "--http-basic-auth-filter",
-            Some("^c.*"),
-            "not supported by gor yet",
-        ),
         ("--output-file-append", None, "not supported by gor yet"),
-        (
-            "--input-raw-realip-header",
-            Some("X-Real-IP"),
-            "not supported by gor yet",
-        ),
         (
             "--output-http-redirects",
             Some("2"),
@@ -560,6 +596,8 @@ fn every_goreplay_flag_is_translated_or_refused() {
             "http-rewrite-url" | "output-http-rewrite-url" => "/a:/b",
             "http-rewrite-header" => "Host: (.*).x,$1.y",
             "http-allow-method" | "output-http-method" => "GET",
+            "http-set-param" => "api_key=1",
+            "input-raw-realip-header" => "X-Real-IP",
             _ => "v",
         };
         let mut args = vec![format!("--{}", flag.name)];

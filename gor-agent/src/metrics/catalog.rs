@@ -206,9 +206,12 @@ pub static FAMILIES: &[Family] = &[
         (&[("rule", "disallow_header")], "/filters/dropped_by_rule/disallow_header"),
         (&[("rule", "header_limiter")], "/filters/dropped_by_rule/header_limiter"),
         (&[("rule", "param_limiter")], "/filters/dropped_by_rule/param_limiter"),
+        (&[("rule", "basic_auth")], "/filters/dropped_by_rule/basic_auth"),
     ]),
     family!("gor_filter_rewritten", Counter, Report, "Requests changed by a rewrite.", "/filters/rewritten"),
     family!("gor_filter_rewrite_errors", Counter, Report, "Requests kept unrewritten because the rewrite broke their head.", "/filters/rewrite_errors"),
+    family!("gor_filter_prettified", Counter, Report, "Requests whose body GOR_HTTP_PRETTIFY decoded.", "/filters/prettified"),
+    family!("gor_filter_prettify_errors", Counter, Report, "Requests kept as they came because GOR_HTTP_PRETTIFY could not decode their body.", "/filters/prettify_errors"),
     // Mirroring to staging, per target.
     family!("gor_mirror_sampled_out", Counter, Report, "Requests left out by a percentage GOR_RATE (one draw for all targets).", "/mirror/sampled_out"),
     family!("gor_mirror_accepted", Counter, PerTarget, "Requests queued for the target.", "/accepted"),
