@@ -6,6 +6,7 @@
 mod faults;
 mod fidelity;
 mod ordering;
+mod outputs;
 mod pipelining;
 mod rate;
 mod results;
@@ -72,6 +73,7 @@ pub(super) fn config(targets: Vec<Target>) -> MirrorOptions {
     MirrorOptions {
         targets,
         rate: Rate::All,
+        split: false,
         timeout: Duration::from_secs(5),
         workers: 4,
         pipeline: 16,
