@@ -166,14 +166,7 @@ pub const FLAGS: &[Flag] = &[
         Value,
         NotYet("following staging's redirects is not implemented yet (gor never follows them)"),
     ),
-    f(
-        "output-http-skip-verify",
-        Bool,
-        NotYet(
-            "skipping TLS verification is not implemented yet; trust staging's CA with \
-             --tls-ca FILE (GOR_TLS_CA) instead",
-        ),
-    ),
+    f("output-http-skip-verify", Bool, Translated),
     f("output-http-response-buffer", Value, Translated),
     f(
         "output-http-compatibility-mode",

@@ -382,6 +382,7 @@ impl Translation {
             },
             "http-original-host" => self.rest.push("--original-host".into()),
             "split-output" => self.rest.push("--split-output".into()),
+            "output-http-skip-verify" => self.rest.push("--tls-skip-verify".into()),
             "output-http-response-buffer" => {
                 let size = go_size(shown, v)?;
                 self.set("--staging-response-max-body", &size);

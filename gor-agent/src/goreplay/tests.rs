@@ -534,7 +534,6 @@ fn flags_gor_does_not_implement_are_refused_by_name() {
             Some("2"),
             "not supported by gor yet",
         ),
-        ("--output-http-skip-verify", None, "--tls-ca"),
         ("--output-null", None, "not supported by gor yet"),
         ("--input-file-dry-run", None, "not supported by gor yet"),
         ("--output-kafka-host", Some("k:9092"), "Kafka"),
@@ -740,7 +739,7 @@ fn loopback_has_an_interface() {
 }
 
 #[test]
-fn split_output_response_buffer_and_http_debug_translate() {
+fn split_output_response_buffer_http_debug_and_skip_verify_translate() {
     translates(
         &[
             "--input-raw",
@@ -753,6 +752,7 @@ fn split_output_response_buffer_and_http_debug_translate() {
             "--output-http-response-buffer",
             "512kb",
             "-output-http-debug",
+            "--output-http-skip-verify",
         ],
         &[
             "--ports",
@@ -764,6 +764,7 @@ fn split_output_response_buffer_and_http_debug_translate() {
             "512KiB",
             "--log",
             "debug",
+            "--tls-skip-verify",
         ],
     );
     translates(

@@ -111,6 +111,8 @@ pub struct MirrorOptions {
     pub exclusion: Option<Arc<dyn PortExclusion>>,
     /// CA certificates trusted for `https://` targets besides the system roots.
     pub tls_ca: Vec<CaCert>,
+    /// Accept any certificate from `https://` targets (no verification).
+    pub tls_skip_verify: bool,
     /// Most body bytes of a staging response kept in its [`StagingResult`] (only kept for
     /// a subscriber, see [`Mirror::subscribe`]); [`DEFAULT_RESULT_BODY_LIMIT`].
     pub result_body_limit: usize,
@@ -196,7 +198,7 @@ impl Mirror {
             .targets
             .iter()
             .any(|t| t.tls)
-            .then(|| tls::client_config(&cfg.tls_ca));
+            .then(|| tls::client_config(&cfg.tls_ca, cfg.tls_skip_verify));
         let targets = cfg
             .targets
             .iter()

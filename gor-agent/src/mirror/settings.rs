@@ -59,6 +59,10 @@ pub struct MirrorArgs {
     /// PEM file of CA certificates trusted for https targets, besides the system roots.
     #[arg(long, env = "GOR_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
+    /// Accept any certificate from https targets, unverified (a staging with a
+    /// self-signed or expired certificate); prefer GOR_TLS_CA.
+    #[arg(long, env = "GOR_TLS_SKIP_VERIFY", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub tls_skip_verify: bool,
     /// Most body bytes of each staging response kept for the comparison (`GOR_COMPARE`)
     /// and for type 3 records (`GOR_TRACK_STAGING_RESPONSES`); a longer body is cut there
     /// (the comparison then compares status and headers only, and counts it `skipped`).
@@ -87,6 +91,8 @@ pub struct MirrorConfig {
     pub tls_ca_file: Option<PathBuf>,
     /// Its certificates: empty until resolved, and without a file.
     pub tls_ca: Vec<CaCert>,
+    /// [`MirrorOptions::tls_skip_verify`].
+    pub tls_skip_verify: bool,
     pub shutdown_grace: Duration,
     /// [`MirrorOptions::result_body_limit`].
     pub result_body_limit: usize,
@@ -108,6 +114,7 @@ impl MirrorConfig {
             set_headers: self.set_headers.clone(),
             exclusion,
             tls_ca: self.tls_ca.clone(),
+            tls_skip_verify: self.tls_skip_verify,
             result_body_limit: self.result_body_limit,
             gates: Vec::new(),
         }
@@ -162,6 +169,7 @@ impl MirrorArgs {
             set_headers: set_headers?,
             tls_ca_file: self.tls_ca.clone(),
             tls_ca: Vec::new(),
+            tls_skip_verify: self.tls_skip_verify,
             shutdown_grace: grace?,
             result_body_limit: body_limit?,
         })
@@ -294,6 +302,7 @@ mod tests {
             original_host: false,
             set_header: None,
             tls_ca: None,
+            tls_skip_verify: false,
             staging_response_max_body: "1MiB".into(),
             shutdown_grace: "1s".into(),
         };

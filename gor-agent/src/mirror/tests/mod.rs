@@ -82,6 +82,7 @@ pub(super) fn config(targets: Vec<Target>) -> MirrorOptions {
         set_headers: Vec::new(),
         exclusion: None,
         tls_ca: Vec::new(),
+        tls_skip_verify: false,
         result_body_limit: super::DEFAULT_RESULT_BODY_LIMIT,
         gates: Vec::new(),
     }
