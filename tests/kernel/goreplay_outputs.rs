@@ -14,6 +14,17 @@ use gor_tests::{
     traffic::{listen, Raw},
 };
 
+/// A recording "production" server on loopback and its `--input-raw` address.
+fn production() -> (Staging, String) {
+    let prod = Staging::start(listen("127.0.0.1"));
+    let input = format!("127.0.0.1:{}", prod.addr.port());
+    (prod, input)
+}
+
+fn staging() -> Staging {
+    Staging::start(listen("127.0.0.1"))
+}
+
 fn url(staging: &Staging) -> String {
     format!("http://{}", staging.addr)
 }
@@ -68,11 +79,7 @@ fn target_stats<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json:
 // `|50%` a random half, and the third without a limit gets everything.
 #[test]
 fn each_output_http_has_its_own_rate_limit() {
-    let (a, b, c) = (
-        Staging::start(listen("127.0.0.1")),
-        Staging::start(listen("127.0.0.1")),
-        Staging::start(listen("127.0.0.1")),
-    );
+    let (a, b, c) = (staging(), staging(), staging());
     let dir = temp_dir("goreplay-rates");
     let file = dir.join("requests.gor");
     const N: usize = 400;
@@ -143,12 +150,8 @@ fn each_output_http_has_its_own_rate_limit() {
 // GoReplay PRO's --recognize-tcp-sessions does).
 #[test]
 fn split_output_sends_each_connection_to_one_output_in_turn() {
-    let prod = Staging::start(listen("127.0.0.1"));
-    let (one, two) = (
-        Staging::start(listen("127.0.0.1")),
-        Staging::start(listen("127.0.0.1")),
-    );
-    let input = format!("127.0.0.1:{}", prod.addr.port());
+    let (prod, input) = production();
+    let (one, two) = (staging(), staging());
     let (u1, u2) = (url(&one), url(&two));
     let agent = Agent::start_args(
         "goreplay-split",
@@ -208,9 +211,8 @@ fn split_output_sends_each_connection_to_one_output_in_turn() {
 // Note: This will overwrite any Authorization headers in the original request."
 #[test]
 fn user_and_password_in_the_output_url_become_basic_auth() {
-    let prod = Staging::start(listen("127.0.0.1"));
-    let staging = Staging::start(listen("127.0.0.1"));
-    let input = format!("127.0.0.1:{}", prod.addr.port());
+    let (prod, input) = production();
+    let staging = staging();
     let output = format!("http://user:pass@{}", staging.addr);
     let agent = Agent::start_args(
         "goreplay-basic-auth",
@@ -266,9 +268,8 @@ fn user_and_password_in_the_output_url_become_basic_auth() {
 // that URL, replacing the request's own path and query.
 #[test]
 fn a_path_in_the_output_url_is_every_requests_target() {
-    let prod = Staging::start(listen("127.0.0.1"));
-    let staging = Staging::start(listen("127.0.0.1"));
-    let input = format!("127.0.0.1:{}", prod.addr.port());
+    let (prod, input) = production();
+    let staging = staging();
     let output = format!("--output-http=http://{}/api/v2?from=gor", staging.addr);
     let agent = Agent::start_args("goreplay-path", &["--input-raw", &input, &output], &[]);
     let mut raw = Raw::connect(prod.addr);
