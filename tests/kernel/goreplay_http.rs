@@ -31,7 +31,7 @@ fn mirrored(name: &str, line: &str, requests: &[String], expect: usize) -> Vec<S
         .map(|a| a.replace("{prod}", &prod).replace("{staging}", &stag))
         .collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let agent = Agent::start_args(name, &args);
+    let agent = Agent::start_args(name, &args, &[]);
     let mut client = Raw::connect(production.addr);
     for r in requests {
         client.send(r.as_bytes());
@@ -453,7 +453,7 @@ fn goreplay_prettify_http_decodes_chunked_and_gzip_bodies() {
     );
     let args = shell_words(&line);
     let args: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    let agent = Agent::start_args("gr-prettify", &args);
+    let agent = Agent::start_args("gr-prettify", &args, &[]);
     let mut client = Raw::connect(production.addr);
     client.send(chunked.as_bytes());
     client.send(&gzipped);

@@ -12,6 +12,7 @@ mod deploy;
 mod filters;
 mod fleet;
 mod goreplay_http;
+mod goreplay_outputs;
 mod http;
 mod middleware;
 mod mirror;

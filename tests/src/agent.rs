@@ -183,7 +183,13 @@ impl Agent {
         netns: Option<&str>,
         env: &[(&str, &str)],
     ) -> Agent {
-        Self::launch(name, ports, interfaces, netns, env, true)
+        Self::launch(name, Some((ports, interfaces)), &[], netns, env, true)
+    }
+
+    /// The agent started with a command line (GoReplay's, say) that names what it
+    /// captures, with extra environment; waits for its READY=1.
+    pub fn start_args(name: &str, args: &[&str], env: &[(&str, &str)]) -> Agent {
+        Self::launch(name, None, args, None, env, true)
     }
 
     /// The agent as production runs it, for benchmarks: only the stats file, no stream or
@@ -194,22 +200,13 @@ impl Agent {
         interfaces: &[&str],
         env: &[(&str, &str)],
     ) -> Agent {
-        Self::launch(name, ports, interfaces, None, env, false)
-    }
-
-    /// The agent started with command-line `args` only (a GoReplay command line, say),
-    /// with the stats file and the message output, waiting for its READY=1.
-    pub fn start_args(name: &str, args: &[&str]) -> Agent {
-        let dir = temp_dir(name);
-        let mut cmd = agent_command(&[]);
-        cmd.args(args);
-        Self::spawn_ready(dir, cmd, &[], true)
+        Self::launch(name, Some((ports, interfaces)), &[], None, env, false)
     }
 
     fn launch(
         name: &str,
-        ports: &[u16],
-        interfaces: &[&str],
+        capture: Option<(&[u16], &[&str])>,
+        args: &[&str],
         netns: Option<&str>,
         env: &[(&str, &str)],
         outputs: bool,
@@ -219,9 +216,12 @@ impl Agent {
             Some(ns) => agent_command(&["ip", "netns", "exec", ns]),
             None => agent_command(&[]),
         };
-        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-        cmd.env("GOR_PORTS", ports.join(","))
-            .env("GOR_INTERFACES", interfaces.join(","));
+        if let Some((ports, interfaces)) = capture {
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            cmd.env("GOR_PORTS", ports.join(","))
+                .env("GOR_INTERFACES", interfaces.join(","));
+        }
+        cmd.args(args);
         Self::spawn_ready(dir, cmd, env, outputs)
     }
 
@@ -543,6 +543,16 @@ pub fn run_replay(name: &str, args: &[&str], env: &[(&str, &str)]) -> Replayed {
     replayed(&dir, out.status.code().unwrap_or(-1), &out.stderr)
 }
 
+/// Runs `gor-agent ARGS` (a command line that replays and exits by itself: GoReplay's
+/// `--input-file ...`, say) like [`run_replay`].
+pub fn run_args(name: &str, args: &[&str], env: &[(&str, &str)]) -> Replayed {
+    let dir = temp_dir(name);
+    let mut cmd = agent_args_command(&dir, args, env);
+    cmd.env("GOR_OUTPUT_MESSAGES", dir.join("messages.jsonl"));
+    let out = cmd.output().expect("run gor-agent");
+    replayed(&dir, out.status.code().unwrap_or(-1), &out.stderr)
+}
+
 /// `gor-agent replay ARGS` configured like [`run_replay`], not started yet.
 pub fn replay_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = replay_command_bare(dir, args, env);
@@ -552,9 +562,16 @@ pub fn replay_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Comman
 
 /// `gor-agent replay ARGS` with only the stats file (no messages file), for benchmarks.
 pub fn replay_command_bare(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let replay_args: Vec<&str> = std::iter::once("replay")
+        .chain(args.iter().copied())
+        .collect();
+    agent_args_command(dir, &replay_args, env)
+}
+
+/// `gor-agent ARGS` with the stats file in `dir` and `env`, not started yet.
+fn agent_args_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = agent_command(&[]);
-    cmd.arg("replay")
-        .args(args)
+    cmd.args(args)
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("GOR_STATS_FILE", dir.join("stats.json"))
         .env("GOR_LOG", "info")

@@ -162,32 +162,14 @@ pub const FLAGS: &[Flag] = &[
         Value,
         NotYet("following staging's redirects is not implemented yet (gor never follows them)"),
     ),
-    f(
-        "output-http-skip-verify",
-        Bool,
-        NotYet(
-            "skipping TLS verification is not implemented yet; trust staging's CA with \
-             --tls-ca FILE (GOR_TLS_CA) instead",
-        ),
-    ),
-    f(
-        "output-http-response-buffer",
-        Value,
-        NotYet(
-            "not yet as such; gor keeps staging's response bodies up to \
-             --staging-response-max-body (GOR_STAGING_RESPONSE_MAX_BODY)",
-        ),
-    ),
+    f("output-http-skip-verify", Bool, Translated),
+    f("output-http-response-buffer", Value, Translated),
     f(
         "output-http-compatibility-mode",
         Bool,
         Never("gor has one HTTP client, which sends the captured bytes as they were"),
     ),
-    f(
-        "output-http-debug",
-        Bool,
-        NotYet("not yet as such; --log debug (GOR_LOG=debug) logs mirroring in detail"),
-    ),
+    f("output-http-debug", Bool, Translated),
     f(
         "output-http-elasticsearch",
         Value,
@@ -197,13 +179,7 @@ pub const FLAGS: &[Flag] = &[
         ),
     ),
     f("http-original-host", Bool, Translated),
-    f(
-        "split-output",
-        Bool,
-        NotYet(
-            "round-robin across outputs is not implemented yet: every target gets every request",
-        ),
-    ),
+    f("split-output", Bool, Translated),
     f(
         "output-stdout",
         Bool,

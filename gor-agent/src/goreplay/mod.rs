@@ -356,7 +356,7 @@ impl Translation {
                     self.set("--max-wait", &d);
                 }
             }
-            "output-http" => self.targets.push(output_http(shown, v)?),
+            "output-http" => self.targets.push(output_http(v)),
             "output-http-workers" => match v.trim().parse::<i64>() {
                 // GoReplay's 0: as many as needed; gor's default bounds them.
                 Ok(n) if n <= 0 => {}
@@ -382,6 +382,13 @@ impl Translation {
             },
             "http-original-host" => self.rest.push("--original-host".into()),
             "prettify-http" => self.rest.push("--http-prettify".into()),
+            "split-output" => self.rest.push("--split-output".into()),
+            "output-http-skip-verify" => self.rest.push("--tls-skip-verify".into()),
+            "output-http-response-buffer" => {
+                let size = go_size(shown, v)?;
+                self.set("--staging-response-max-body", &size);
+            }
+            "output-http-debug" => self.set("--log", "debug"),
             "middleware" => self.set("--middleware", v),
             "output-file" => self.output_files.push(output_file(shown, v)?),
             "output-file-size-limit" => {
@@ -436,21 +443,27 @@ impl Translation {
             }
         }
         if !self.targets.is_empty() {
-            let urls: Vec<&str> = self.targets.iter().map(|(u, _)| u.as_str()).collect();
+            // One limit for all: gor's --rate. Different ones: each target's own `|N`.
+            let first = &self.targets[0].1;
+            let same = self.targets.iter().all(|(_, l)| l == first);
+            let urls: Vec<String> = self
+                .targets
+                .iter()
+                .map(|(u, l)| match l {
+                    Some(l) if !same => format!("{u}|{l}"),
+                    _ => u.clone(),
+                })
+                .collect();
             out.push("--target".into());
             out.push(urls.join(","));
-            let first = &self.targets[0].1;
-            if self.targets.iter().any(|(_, l)| l != first) {
-                return Err(refuse(
-                    "--output-http",
-                    "per-output rate limits are not supported by gor yet: give every \
-                     --output-http the same `|N` or `|N%` (gor has one GOR_RATE for all \
-                     targets)",
-                ));
-            }
-            if let Some(rate) = first {
+            if let Some(rate) = first.as_ref().filter(|_| same) {
                 out.push("--rate".into());
                 out.push(rate.clone());
+            }
+            // GoReplay's URL path or query is every request's target.
+            if self.targets.iter().any(|(u, _)| has_path_or_query(u)) {
+                out.push("--target-path".into());
+                out.push("replace".into());
             }
         }
         match self.output_files.as_slice() {
@@ -557,7 +570,7 @@ fn capture(raw: &[(Option<String>, u16)]) -> Result<(String, Option<String>), Re
 
 /// `http://staging|10`, `staging.env|10%`: the URL (`http://` added when there is no
 /// scheme, as GoReplay does) and its limit.
-fn output_http(shown: &str, v: &str) -> Result<(String, Option<String>), Refused> {
+fn output_http(v: &str) -> (String, Option<String>) {
     let (url, limit) = match v.rsplit_once('|') {
         Some((u, l)) => (u.trim(), Some(l.trim().to_string())),
         None => (v.trim(), None),
@@ -567,16 +580,13 @@ fn output_http(shown: &str, v: &str) -> Result<(String, Option<String>), Refused
     } else {
         format!("http://{url}")
     };
-    let authority = url.split_once("://").map_or("", |(_, r)| r);
-    let authority = authority.split('/').next().unwrap_or_default();
-    if authority.contains('@') {
-        return Err(refuse(
-            shown,
-            "basic auth from the URL's `user:pass@` is not supported by gor yet; set the \
-             header with --http-set-header \"Authorization: Basic ...\"",
-        ));
-    }
-    Ok((url, limit.filter(|l| !l.is_empty())))
+    (url, limit.filter(|l| !l.is_empty()))
+}
+
+/// Whether a URL has a path (`/` included, as Go's URL parser has it) or a query.
+fn has_path_or_query(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.contains(['/', '?'])
 }
 
 /// GoReplay's file name: gor knows `%Y %m %d %H %M %S` (UTC) and `%%`.

@@ -341,26 +341,50 @@ fn output_http_rates_and_settings() {
             "1500ms",
         ],
     );
-    let e = refused(&[
-        "--input-raw",
-        ":80",
-        "--output-http",
-        "http://a:1|10",
-        "--output-http",
-        "http://b:2|20",
-    ]);
-    assert!(e.message.contains("per-output rate limits"), "{e}");
-    let e = refused(&[
-        "--input-raw",
-        ":80",
-        "--output-http",
-        "http://a:1|10",
-        "--output-http",
-        "http://b:2",
-    ]);
-    assert!(e.message.contains("the same"), "{e}");
-    let e = refused(&["--input-raw", ":80", "--output-http", "http://u:p@a:1"]);
-    assert!(e.message.contains("basic auth"), "{e}");
+    // Different limits: each target its own `|N` (GoReplay's README: "--output-http
+    // "http://staging.com|10" --output-http "http://dev.com|50%""... per output).
+    translates(
+        &[
+            "--input-raw",
+            ":80",
+            "--output-http",
+            "http://a:1|10",
+            "--output-http",
+            "http://b:2|50%",
+            "--output-http",
+            "http://c:3",
+        ],
+        &[
+            "--ports",
+            "80",
+            "--target",
+            "http://a:1|10,http://b:2|50%,http://c:3",
+        ],
+    );
+    // Credentials stay in the URL: gor makes them basic auth.
+    translates(
+        &["--input-raw", ":80", "--output-http", "http://u:p@a:1"],
+        &["--ports", "80", "--target", "http://u:p@a:1"],
+    );
+    // A path or a query: GoReplay's target replacement.
+    translates(
+        &[
+            "--input-raw",
+            ":80",
+            "--output-http",
+            "staging:81/api?k=v|5",
+        ],
+        &[
+            "--ports",
+            "80",
+            "--target",
+            "http://staging:81/api?k=v",
+            "--rate",
+            "5",
+            "--target-path",
+            "replace",
+        ],
+    );
     let e = refused(&["--input-raw", ":80", "--output-http-timeout", "soon"]);
     assert!(e.message.contains("duration"), "{e}");
 }
@@ -537,7 +561,6 @@ fn goreplay_set_param_basic_auth_prettify_and_realip_translate() {
 #[test]
 fn flags_gor_does_not_implement_are_refused_by_name() {
     for (flag, value, says) in [
-        ("--split-output", None, "not supported by gor yet"),
         ("--exit-after", Some("30s"), "SIGTERM"),
         ("--output-tcp", Some("replay:28020"), "--output-file"),
         ("--input-tcp", Some(":28020"), "not supported by gor yet"),
@@ -547,7 +570,6 @@ fn flags_gor_does_not_implement_are_refused_by_name() {
             Some("2"),
             "not supported by gor yet",
         ),
-        ("--output-http-skip-verify", None, "--tls-ca"),
         ("--output-null", None, "not supported by gor yet"),
         ("--input-file-dry-run", None, "not supported by gor yet"),
         ("--output-kafka-host", Some("k:9092"), "Kafka"),
@@ -584,7 +606,7 @@ fn every_goreplay_flag_is_translated_or_refused() {
             "input-file" => "r.gor",
             "input-file-max-wait" | "output-http-timeout" => "2s",
             "output-http-workers" | "output-http-queue-len" | "output-http-stats-ms" => "3",
-            "output-file-size-limit" => "1mb",
+            "output-file-size-limit" | "output-http-response-buffer" => "1mb",
             "http-header-limiter" | "http-param-limiter" | "output-http-header-hash-filter" => {
                 "user-id: 25%"
             }
@@ -752,4 +774,45 @@ fn loopback_has_an_interface() {
         Some("lo")
     );
     assert_eq!(interface_holding("192.0.2.123".parse().unwrap()), None);
+}
+
+#[test]
+fn split_output_response_buffer_http_debug_and_skip_verify_translate() {
+    translates(
+        &[
+            "--input-raw",
+            ":80",
+            "--output-http",
+            "http://a:1",
+            "--output-http",
+            "http://b:2",
+            "--split-output",
+            "--output-http-response-buffer",
+            "512kb",
+            "-output-http-debug",
+            "--output-http-skip-verify",
+        ],
+        &[
+            "--ports",
+            "80",
+            "--target",
+            "http://a:1,http://b:2",
+            "--split-output",
+            "--staging-response-max-body",
+            "512KiB",
+            "--log",
+            "debug",
+            "--tls-skip-verify",
+        ],
+    );
+    translates(
+        &[
+            "--input-raw",
+            ":80",
+            "--output-http",
+            "http://a:1",
+            "--split-output=false",
+        ],
+        &["--ports", "80", "--target", "http://a:1"],
+    );
 }

@@ -215,7 +215,7 @@ pub static FAMILIES: &[Family] = &[
     // Mirroring to staging, per target.
     family!("gor_mirror_sampled_out", Counter, Report, "Requests left out by a percentage GOR_RATE (one draw for all targets).", "/mirror/sampled_out"),
     family!("gor_mirror_accepted", Counter, PerTarget, "Requests queued for the target.", "/accepted"),
-    family!("gor_mirror_rate_limited", Counter, PerTarget, "Requests over the target's GOR_RATE, dropped.", "/rate_limited"),
+    family!("gor_mirror_rate_limited", Counter, PerTarget, "Requests over the target's rate (its own `|N` in GOR_TARGET, or GOR_RATE), dropped.", "/rate_limited"),
     family!("gor_mirror_dropped", Counter, PerTarget, "Requests for the target dropped, by reason.", [
         (&[("reason", "queue_full")], "/queue_full"),
         (&[("reason", "lane_queue_full")], "/lane_queue_full"),
