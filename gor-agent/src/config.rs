@@ -629,12 +629,12 @@ mod tests {
         let path = file.to_str().unwrap();
         let c = checked(&["replay", "--input-file", path, "--speed", "200%", "--loop"]).unwrap();
         let input = c.input_file.unwrap();
-        assert_eq!((input.speed, input.looping), (2.0, true));
+        assert_eq!((input.inputs[0].speed, input.looping), (2.0, true));
         assert!(c.capture.ports.is_empty(), "no ports needed to replay");
         // GoReplay's `FILE|SPEED` form.
         let piped = format!("{path}|50%");
         let c = checked(&["replay", "--input-file", &piped]).unwrap();
-        assert_eq!(c.input_file.unwrap().speed, 0.5);
+        assert_eq!(c.input_file.unwrap().inputs[0].speed, 0.5);
         let errs = checked(&[
             "replay",
             "--input-file",

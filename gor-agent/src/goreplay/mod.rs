@@ -185,6 +185,8 @@ struct Translation {
     /// `--output-http`: (URL, its `|N` or `|N%` limit).
     targets: Vec<(String, Option<String>)>,
     output_files: Vec<String>,
+    /// `--output-stdout` (or `--output-dummy`), given once or more.
+    stdout: bool,
     /// gor's flags, in the order given, after the input and the targets.
     rest: Vec<String>,
 }
@@ -351,6 +353,7 @@ impl Translation {
             },
             "input-file" => self.input_files.push(v.to_string()),
             "input-file-loop" => self.rest.push("--loop".into()),
+            "input-file-dry-run" => self.rest.push("--dry-run".into()),
             "input-file-max-wait" => {
                 if let Some(d) = go_duration(shown, v)? {
                     self.set("--max-wait", &d);
@@ -387,6 +390,34 @@ impl Translation {
                 let size = go_size(shown, v)?;
                 self.set("--output-file-size-limit", &size);
             }
+            "output-file-max-size-limit" => match v.trim() {
+                // GoReplay's default, -1: no cap.
+                "-1" | "0" => {}
+                _ => {
+                    let size = go_size(shown, v)?;
+                    self.set("--output-file-max-size-limit", &size);
+                }
+            },
+            "output-file-append" => self.rest.push("--output-file-append".into()),
+            "output-file-flush-interval" => {
+                // GoReplay flushes every 100ms when told 0.
+                let d = go_duration(shown, v)?.unwrap_or_else(|| "100ms".into());
+                self.set("--output-file-flush-interval", &d);
+            }
+            "output-file-queue-limit" => match v.trim().parse::<i64>() {
+                Ok(n) => self.set("--output-file-queue-limit", &n.max(0).to_string()),
+                Err(_) => return Err(refuse(shown, format!("`{v}` is not a number of records"))),
+            },
+            // GoReplay prints its records on stdout for both; --output-dummy's value is
+            // ignored, as GoReplay ignores it.
+            "output-stdout" | "output-dummy" => self.stdout = true,
+            // Messages go nowhere: gor still frames and counts them.
+            "output-null" => {}
+            "exit-after" => {
+                if let Some(d) = go_duration(shown, v)? {
+                    self.set("--exit-after", &d);
+                }
+            }
             "verbose" => match value.as_deref().map(str::trim) {
                 None => self.set("--log", "debug"),
                 Some(level) => match level.parse::<i64>() {
@@ -415,16 +446,11 @@ impl Translation {
                      input at a time (capture, or `gor-agent replay`)",
                 ));
             }
-            if self.input_files.len() > 1 {
-                return Err(refuse(
-                    "--input-file",
-                    "not supported by gor yet more than once; one pattern with `*` can \
-                     name several files (`requests-*.gor`)",
-                ));
-            }
             out.push("replay".into());
-            out.push("--input-file".into());
-            out.push(self.input_files[0].clone());
+            for file in &self.input_files {
+                out.push("--input-file".into());
+                out.push(file.clone());
+            }
         } else if !self.raw.is_empty() {
             let (ports, interfaces) = capture(&self.raw)?;
             out.push("--ports".into());
@@ -464,6 +490,9 @@ impl Translation {
                     "not supported by gor yet more than once: gor writes one file pattern",
                 ))
             }
+        }
+        if self.stdout {
+            out.push("--output-stdout-records".into());
         }
         out.extend(self.rest);
         Ok(out)
@@ -578,7 +607,8 @@ fn output_http(shown: &str, v: &str) -> Result<(String, Option<String>), Refused
     Ok((url, limit.filter(|l| !l.is_empty())))
 }
 
-/// GoReplay's file name: gor knows `%Y %m %d %H %M %S` (UTC) and `%%`.
+/// GoReplay's file name, with its placeholders (`%Y %m %d %H %M %S`, `%NS`, `%r`, `%t`,
+/// `%i`) and `%%`.
 fn output_file(shown: &str, v: &str) -> Result<String, Refused> {
     if v.starts_with("s3://") {
         return Err(refuse(
@@ -590,14 +620,15 @@ fn output_file(shown: &str, v: &str) -> Result<String, Refused> {
     while let Some(i) = rest.find('%') {
         let after = &rest[i + 1..];
         match after.chars().next() {
-            Some('Y' | 'm' | 'd' | 'H' | 'M' | 'S' | '%') => rest = &after[1..],
+            Some('Y' | 'm' | 'd' | 'H' | 'M' | 'S' | 'r' | 't' | 'i' | '%') => rest = &after[1..],
+            Some('N') if after.starts_with("NS") => rest = &after[2..],
             _ => {
                 let ph: String = after.chars().take(2).collect();
                 return Err(refuse(
                     shown,
                     format!(
-                        "the placeholder `%{ph}` is not supported by gor yet; it knows \
-                         %Y %m %d %H %M %S (UTC) and %%"
+                        "`%{ph}` is not one of GoReplay's placeholders: %Y %m %d %H %M %S \
+                         (UTC), %NS, %r (the record's id), %t (its type), %i (this run), %%"
                     ),
                 ));
             }
