@@ -653,6 +653,28 @@ mod tests {
         assert_eq!(names, ["GOR_INPUT_FILE"]);
         let errs = cli(&["replay"]).validate().unwrap_err();
         assert_eq!(errs[0].setting, "GOR_INPUT_FILE");
+        // Several inputs, each with its own speed (or `--speed`'s), and a dry run.
+        let other = format!("{path}|200%");
+        let c = checked(&[
+            "replay",
+            "--input-file",
+            path,
+            "--input-file",
+            &other,
+            "--speed",
+            "50%",
+            "--dry-run",
+        ])
+        .unwrap();
+        let input = c.input_file.unwrap();
+        let speeds: Vec<f64> = input.inputs.iter().map(|i| i.speed).collect();
+        assert_eq!(speeds, [0.5, 2.0]);
+        assert!(input.dry_run);
+        let bad = format!("{path}|fast");
+        let errs = cli(&["replay", "--input-file", path, "--input-file", &bad])
+            .validate()
+            .unwrap_err();
+        assert_eq!(errs[0].setting, "GOR_INPUT_FILE");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

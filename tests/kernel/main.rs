@@ -11,6 +11,7 @@ mod config;
 mod deploy;
 mod filters;
 mod fleet;
+mod goreplay_files;
 mod http;
 mod middleware;
 mod mirror;

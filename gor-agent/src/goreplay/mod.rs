@@ -697,8 +697,8 @@ fn go_duration(shown: &str, v: &str) -> Result<Option<String>, Refused> {
     })
 }
 
-/// GoReplay's sizes (`32mb`, `1gb`, `512kb`, any case, powers of 1024; a bare number is
-/// bytes) in gor's units.
+/// GoReplay's sizes (`32mb`, `1gb`, `512kb`, `256m`, any case, powers of 1024; a bare
+/// number is bytes) in gor's units.
 fn go_size(shown: &str, v: &str) -> Result<String, Refused> {
     let bad = || {
         refuse(
@@ -707,6 +707,11 @@ fn go_size(shown: &str, v: &str) -> Result<String, Refused> {
         )
     };
     let s = v.trim().to_ascii_lowercase().replace('_', "");
+    // `32mb`, and `256m` as GoReplay's documentation writes it.
+    let s = match s.strip_suffix(['k', 'm', 'g', 't']) {
+        Some(_) => format!("{s}b"),
+        None => s,
+    };
     let (num, unit) = match s.len().checked_sub(2).map(|i| s.split_at(i)) {
         Some((n, u @ ("kb" | "mb" | "gb" | "tb"))) => (n.to_string(), u),
         _ => (s.clone(), ""),

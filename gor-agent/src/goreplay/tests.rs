@@ -374,6 +374,8 @@ fn output_file_sizes_and_placeholders() {
         ("512kb", "512KiB"),
         ("1gb", "1GiB"),
         ("2tb", "2048GiB"),
+        ("256m", "256MiB"),
+        ("64K", "64KiB"),
         ("65536", "65536"),
     ] {
         translates(
