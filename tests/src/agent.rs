@@ -206,11 +206,7 @@ impl Agent {
         outputs: bool,
     ) -> Agent {
         let dir = temp_dir(name);
-        let notify_path = dir.join("notify.sock");
-        let notify = UnixDatagram::bind(&notify_path).expect("bind the readiness socket");
-        notify
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("set a timeout");
+        let (notify, notify_path) = readiness_socket(&dir);
         let mut cmd = match netns {
             Some(ns) => agent_command(&["ip", "netns", "exec", ns]),
             None => agent_command(&[]),
@@ -236,17 +232,8 @@ impl Agent {
             child: Some(child),
             dir,
         };
-        let mut buf = [0u8; 256];
-        loop {
-            match notify.recv(&mut buf) {
-                Ok(n) if &buf[..n] == b"READY=1" => return agent,
-                Ok(_) => continue,
-                Err(e) => {
-                    let stderr = agent.stderr();
-                    panic!("the agent did not report READY=1 ({e}); its stderr:\n{stderr}");
-                }
-            }
-        }
+        wait_ready(&notify, || agent.stderr());
+        agent
     }
 
     /// The agent's directory (its stats file, outputs, stderr).
@@ -298,6 +285,32 @@ impl Agent {
         let mut child = self.child.take().expect("running");
         let stderr = terminate(&mut child, "the agent", || self.stderr());
         read_captured(&self.dir, stderr)
+    }
+}
+
+/// A socket in `dir` for the agent's sd_notify messages (give its path as
+/// `NOTIFY_SOCKET`), read with a 30 s timeout.
+pub fn readiness_socket(dir: &Path) -> (UnixDatagram, PathBuf) {
+    let path = dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&path).expect("bind the readiness socket");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set a timeout");
+    (notify, path)
+}
+
+/// Waits for READY=1 on `notify`; panics with `stderr()` if it does not come.
+pub fn wait_ready(notify: &UnixDatagram, stderr: impl Fn() -> String) {
+    let mut buf = [0u8; 256];
+    loop {
+        match notify.recv(&mut buf) {
+            Ok(n) if &buf[..n] == b"READY=1" => return,
+            Ok(_) => continue,
+            Err(e) => panic!(
+                "the agent did not report READY=1 ({e}); its stderr:\n{}",
+                stderr()
+            ),
+        }
     }
 }
 
