@@ -480,3 +480,27 @@ fn goreplay_several_input_files_replay_side_by_side_at_their_own_speeds() {
         span("a")
     );
 }
+
+// GoReplay's settings.go: "output-null": "Used for testing inputs. Drops all requests.";
+// "output-dummy": "DEPRECATED: use --output-stdout instead" (and prints as it does).
+#[test]
+fn goreplay_output_null_and_dummy_when_replaying_a_file() {
+    let dir = temp_dir("gr-null-in");
+    let file = dir.join("requests.gor");
+    write_gets(&file, (0..4).map(|i| format!("/null/{i}")), 10);
+    let path = file.to_str().expect("utf8");
+    let (code, stdout, stderr) = run("gr-null", &["--input-file", path, "--output-null"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.is_empty(), "nothing printed: {stdout}");
+    let (code, stdout, stderr) = run("gr-dummy", &["--input-file", path, "--output-dummy", "x"]);
+    assert_eq!(code, 0, "{stderr}");
+    let recs = records(stdout.as_bytes());
+    let want: Vec<u8> = (0..4)
+        .flat_map(|i| get_request(&format!("/null/{i}")))
+        .collect();
+    assert_eq!(
+        requests_joined(&recs),
+        want,
+        "the file's requests, as records"
+    );
+}
