@@ -351,7 +351,22 @@ impl Translation {
                 }
                 _ => return Err(refuse(shown, format!("`{v}` is not a GoReplay engine"))),
             },
-            "input-file" => self.input_files.push(v.to_string()),
+            "input-file" => match v.rsplit_once('|') {
+                // GoReplay's `|10` on a file input drops what is over 10 requests/s; only
+                // a percentage is a speed.
+                Some((_, limit)) if !limit.trim().ends_with('%') => {
+                    return Err(refuse(
+                        shown,
+                        format!(
+                            "`|{limit}` (requests per second) on a file input is not supported \
+                             by gor as such: give the speed as a percentage (`|200%`), or cap \
+                             the rate with --rate {limit} (GOR_RATE)",
+                            limit = limit.trim()
+                        ),
+                    ))
+                }
+                _ => self.input_files.push(v.to_string()),
+            },
             "input-file-loop" => self.rest.push("--loop".into()),
             "input-file-dry-run" => self.rest.push("--dry-run".into()),
             "input-file-max-wait" => {

@@ -467,6 +467,8 @@ fn input_file_settings() {
             "--dry-run",
         ],
     );
+    let e = refused(&["--input-file", "a.gor|10", "--output-http", "http://s:1"]);
+    assert!(e.message.contains("--rate 10"), "{e}");
     let e = refused(&["--input-file", "a.gor", "--input-raw", ":80"]);
     assert!(e.message.contains("one input at a time"), "{e}");
 }
