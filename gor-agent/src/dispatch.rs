@@ -147,6 +147,12 @@ impl Dispatch {
             None => None,
         };
         let mut outputs: Vec<Box<dyn MessageOutput>> = Vec::new();
+        if cfg.outputs.stdout_records {
+            outputs.push(Box::new(FileOutput::stdout(
+                cfg.outputs.track_responses,
+                to_wall,
+            )));
+        }
         if let Some(path) = &cfg.outputs.messages_file {
             let o = MessagesFile::create(path)
                 .with_context(|| format!("creating the messages file {}", path.display()))?;

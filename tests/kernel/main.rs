@@ -11,6 +11,7 @@ mod config;
 mod deploy;
 mod filters;
 mod fleet;
+mod goreplay_files;
 mod goreplay_http;
 mod goreplay_outputs;
 mod http;

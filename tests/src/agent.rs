@@ -228,11 +228,7 @@ impl Agent {
     /// Starts `cmd` with the test's environment (in `dir`) and `env`, and waits for its
     /// READY=1.
     fn spawn_ready(dir: PathBuf, mut cmd: Command, env: &[(&str, &str)], outputs: bool) -> Agent {
-        let notify_path = dir.join("notify.sock");
-        let notify = UnixDatagram::bind(&notify_path).expect("bind the readiness socket");
-        notify
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("set a timeout");
+        let (notify, notify_path) = readiness_socket(&dir);
         cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("GOR_STATS_FILE", dir.join("stats.json"))
             .env("GOR_LOG", "info")
@@ -251,17 +247,8 @@ impl Agent {
             child: Some(child),
             dir,
         };
-        let mut buf = [0u8; 256];
-        loop {
-            match notify.recv(&mut buf) {
-                Ok(n) if &buf[..n] == b"READY=1" => return agent,
-                Ok(_) => continue,
-                Err(e) => {
-                    let stderr = agent.stderr();
-                    panic!("the agent did not report READY=1 ({e}); its stderr:\n{stderr}");
-                }
-            }
-        }
+        wait_ready(&notify, || agent.stderr());
+        agent
     }
 
     /// The agent's directory (its stats file, outputs, stderr).
@@ -313,6 +300,32 @@ impl Agent {
         let mut child = self.child.take().expect("running");
         let stderr = terminate(&mut child, "the agent", || self.stderr());
         read_captured(&self.dir, stderr)
+    }
+}
+
+/// A socket in `dir` for the agent's sd_notify messages (give its path as
+/// `NOTIFY_SOCKET`), read with a 30 s timeout.
+pub fn readiness_socket(dir: &Path) -> (UnixDatagram, PathBuf) {
+    let path = dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&path).expect("bind the readiness socket");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set a timeout");
+    (notify, path)
+}
+
+/// Waits for READY=1 on `notify`; panics with `stderr()` if it does not come.
+pub fn wait_ready(notify: &UnixDatagram, stderr: impl Fn() -> String) {
+    let mut buf = [0u8; 256];
+    loop {
+        match notify.recv(&mut buf) {
+            Ok(n) if &buf[..n] == b"READY=1" => return,
+            Ok(_) => continue,
+            Err(e) => panic!(
+                "the agent did not report READY=1 ({e}); its stderr:\n{}",
+                stderr()
+            ),
+        }
     }
 }
 

@@ -117,11 +117,7 @@ pub const FLAGS: &[Flag] = &[
              window; remove the flag",
         ),
     ),
-    f(
-        "input-file-dry-run",
-        Bool,
-        NotYet("counting the records and the replay's duration is not implemented yet"),
-    ),
+    f("input-file-dry-run", Bool, Translated),
     f("input-tcp", Value, NotYet(TCP)),
     f("input-tcp-secure", Bool, NotYet(TCP)),
     f("input-tcp-certificate", Value, NotYet(TCP)),
@@ -180,47 +176,15 @@ pub const FLAGS: &[Flag] = &[
     ),
     f("http-original-host", Bool, Translated),
     f("split-output", Bool, Translated),
-    f(
-        "output-stdout",
-        Bool,
-        NotYet(
-            "printing GoReplay's records on stdout is not implemented yet; save them with \
-             --output-file, or see the raw TCP streams with gor's own `gor-agent --ports \
-             PORT --output-stdout`",
-        ),
-    ),
-    f(
-        "output-null",
-        Bool,
-        NotYet("not yet; to capture without output, give no output (gor still counts and logs)"),
-    ),
-    f(
-        "output-dummy",
-        Value,
-        NotYet("not yet; GoReplay deprecated it for --output-stdout, which is not yet either"),
-    ),
+    f("output-stdout", Bool, Translated),
+    f("output-null", Bool, Translated),
+    f("output-dummy", Value, Translated),
     f("output-file", Value, Translated),
     f("output-file-size-limit", Value, Translated),
-    f(
-        "output-file-append",
-        Bool,
-        NotYet("appending to an existing file is not implemented yet"),
-    ),
-    f(
-        "output-file-max-size-limit",
-        Value,
-        NotYet("a cap on all files together is not implemented yet"),
-    ),
-    f(
-        "output-file-flush-interval",
-        Value,
-        NotYet("not yet; gor flushes its file when it rotates and at exit"),
-    ),
-    f(
-        "output-file-queue-limit",
-        Value,
-        NotYet("not yet; gor starts a new file by size only (--output-file-size-limit)"),
-    ),
+    f("output-file-append", Bool, Translated),
+    f("output-file-max-size-limit", Value, Translated),
+    f("output-file-flush-interval", Value, Translated),
+    f("output-file-queue-limit", Value, Translated),
     f(
         "output-file-buffer",
         Value,
@@ -270,11 +234,7 @@ pub const FLAGS: &[Flag] = &[
     f("verbose", OptionalLevel, Translated),
     f("debug", Bool, Translated),
     f("stats", Bool, Translated),
-    f(
-        "exit-after",
-        Value,
-        NotYet("not yet; stop gor with SIGTERM (e.g. `timeout 30s gor-agent ...`)"),
-    ),
+    f("exit-after", Value, Translated),
     f(
         "http-pprof",
         Value,

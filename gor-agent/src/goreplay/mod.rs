@@ -185,6 +185,8 @@ struct Translation {
     /// `--output-http`: (URL, its `|N` or `|N%` limit).
     targets: Vec<(String, Option<String>)>,
     output_files: Vec<String>,
+    /// `--output-stdout` (or `--output-dummy`), given once or more.
+    stdout: bool,
     /// gor's flags, in the order given, after the input and the targets.
     rest: Vec<String>,
 }
@@ -349,8 +351,24 @@ impl Translation {
                 }
                 _ => return Err(refuse(shown, format!("`{v}` is not a GoReplay engine"))),
             },
-            "input-file" => self.input_files.push(v.to_string()),
+            "input-file" => match v.rsplit_once('|') {
+                // GoReplay's `|10` on a file input drops what is over 10 requests/s; only
+                // a percentage is a speed.
+                Some((_, limit)) if !limit.trim().ends_with('%') => {
+                    return Err(refuse(
+                        shown,
+                        format!(
+                            "`|{limit}` (requests per second) on a file input is not supported \
+                             by gor as such: give the speed as a percentage (`|200%`), or cap \
+                             the rate with --rate {limit} (GOR_RATE)",
+                            limit = limit.trim()
+                        ),
+                    ))
+                }
+                _ => self.input_files.push(v.to_string()),
+            },
             "input-file-loop" => self.rest.push("--loop".into()),
+            "input-file-dry-run" => self.rest.push("--dry-run".into()),
             "input-file-max-wait" => {
                 if let Some(d) = go_duration(shown, v)? {
                     self.set("--max-wait", &d);
@@ -395,6 +413,34 @@ impl Translation {
                 let size = go_size(shown, v)?;
                 self.set("--output-file-size-limit", &size);
             }
+            "output-file-max-size-limit" => match v.trim() {
+                // GoReplay's default, -1: no cap.
+                "-1" | "0" => {}
+                _ => {
+                    let size = go_size(shown, v)?;
+                    self.set("--output-file-max-size-limit", &size);
+                }
+            },
+            "output-file-append" => self.rest.push("--output-file-append".into()),
+            "output-file-flush-interval" => {
+                // GoReplay flushes every 100ms when told 0.
+                let d = go_duration(shown, v)?.unwrap_or_else(|| "100ms".into());
+                self.set("--output-file-flush-interval", &d);
+            }
+            "output-file-queue-limit" => match v.trim().parse::<i64>() {
+                Ok(n) => self.set("--output-file-queue-limit", &n.max(0).to_string()),
+                Err(_) => return Err(refuse(shown, format!("`{v}` is not a number of records"))),
+            },
+            // GoReplay prints its records on stdout for both; --output-dummy's value is
+            // ignored, as GoReplay ignores it.
+            "output-stdout" | "output-dummy" => self.stdout = true,
+            // Messages go nowhere: gor still frames and counts them.
+            "output-null" => {}
+            "exit-after" => {
+                if let Some(d) = go_duration(shown, v)? {
+                    self.set("--exit-after", &d);
+                }
+            }
             "verbose" => match value.as_deref().map(str::trim) {
                 None => self.set("--log", "debug"),
                 Some(level) => match level.parse::<i64>() {
@@ -423,16 +469,11 @@ impl Translation {
                      input at a time (capture, or `gor-agent replay`)",
                 ));
             }
-            if self.input_files.len() > 1 {
-                return Err(refuse(
-                    "--input-file",
-                    "not supported by gor yet more than once; one pattern with `*` can \
-                     name several files (`requests-*.gor`)",
-                ));
-            }
             out.push("replay".into());
-            out.push("--input-file".into());
-            out.push(self.input_files[0].clone());
+            for file in &self.input_files {
+                out.push("--input-file".into());
+                out.push(file.clone());
+            }
         } else if !self.raw.is_empty() {
             let (ports, interfaces) = capture(&self.raw)?;
             out.push("--ports".into());
@@ -478,6 +519,9 @@ impl Translation {
                     "not supported by gor yet more than once: gor writes one file pattern",
                 ))
             }
+        }
+        if self.stdout {
+            out.push("--output-stdout-records".into());
         }
         out.extend(self.rest);
         Ok(out)
@@ -589,7 +633,8 @@ fn has_path_or_query(url: &str) -> bool {
     rest.contains(['/', '?'])
 }
 
-/// GoReplay's file name: gor knows `%Y %m %d %H %M %S` (UTC) and `%%`.
+/// GoReplay's file name, with its placeholders (`%Y %m %d %H %M %S`, `%NS`, `%r`, `%t`,
+/// `%i`) and `%%`.
 fn output_file(shown: &str, v: &str) -> Result<String, Refused> {
     if v.starts_with("s3://") {
         return Err(refuse(
@@ -601,14 +646,15 @@ fn output_file(shown: &str, v: &str) -> Result<String, Refused> {
     while let Some(i) = rest.find('%') {
         let after = &rest[i + 1..];
         match after.chars().next() {
-            Some('Y' | 'm' | 'd' | 'H' | 'M' | 'S' | '%') => rest = &after[1..],
+            Some('Y' | 'm' | 'd' | 'H' | 'M' | 'S' | 'r' | 't' | 'i' | '%') => rest = &after[1..],
+            Some('N') if after.starts_with("NS") => rest = &after[2..],
             _ => {
                 let ph: String = after.chars().take(2).collect();
                 return Err(refuse(
                     shown,
                     format!(
-                        "the placeholder `%{ph}` is not supported by gor yet; it knows \
-                         %Y %m %d %H %M %S (UTC) and %%"
+                        "`%{ph}` is not one of GoReplay's placeholders: %Y %m %d %H %M %S \
+                         (UTC), %NS, %r (the record's id), %t (its type), %i (this run), %%"
                     ),
                 ));
             }
@@ -677,8 +723,8 @@ fn go_duration(shown: &str, v: &str) -> Result<Option<String>, Refused> {
     })
 }
 
-/// GoReplay's sizes (`32mb`, `1gb`, `512kb`, any case, powers of 1024; a bare number is
-/// bytes) in gor's units.
+/// GoReplay's sizes (`32mb`, `1gb`, `512kb`, `256m`, any case, powers of 1024; a bare
+/// number is bytes) in gor's units.
 fn go_size(shown: &str, v: &str) -> Result<String, Refused> {
     let bad = || {
         refuse(
@@ -687,6 +733,11 @@ fn go_size(shown: &str, v: &str) -> Result<String, Refused> {
         )
     };
     let s = v.trim().to_ascii_lowercase().replace('_', "");
+    // `32mb`, and `256m` as GoReplay's documentation writes it.
+    let s = match s.strip_suffix(['k', 'm', 'g', 't']) {
+        Some(_) => format!("{s}b"),
+        None => s,
+    };
     let (num, unit) = match s.len().checked_sub(2).map(|i| s.split_at(i)) {
         Some((n, u @ ("kb" | "mb" | "gb" | "tb"))) => (n.to_string(), u),
         _ => (s.clone(), ""),

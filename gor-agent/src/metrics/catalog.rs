@@ -284,6 +284,7 @@ pub static FAMILIES: &[Family] = &[
     family!("gor_file_records", Counter, Report, "Records written to GOR_OUTPUT_FILE.", "/outputs/file/records_written"),
     family!("gor_file_written_bytes", Counter, Report, "Bytes written to GOR_OUTPUT_FILE (before compression).", "/outputs/file/bytes_written"),
     family!("gor_file_dropped_records", Counter, Report, "Records lost to write errors.", "/outputs/file/records_dropped"),
+    family!("gor_file_over_max_size_records", Counter, Report, "Records not saved because the files reached GOR_OUTPUT_FILE_MAX_SIZE_LIMIT.", "/outputs/file/records_over_max_size"),
     family!("gor_file_write_errors", Counter, Report, "Failed writes, opens and gzip finishes.", "/outputs/file/write_errors"),
 ];
 

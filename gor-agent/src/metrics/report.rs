@@ -352,6 +352,7 @@ mod tests {
                 files_opened: next(),
                 write_errors: next(),
                 records_dropped: next(),
+                records_over_max_size: next(),
             },
             input: InputStats {
                 records: next(),
