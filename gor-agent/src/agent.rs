@@ -6,6 +6,7 @@
 //! | (default) | [`LiveCapture`]: TC programs, ring buffer | TCP segments | monotonic |
 //! | `GOR_INPUT_PCAP` | [`PcapFile`] | TCP segments | the packets' (wall clock) |
 //! | `gor-agent replay` | [`SavedTraffic`]: `.gor` files | HTTP messages | the records' (wall clock) |
+//! | `gor-agent replay --dry-run` | [`crate::replay::dry_run`]: counts, sends nothing | | |
 //! | `gor-agent replay-server` | [`ReplayServer`]: NATS JetStream | HTTP messages | the listeners' (wall clock) |
 
 use anyhow::Result;
@@ -34,6 +35,13 @@ pub async fn run(cfg: Config) -> Result<()> {
         let (source, hooks) = ReplayServer::start(&cfg).await?;
         let pipeline = Pipeline::with_hooks(&cfg, source.clock(), origin, None, hooks)?;
         return driver.run(source, pipeline).await;
+    }
+    if let Some(input) = cfg.input_file.as_ref().filter(|i| i.dry_run) {
+        // Counting only: no pipeline, nothing sent, nothing written.
+        for run in crate::replay::dry_run(input)? {
+            print!("{run}");
+        }
+        return Ok(());
     }
     if let Some(input) = &cfg.input_file {
         let driver = Driver::start(&cfg).await?;

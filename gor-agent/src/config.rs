@@ -712,12 +712,12 @@ mod tests {
         let path = file.to_str().unwrap();
         let c = checked(&["replay", "--input-file", path, "--speed", "200%", "--loop"]).unwrap();
         let input = c.input_file.unwrap();
-        assert_eq!((input.speed, input.looping), (2.0, true));
+        assert_eq!((input.inputs[0].speed, input.looping), (2.0, true));
         assert!(c.capture.ports.is_empty(), "no ports needed to replay");
         // GoReplay's `FILE|SPEED` form.
         let piped = format!("{path}|50%");
         let c = checked(&["replay", "--input-file", &piped]).unwrap();
-        assert_eq!(c.input_file.unwrap().speed, 0.5);
+        assert_eq!(c.input_file.unwrap().inputs[0].speed, 0.5);
         let errs = checked(&[
             "replay",
             "--input-file",
@@ -735,6 +735,28 @@ mod tests {
         let names: Vec<_> = errs.iter().map(|e| e.setting).collect();
         assert_eq!(names, ["GOR_INPUT_FILE"]);
         let errs = cli(&["replay"]).validate().unwrap_err();
+        assert_eq!(errs[0].setting, "GOR_INPUT_FILE");
+        // Several inputs, each with its own speed (or `--speed`'s), and a dry run.
+        let other = format!("{path}|200%");
+        let c = checked(&[
+            "replay",
+            "--input-file",
+            path,
+            "--input-file",
+            &other,
+            "--speed",
+            "50%",
+            "--dry-run",
+        ])
+        .unwrap();
+        let input = c.input_file.unwrap();
+        let speeds: Vec<f64> = input.inputs.iter().map(|i| i.speed).collect();
+        assert_eq!(speeds, [0.5, 2.0]);
+        assert!(input.dry_run);
+        let bad = format!("{path}|fast");
+        let errs = cli(&["replay", "--input-file", path, "--input-file", &bad])
+            .validate()
+            .unwrap_err();
         assert_eq!(errs[0].setting, "GOR_INPUT_FILE");
         std::fs::remove_dir_all(&dir).unwrap();
     }

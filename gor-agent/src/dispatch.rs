@@ -2,7 +2,7 @@
 //! file, saved traffic, a replay server's stream).
 //!
 //! ```text
-//! message ──> middleware (optional, a child process) ──> filters and rewrites ──> mirroring
+//! message ──> intake ──> middleware (optional, a child process) ──> filters and rewrites ──> mirroring
 //!    │                                                                          ├─> message outputs
 //!    │                                                                          └─> NATS (a listener)
 //!    └─ production's responses ──> comparison <── staging's answers <── mirroring
@@ -10,8 +10,10 @@
 //!                                                  └─> receipts (the replay server's acks)
 //! ```
 //!
-//! The middleware comes first, as in GoReplay, so existing middleware programs see the
-//! messages they always saw. It is asynchronous: [`Dispatch::message`] hands a message to
+//! The middleware comes before the filters and rewrites, as in GoReplay, so existing
+//! middleware programs see the messages they always saw; the intake rules (the client's
+//! address as a header, bodies decoded: [`crate::filters::intake`]) come before it, as
+//! GoReplay's `--input-raw-realip-header` and `--prettify-http` do. It is asynchronous: [`Dispatch::message`] hands a message to
 //! its bounded queue and returns; what the child writes back, and staging's answers,
 //! arrive later through [`Dispatch::next_back`] and go on with [`Dispatch::back`].
 //! Staging's answers go to the comparison (`GOR_COMPARE`), as GoReplay's type 3 records
@@ -145,6 +147,12 @@ impl Dispatch {
             None => None,
         };
         let mut outputs: Vec<Box<dyn MessageOutput>> = Vec::new();
+        if cfg.outputs.stdout_records {
+            outputs.push(Box::new(FileOutput::stdout(
+                cfg.outputs.track_responses,
+                to_wall,
+            )));
+        }
         if let Some(path) = &cfg.outputs.messages_file {
             let o = MessagesFile::create(path)
                 .with_context(|| format!("creating the messages file {}", path.display()))?;
@@ -229,6 +237,7 @@ impl Dispatch {
             let now = crate::clock::monotonic_ns();
             h.record(Duration::from_nanos(now.saturating_sub(msg.last_ts_ns)));
         }
+        let msg = self.filters.intake(msg);
         let is_response = matches!(msg.kind, Kind::Response { .. });
         // Production's answer as it was, whatever the middleware makes of it.
         if let (Some(c), true) = (&mut self.compare, is_response) {

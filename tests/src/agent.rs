@@ -183,7 +183,13 @@ impl Agent {
         netns: Option<&str>,
         env: &[(&str, &str)],
     ) -> Agent {
-        Self::launch(name, ports, interfaces, netns, env, true)
+        Self::launch(name, Some((ports, interfaces)), &[], netns, env, true)
+    }
+
+    /// The agent started with a command line (GoReplay's, say) that names what it
+    /// captures, with extra environment; waits for its READY=1.
+    pub fn start_args(name: &str, args: &[&str], env: &[(&str, &str)]) -> Agent {
+        Self::launch(name, None, args, None, env, true)
     }
 
     /// The agent as production runs it, for benchmarks: only the stats file, no stream or
@@ -194,31 +200,36 @@ impl Agent {
         interfaces: &[&str],
         env: &[(&str, &str)],
     ) -> Agent {
-        Self::launch(name, ports, interfaces, None, env, false)
+        Self::launch(name, Some((ports, interfaces)), &[], None, env, false)
     }
 
     fn launch(
         name: &str,
-        ports: &[u16],
-        interfaces: &[&str],
+        capture: Option<(&[u16], &[&str])>,
+        args: &[&str],
         netns: Option<&str>,
         env: &[(&str, &str)],
         outputs: bool,
     ) -> Agent {
         let dir = temp_dir(name);
-        let notify_path = dir.join("notify.sock");
-        let notify = UnixDatagram::bind(&notify_path).expect("bind the readiness socket");
-        notify
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("set a timeout");
         let mut cmd = match netns {
             Some(ns) => agent_command(&["ip", "netns", "exec", ns]),
             None => agent_command(&[]),
         };
-        let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        if let Some((ports, interfaces)) = capture {
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            cmd.env("GOR_PORTS", ports.join(","))
+                .env("GOR_INTERFACES", interfaces.join(","));
+        }
+        cmd.args(args);
+        Self::spawn_ready(dir, cmd, env, outputs)
+    }
+
+    /// Starts `cmd` with the test's environment (in `dir`) and `env`, and waits for its
+    /// READY=1.
+    fn spawn_ready(dir: PathBuf, mut cmd: Command, env: &[(&str, &str)], outputs: bool) -> Agent {
+        let (notify, notify_path) = readiness_socket(&dir);
         cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("GOR_PORTS", ports.join(","))
-            .env("GOR_INTERFACES", interfaces.join(","))
             .env("GOR_STATS_FILE", dir.join("stats.json"))
             .env("GOR_LOG", "info")
             .env("NOTIFY_SOCKET", &notify_path)
@@ -236,17 +247,8 @@ impl Agent {
             child: Some(child),
             dir,
         };
-        let mut buf = [0u8; 256];
-        loop {
-            match notify.recv(&mut buf) {
-                Ok(n) if &buf[..n] == b"READY=1" => return agent,
-                Ok(_) => continue,
-                Err(e) => {
-                    let stderr = agent.stderr();
-                    panic!("the agent did not report READY=1 ({e}); its stderr:\n{stderr}");
-                }
-            }
-        }
+        wait_ready(&notify, || agent.stderr());
+        agent
     }
 
     /// The agent's directory (its stats file, outputs, stderr).
@@ -298,6 +300,32 @@ impl Agent {
         let mut child = self.child.take().expect("running");
         let stderr = terminate(&mut child, "the agent", || self.stderr());
         read_captured(&self.dir, stderr)
+    }
+}
+
+/// A socket in `dir` for the agent's sd_notify messages (give its path as
+/// `NOTIFY_SOCKET`), read with a 30 s timeout.
+pub fn readiness_socket(dir: &Path) -> (UnixDatagram, PathBuf) {
+    let path = dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&path).expect("bind the readiness socket");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set a timeout");
+    (notify, path)
+}
+
+/// Waits for READY=1 on `notify`; panics with `stderr()` if it does not come.
+pub fn wait_ready(notify: &UnixDatagram, stderr: impl Fn() -> String) {
+    let mut buf = [0u8; 256];
+    loop {
+        match notify.recv(&mut buf) {
+            Ok(n) if &buf[..n] == b"READY=1" => return,
+            Ok(_) => continue,
+            Err(e) => panic!(
+                "the agent did not report READY=1 ({e}); its stderr:\n{}",
+                stderr()
+            ),
+        }
     }
 }
 
@@ -528,6 +556,16 @@ pub fn run_replay(name: &str, args: &[&str], env: &[(&str, &str)]) -> Replayed {
     replayed(&dir, out.status.code().unwrap_or(-1), &out.stderr)
 }
 
+/// Runs `gor-agent ARGS` (a command line that replays and exits by itself: GoReplay's
+/// `--input-file ...`, say) like [`run_replay`].
+pub fn run_args(name: &str, args: &[&str], env: &[(&str, &str)]) -> Replayed {
+    let dir = temp_dir(name);
+    let mut cmd = agent_args_command(&dir, args, env);
+    cmd.env("GOR_OUTPUT_MESSAGES", dir.join("messages.jsonl"));
+    let out = cmd.output().expect("run gor-agent");
+    replayed(&dir, out.status.code().unwrap_or(-1), &out.stderr)
+}
+
 /// `gor-agent replay ARGS` configured like [`run_replay`], not started yet.
 pub fn replay_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = replay_command_bare(dir, args, env);
@@ -537,9 +575,16 @@ pub fn replay_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Comman
 
 /// `gor-agent replay ARGS` with only the stats file (no messages file), for benchmarks.
 pub fn replay_command_bare(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let replay_args: Vec<&str> = std::iter::once("replay")
+        .chain(args.iter().copied())
+        .collect();
+    agent_args_command(dir, &replay_args, env)
+}
+
+/// `gor-agent ARGS` with the stats file in `dir` and `env`, not started yet.
+fn agent_args_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = agent_command(&[]);
-    cmd.arg("replay")
-        .args(args)
+    cmd.args(args)
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("GOR_STATS_FILE", dir.join("stats.json"))
         .env("GOR_LOG", "info")

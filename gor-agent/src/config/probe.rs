@@ -56,7 +56,7 @@ pub fn resolve(mut cfg: Config, interfaces: Interfaces) -> Result<Config, Vec<Co
         p.of::<MiddlewareArgs>()
             .field("middleware", &m.command, runnable);
     }
-    if let Some(input) = &cfg.input_file {
+    for input in cfg.input_file.iter().flat_map(|i| &i.inputs) {
         let readable = crate::gorfile::GorReader::open(&input.pattern)
             .map(drop)
             .map_err(|e| format!("readable saved-traffic files ({e})"));

@@ -4,7 +4,7 @@
 //! ```text
 //!            ┌──────────── Driver::run ─────────────────────────────────────────────┐
 //! Source ────┤ ready() ─> [room, for sources that can wait] ─> deliver(&mut Pipeline) │
-//!  (TC ring, │ SIGINT/SIGTERM ─> stop() ─> finish ─> close stages ─> final report    │
+//!  (TC ring, │ SIGINT/SIGTERM, exit-after ─> stop() ─> finish ─> close ─> final report│
 //!   pcap,    │ 1 s tick: expiry, output flush, metrics │ stats tick: summary line   │
 //!   files)   │ middleware answers ─> the rest of dispatch                           │
 //!            └──────────────────────────────────────────────────────────────────────┘
@@ -117,6 +117,8 @@ pub struct Driver {
     reporter: Reporter,
     stats_interval: Duration,
     shutdown_grace: Duration,
+    /// `GOR_EXIT_AFTER`: the run stops then, as on SIGTERM.
+    exit_after: Option<Duration>,
 }
 
 impl Driver {
@@ -140,17 +142,18 @@ impl Driver {
             reporter,
             stats_interval: cfg.outputs.stats_interval,
             shutdown_grace: cfg.mirror.shutdown_grace,
+            exit_after: cfg.outputs.exit_after,
         }
     }
 
-    /// Runs `source` into `pipeline` until the source is done or SIGINT/SIGTERM, then
-    /// ends everything in order and reports the final counts.
+    /// Runs `source` into `pipeline` until the source is done, SIGINT/SIGTERM or
+    /// `GOR_EXIT_AFTER`, then ends everything in order and reports the final counts.
     pub async fn run<S: Source + Send>(
         mut self,
         mut source: S,
         mut pipeline: Pipeline,
     ) -> Result<()> {
-        let mut stop = StopSignals::new()?;
+        let mut stop = StopSignals::new(self.exit_after)?;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stats_tick = tokio::time::interval(self.stats_interval);

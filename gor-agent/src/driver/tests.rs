@@ -149,3 +149,59 @@ async fn a_stream_source_runs_under_the_driver_and_its_messages_carry_the_envelo
     assert_eq!(report["http"]["requests"], 1);
     assert_eq!(report["http"]["responses"], 1);
 }
+
+/// A source that never has input, as a quiet port.
+struct Quiet;
+
+impl Source for Quiet {
+    fn name(&self) -> &'static str {
+        "quiet"
+    }
+
+    fn level(&self) -> Level {
+        Level::Messages
+    }
+
+    fn clock(&self) -> Clock {
+        Clock::Realtime
+    }
+
+    async fn ready(&mut self) -> Result<Ready> {
+        std::future::pending().await
+    }
+
+    fn deliver(&mut self, _pipeline: &mut Pipeline) {}
+
+    fn stop(&mut self, _pipeline: &mut Pipeline) {}
+
+    fn report(&self, _report: &mut Report) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn exit_after_stops_a_quiet_source_with_the_final_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stats = dir.path().join("stats.json");
+    let cli = Cli::try_parse_from([
+        "gor-agent",
+        "--ports",
+        "80",
+        "--exit-after",
+        "30s",
+        "--stats-file",
+        stats.to_str().expect("utf8"),
+    ])
+    .expect("settings");
+    let cfg = cli.validate().expect("valid settings");
+    assert_eq!(cfg.outputs.exit_after, Some(Duration::from_secs(30)));
+    let pipeline = Pipeline::new(&cfg, Clock::Realtime, Origin(1), None).expect("pipeline");
+    let started = tokio::time::Instant::now();
+    Driver::offline(&cfg)
+        .run(Quiet, pipeline)
+        .await
+        .expect("the driver stops at the deadline");
+    assert!(started.elapsed() >= Duration::from_secs(30));
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&stats).expect("final report")).expect("JSON");
+    assert_eq!(report["http"]["requests"], 0);
+}

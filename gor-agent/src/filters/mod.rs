@@ -1,8 +1,11 @@
 //! HTTP request filters and rewrites, named after GoReplay's flags.
 //!
-//! A [`Filters`] holds an ordered list of [`Rule`]s (built with [`parse_rule`]) and is
-//! applied to every framed message. For a request, filter rules decide first and all must
-//! pass; then rewrite rules run in order, each seeing the previous ones' result. A request
+//! A [`Filters`] holds an ordered list of [`Rule`]s (built with [`parse_rule`]). Intake
+//! rules ([`intake`]: the client's address as a header, bodies decoded) change a request
+//! as it comes in, before the middleware ([`Filters::intake`]); the others apply to every
+//! message the middleware passed on ([`Filters::apply`]). For a request, filter rules
+//! decide first and all must pass; then rewrite rules run in order, each seeing the
+//! previous ones' result. A request
 //! that is dropped has its id remembered so that its response is dropped too (ids are
 //! unique per framer, so one bounded set serves all connections). Responses are otherwise
 //! passed through untouched.
@@ -10,21 +13,28 @@
 //! Matching follows GoReplay where it is unambiguous: several `--http-allow-url` keep a
 //! request matching any of them, several `--http-allow-method` likewise; limiters hash with
 //! FNV-1a 32 mod 100 and let a request lacking the header/parameter through; only the first
-//! matching `--http-rewrite-url` applies. Deliberate differences: `--http-allow-header`
-//! drops a request lacking the header (GoReplay lets it through), methods compare
-//! case-insensitively, a header rewrite applies to every header of that name, and
-//! parameter values are percent-decoded before hashing (see [`sample`]).
+//! matching `--http-rewrite-url` applies; several `--http-basic-auth-filter` must all
+//! match. Deliberate differences: `--http-allow-header` drops a request lacking the header
+//! (GoReplay lets it through), and so does `--http-basic-auth-filter` a request without
+//! Basic credentials (GoReplay lets those through), methods compare case-insensitively, a
+//! header rewrite applies to every header of that name, `--http-set-param` to every
+//! occurrence of the parameter ([`query`]), and parameter values are percent-decoded
+//! before hashing (see [`sample`]).
 //!
 //! Regexes are `regex::bytes::Regex` (header values need not be UTF-8, and GoReplay's Go
 //! regexps also match bytes); replacement syntax (`$1`, `${name}`, `$$`) is the same as Go's.
 
+pub mod intake;
 mod parse;
+pub mod query;
 pub mod sample;
 pub mod settings;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{HashSet, VecDeque};
+
+use base64::Engine;
 
 pub use parse::parse_rule;
 pub use regex::bytes::Regex;
@@ -61,14 +71,31 @@ pub enum Rule {
     HashHeader(String, u32),
     /// `--http-param-limiter "name: 10%"`: keep a consistent share by query parameter value.
     HashParam(String, u32),
+    /// `--http-basic-auth-filter REGEX`: keep only requests whose decoded Basic
+    /// credentials (`user:password`) match.
+    BasicAuth(Regex),
+    /// `--http-set-param "name=value"`: set a query parameter, appending it when missing.
+    SetParam(String, String),
+    /// `--http-realip-header NAME`: the client's IP as this header (an intake rule).
+    RealIpHeader(String),
+    /// `--http-prettify`: decode chunked and compressed request bodies (an intake rule).
+    Prettify,
 }
 
 impl Rule {
     fn is_rewrite(&self) -> bool {
         matches!(
             self,
-            Rule::SetHeader(..) | Rule::RewriteUrl(..) | Rule::RewriteHeader(..)
+            Rule::SetHeader(..)
+                | Rule::SetParam(..)
+                | Rule::RewriteUrl(..)
+                | Rule::RewriteHeader(..)
         )
+    }
+
+    /// Whether the rule applies as a request comes in, before the middleware.
+    fn is_intake(&self) -> bool {
+        matches!(self, Rule::RealIpHeader(..) | Rule::Prettify)
     }
 }
 
@@ -94,6 +121,7 @@ pub struct DroppedByRule {
     pub disallow_header: u64,
     pub header_limiter: u64,
     pub param_limiter: u64,
+    pub basic_auth: u64,
 }
 
 /// Counters of what the filters did.
@@ -110,10 +138,17 @@ pub struct FilterStats {
     pub limiter_missing: u64,
     /// Requests kept unrewritten because the rewrite produced an unparsable head.
     pub rewrite_errors: u64,
+    /// Requests whose body `--http-prettify` decoded.
+    pub prettified: u64,
+    /// Requests kept as they came because their body did not decode.
+    pub prettify_errors: u64,
 }
 
 /// An ordered set of rules with its counters and the ids of dropped requests.
 pub struct Filters {
+    /// The intake rules, in order.
+    intake: Vec<Rule>,
+    /// The filter and rewrite rules, in order.
     rules: Vec<Rule>,
     stats: FilterStats,
     dropped: HashSet<MessageId>,
@@ -122,7 +157,9 @@ pub struct Filters {
 
 impl Filters {
     pub fn new(rules: Vec<Rule>) -> Self {
+        let (intake, rules) = rules.into_iter().partition(Rule::is_intake);
         Filters {
+            intake,
             rules,
             stats: FilterStats::default(),
             dropped: HashSet::new(),
@@ -131,11 +168,39 @@ impl Filters {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.rules.is_empty() && self.intake.is_empty()
     }
 
     pub fn stats(&self) -> &FilterStats {
         &self.stats
+    }
+
+    /// Applies the intake rules to a request as it comes in (before the middleware);
+    /// a response, or a request they cannot change, is returned as it is.
+    pub fn intake(&mut self, msg: HttpMessage) -> HttpMessage {
+        if self.intake.is_empty() || !matches!(msg.kind, Kind::Request { .. }) {
+            return msg;
+        }
+        let mut msg = msg;
+        for rule in &self.intake {
+            match rule {
+                Rule::RealIpHeader(name) => match intake::realip(&msg, name) {
+                    Ok(Some(new)) => msg = new,
+                    Ok(None) => {}
+                    Err(_) => self.stats.rewrite_errors += 1,
+                },
+                Rule::Prettify => match intake::prettify(&msg) {
+                    Ok(Some(new)) => {
+                        self.stats.prettified += 1;
+                        msg = new;
+                    }
+                    Ok(None) => {}
+                    Err(_) => self.stats.prettify_errors += 1,
+                },
+                _ => {}
+            }
+        }
+        msg
     }
 
     /// Filters, then rewrites, a request; drops the response of a dropped request; passes
@@ -215,6 +280,9 @@ impl Filters {
                     }
                     None => missing = true,
                 },
+                Rule::BasicAuth(re) if !basic_auth(msg).is_some_and(|c| re.is_match(&c)) => {
+                    dropped_by = Some(DropBy::BasicAuth);
+                }
                 _ => {}
             }
             if dropped_by.is_some() {
@@ -239,6 +307,7 @@ impl Filters {
             DropBy::DisallowHeader => &mut d.disallow_header,
             DropBy::HeaderLimiter => &mut d.header_limiter,
             DropBy::ParamLimiter => &mut d.param_limiter,
+            DropBy::BasicAuth => &mut d.basic_auth,
         })
     }
 
@@ -249,6 +318,10 @@ impl Filters {
         for rule in &self.rules {
             match rule {
                 Rule::SetHeader(name, value) => head.set_header(name, value.as_bytes()),
+                Rule::SetParam(name, value) => {
+                    let new = query::set_param(head.target(), name, value);
+                    head.set_target(new);
+                }
                 // Only the first matching URL rewrite applies, as in GoReplay.
                 Rule::RewriteUrl(re, to) if !url_rewritten => {
                     let target = head.target();
@@ -299,6 +372,24 @@ enum DropBy {
     DisallowHeader,
     HeaderLimiter,
     ParamLimiter,
+    BasicAuth,
+}
+
+/// The decoded credentials (`user:password`) of the first `Authorization` header, when it
+/// is Basic (the scheme compares case-insensitively, as RFC 9110 §11.1 says; padding may be
+/// left out) and decodes.
+fn basic_auth(msg: &HttpMessage) -> Option<Vec<u8>> {
+    const B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let v = trim(msg.header("authorization")?);
+    let (scheme, creds) = v.split_at(v.iter().position(|&b| b == b' ')?);
+    if !scheme.eq_ignore_ascii_case(b"basic") {
+        return None;
+    }
+    B64.decode(trim(creds)).ok()
 }
 
 /// Whether any header named `name` (case-insensitive) has a value matching `re`.

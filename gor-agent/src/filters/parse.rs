@@ -3,7 +3,8 @@
 //! Syntax follows GoReplay: `Name: regex` for header filters, `regex:replacement` for URL
 //! rewrites (split at the first colon, so the regex cannot contain one, as in GoReplay),
 //! `Name: regex,replacement` for header rewrites (split at the first comma), `Name: 10%`
-//! for limiters. Values that would make a rewritten message invalid or re-frame it are
+//! for limiters, `name=value` for `--http-set-param` (split at the first `=`, both sides
+//! trimmed, as in GoReplay), a header name alone for `--http-realip-header`. Values that would make a rewritten message invalid or re-frame it are
 //! refused here rather than at run time: line breaks in set values, whitespace in a URL
 //! replacement, and rules touching `Content-Length` or `Transfer-Encoding` (the body is
 //! never rewritten, so changing its framing would corrupt the stream).
@@ -72,6 +73,35 @@ pub fn parse_rule(flag: &str, value: &str) -> Result<Rule, String> {
             } else {
                 Rule::HashParam(name, pct)
             })
+        }
+        "http-basic-auth-filter" => Ok(Rule::BasicAuth(regex(value).map_err(err)?)),
+        "http-set-param" => {
+            let (name, v) = value
+                .split_once('=')
+                .ok_or_else(|| err("expected name=value (e.g. api_key=1)".into()))?;
+            let (name, v) = (name.trim(), v.trim());
+            // Inserted as given: a byte that ends or splits a parameter, or is not allowed
+            // in a request target, would change what else the target says.
+            let bad = |s: &str, eq: bool| {
+                s.bytes()
+                    .any(|b| !b.is_ascii_graphic() || matches!(b, b'&' | b'#') || (eq && b == b'='))
+            };
+            if name.is_empty() || bad(name, true) || bad(v, false) {
+                return Err(err(
+                    "the name must be non-empty; name and value must be visible ASCII \
+                     without `&` or `#` (percent-encode them, e.g. %26)"
+                        .into(),
+                ));
+            }
+            Ok(Rule::SetParam(name.to_owned(), v.to_owned()))
+        }
+        "http-realip-header" => {
+            let name = value.trim();
+            if !is_token(name.as_bytes()) {
+                return Err(err("expected a header name such as X-Real-IP".into()));
+            }
+            not_framing(name).map_err(err)?;
+            Ok(Rule::RealIpHeader(name.to_owned()))
         }
         _ => Err(format!("unknown filter flag --{flag}")),
     }

@@ -386,6 +386,135 @@ fn parse_rule_errors_name_the_problem() {
     ));
 }
 
+/// GoReplay's own test: `customer3:welcome` matches `^customer[0-9].*`.
+#[test]
+fn basic_auth_filter_matches_the_decoded_credentials() {
+    let mut f = rules(&[("http-basic-auth-filter", "^customer[0-9].*")]);
+    let req = |auth: &str| {
+        format!("POST /post HTTP/1.1\r\nContent-Length: 7\r\nAuthorization: {auth}\r\n\r\na=1&b=2")
+    };
+    assert!(run(&mut f, req("Basic Y3VzdG9tZXIzOndlbGNvbWU=").as_bytes()).is_some());
+    // Scheme in any case, padding left out.
+    assert!(run(&mut f, req("basic Y3VzdG9tZXIzOndlbGNvbWU").as_bytes()).is_some());
+    // homer:simpson
+    assert!(run(&mut f, req("Basic aG9tZXI6c2ltcHNvbg==").as_bytes()).is_none());
+    // Not Basic, not base64, absent: dropped (GoReplay lets the first and last through).
+    assert!(run(&mut f, req("Bearer Y3VzdG9tZXIzOndlbGNvbWU=").as_bytes()).is_none());
+    assert!(run(&mut f, req("Basic !!!").as_bytes()).is_none());
+    assert!(run(&mut f, GET).is_none());
+    assert_eq!(f.stats().dropped_by_rule.basic_auth, 4);
+    assert_eq!(f.stats().passed, 2);
+}
+
+#[test]
+fn set_param_overwrites_every_occurrence_or_appends() {
+    let set = |target: &str| query::set_param(target, "api_key", "1");
+    assert_eq!(set("/p"), "/p?api_key=1");
+    assert_eq!(set("/p?"), "/p?api_key=1");
+    assert_eq!(set("/p?a=2"), "/p?a=2&api_key=1");
+    assert_eq!(set("/p?a=2&"), "/p?a=2&api_key=1");
+    assert_eq!(set("/p?api_key=9&a=2"), "/p?api_key=1&a=2");
+    assert_eq!(set("/p?api_key&x_api_key=3"), "/p?api_key=1&x_api_key=3");
+    assert_eq!(set("/p?api_key=9&api%5Fkey=8"), "/p?api_key=1&api%5Fkey=1");
+    assert_eq!(set("/p?a=1#frag"), "/p?a=1&api_key=1#frag");
+    assert_eq!(set("http://h/p?api_key=0"), "http://h/p?api_key=1");
+}
+
+#[test]
+fn set_param_rewrites_the_request_line_only() {
+    let mut f = rules(&[("http-set-param", " api_key = 1 ")]);
+    let m = run(&mut f, GET);
+    assert_eq!(
+        raw_of(&m),
+        &b"GET /api/users?id=42&sort=asc&api_key=1 HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8.5\r\nX-Session: abc123\r\nAccept: */*\r\n\r\n"[..]
+    );
+    assert!(
+        matches!(&m.expect("kept").kind, Kind::Request { target, .. } if target.ends_with("&api_key=1"))
+    );
+    for bad in ["noequals", "=1", "a&b=1", "a=1&b=2", "a=x y", "a=1#x"] {
+        assert!(parse_rule("http-set-param", bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn realip_header_is_set_before_the_middleware_from_the_client_address() {
+    let mut f = rules(&[("http-realip-header", "X-Real-IP")]);
+    let m = f.intake(msg(
+        1,
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Real-IP: 6.6.6.6\r\n\r\n",
+    ));
+    assert_eq!(
+        &m.raw[..],
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Real-IP: 127.0.0.1\r\n\r\n"
+    );
+    let m = f.intake(msg(2, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+    assert_eq!(
+        &m.raw[..],
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Real-IP: 127.0.0.1\r\n\r\n"
+    );
+    // Not a filter or rewrite: apply() leaves it alone.
+    assert!(run(&mut f, GET).is_some_and(|m| &m.raw[..] == GET));
+    // A message with no client address (saved traffic) is left as it is.
+    let mut saved = msg(3, GET);
+    saved.flow = crate::http::unknown_flow();
+    assert_eq!(&f.intake(saved).raw[..], GET);
+    // Responses are not touched.
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(&f.intake(msg(4, resp)).raw[..], resp);
+    assert!(parse_rule("http-realip-header", "Bad Name").is_err());
+    assert!(parse_rule("http-realip-header", "Content-Length").is_err());
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+#[test]
+fn prettify_dechunks_and_gunzips_request_bodies() {
+    let mut f = Filters::new(vec![Rule::Prettify]);
+    let m = f.intake(msg(1, CHUNKED));
+    assert_eq!(
+        &m.raw[..],
+        &b"POST /v1/orders HTTP/1.1\r\nHost: shop.example\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{\"a\":1}"[..]
+    );
+    assert_eq!(m.body_offset, m.raw.len() - 7);
+    let body = gzip(b"hello, prettified world");
+    let mut raw = format!(
+        "POST /u HTTP/1.1\r\nHost: a\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    let m = f.intake(msg(2, &raw));
+    assert_eq!(
+        &m.raw[..],
+        &b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 23\r\n\r\nhello, prettified world"[..]
+    );
+    // Both: gzip inside chunks.
+    let mut raw = b"POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n".to_vec();
+    raw.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+    raw.extend_from_slice(&body);
+    raw.extend_from_slice(b"\r\n0\r\n\r\n");
+    let m = f.intake(msg(3, &raw));
+    assert_eq!(
+        &m.raw[..],
+        &b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 23\r\n\r\nhello, prettified world"[..]
+    );
+    // Nothing to decode: the same bytes.
+    assert_eq!(&f.intake(msg(4, GET)).raw[..], GET);
+    assert_eq!(f.stats().prettified, 3);
+    // Not gzip after all: kept as it came, counted.
+    let bad = b"POST /u HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc";
+    assert_eq!(&f.intake(msg(5, bad)).raw[..], &bad[..]);
+    assert_eq!(f.stats().prettify_errors, 1);
+    // Responses are left as captured.
+    let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n";
+    assert_eq!(&f.intake(msg(6, resp)).raw[..], &resp[..]);
+}
+
 #[test]
 fn stats_serialize() {
     fn is_serialize<T: serde::Serialize>(_: &T) {}

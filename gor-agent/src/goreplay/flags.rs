@@ -61,11 +61,7 @@ pub const FLAGS: &[Flag] = &[
              --input-raw); there is no BPF expression to give: remove the flag",
         ),
     ),
-    f(
-        "input-raw-realip-header",
-        Value,
-        NotYet("adding the client's address as a header is not implemented yet"),
-    ),
+    f("input-raw-realip-header", Value, Translated),
     f(
         "input-raw-expire",
         Value,
@@ -121,11 +117,7 @@ pub const FLAGS: &[Flag] = &[
              window; remove the flag",
         ),
     ),
-    f(
-        "input-file-dry-run",
-        Bool,
-        NotYet("counting the records and the replay's duration is not implemented yet"),
-    ),
+    f("input-file-dry-run", Bool, Translated),
     f("input-tcp", Value, NotYet(TCP)),
     f("input-tcp-secure", Bool, NotYet(TCP)),
     f("input-tcp-certificate", Value, NotYet(TCP)),
@@ -166,32 +158,14 @@ pub const FLAGS: &[Flag] = &[
         Value,
         NotYet("following staging's redirects is not implemented yet (gor never follows them)"),
     ),
-    f(
-        "output-http-skip-verify",
-        Bool,
-        NotYet(
-            "skipping TLS verification is not implemented yet; trust staging's CA with \
-             --tls-ca FILE (GOR_TLS_CA) instead",
-        ),
-    ),
-    f(
-        "output-http-response-buffer",
-        Value,
-        NotYet(
-            "not yet as such; gor keeps staging's response bodies up to \
-             --staging-response-max-body (GOR_STAGING_RESPONSE_MAX_BODY)",
-        ),
-    ),
+    f("output-http-skip-verify", Bool, Translated),
+    f("output-http-response-buffer", Value, Translated),
     f(
         "output-http-compatibility-mode",
         Bool,
         Never("gor has one HTTP client, which sends the captured bytes as they were"),
     ),
-    f(
-        "output-http-debug",
-        Bool,
-        NotYet("not yet as such; --log debug (GOR_LOG=debug) logs mirroring in detail"),
-    ),
+    f("output-http-debug", Bool, Translated),
     f(
         "output-http-elasticsearch",
         Value,
@@ -201,54 +175,16 @@ pub const FLAGS: &[Flag] = &[
         ),
     ),
     f("http-original-host", Bool, Translated),
-    f(
-        "split-output",
-        Bool,
-        NotYet(
-            "round-robin across outputs is not implemented yet: every target gets every request",
-        ),
-    ),
-    f(
-        "output-stdout",
-        Bool,
-        NotYet(
-            "printing GoReplay's records on stdout is not implemented yet; save them with \
-             --output-file, or see the raw TCP streams with gor's own `gor-agent --ports \
-             PORT --output-stdout`",
-        ),
-    ),
-    f(
-        "output-null",
-        Bool,
-        NotYet("not yet; to capture without output, give no output (gor still counts and logs)"),
-    ),
-    f(
-        "output-dummy",
-        Value,
-        NotYet("not yet; GoReplay deprecated it for --output-stdout, which is not yet either"),
-    ),
+    f("split-output", Bool, Translated),
+    f("output-stdout", Bool, Translated),
+    f("output-null", Bool, Translated),
+    f("output-dummy", Value, Translated),
     f("output-file", Value, Translated),
     f("output-file-size-limit", Value, Translated),
-    f(
-        "output-file-append",
-        Bool,
-        NotYet("appending to an existing file is not implemented yet"),
-    ),
-    f(
-        "output-file-max-size-limit",
-        Value,
-        NotYet("a cap on all files together is not implemented yet"),
-    ),
-    f(
-        "output-file-flush-interval",
-        Value,
-        NotYet("not yet; gor flushes its file when it rotates and at exit"),
-    ),
-    f(
-        "output-file-queue-limit",
-        Value,
-        NotYet("not yet; gor starts a new file by size only (--output-file-size-limit)"),
-    ),
+    f("output-file-append", Bool, Translated),
+    f("output-file-max-size-limit", Value, Translated),
+    f("output-file-flush-interval", Value, Translated),
+    f("output-file-queue-limit", Value, Translated),
     f(
         "output-file-buffer",
         Value,
@@ -291,33 +227,14 @@ pub const FLAGS: &[Flag] = &[
     f("output-http-header-filter", Value, Translated),
     f("output-http-header-hash-filter", Value, Translated),
     f("output-http-rewrite-url", Value, Translated),
-    f(
-        "http-set-param",
-        Value,
-        NotYet("setting a query parameter is not implemented yet; --http-rewrite-url can add one"),
-    ),
-    f(
-        "http-basic-auth-filter",
-        Value,
-        NotYet(
-            "filtering on the decoded basic-auth user is not implemented yet; \
-             --http-allow-header \"Authorization: ...\" matches the encoded header",
-        ),
-    ),
-    f(
-        "prettify-http",
-        Bool,
-        NotYet("decoding chunked and gzip bodies before the outputs is not implemented yet"),
-    ),
+    f("http-set-param", Value, Translated),
+    f("http-basic-auth-filter", Value, Translated),
+    f("prettify-http", Bool, Translated),
     // The process.
     f("verbose", OptionalLevel, Translated),
     f("debug", Bool, Translated),
     f("stats", Bool, Translated),
-    f(
-        "exit-after",
-        Value,
-        NotYet("not yet; stop gor with SIGTERM (e.g. `timeout 30s gor-agent ...`)"),
-    ),
+    f("exit-after", Value, Translated),
     f(
         "http-pprof",
         Value,
@@ -351,6 +268,9 @@ pub fn filter_name(name: &str) -> Option<&'static str> {
         "http-set-header" | "output-http-header" => "http-set-header",
         "http-rewrite-url" | "output-http-rewrite-url" => "http-rewrite-url",
         "http-rewrite-header" => "http-rewrite-header",
+        "http-set-param" => "http-set-param",
+        "http-basic-auth-filter" => "http-basic-auth-filter",
+        "input-raw-realip-header" => "http-realip-header",
         _ => return None,
     })
 }

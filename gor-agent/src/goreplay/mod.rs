@@ -185,6 +185,8 @@ struct Translation {
     /// `--output-http`: (URL, its `|N` or `|N%` limit).
     targets: Vec<(String, Option<String>)>,
     output_files: Vec<String>,
+    /// `--output-stdout` (or `--output-dummy`), given once or more.
+    stdout: bool,
     /// gor's flags, in the order given, after the input and the targets.
     rest: Vec<String>,
 }
@@ -349,14 +351,30 @@ impl Translation {
                 }
                 _ => return Err(refuse(shown, format!("`{v}` is not a GoReplay engine"))),
             },
-            "input-file" => self.input_files.push(v.to_string()),
+            "input-file" => match v.rsplit_once('|') {
+                // GoReplay's `|10` on a file input drops what is over 10 requests/s; only
+                // a percentage is a speed.
+                Some((_, limit)) if !limit.trim().ends_with('%') => {
+                    return Err(refuse(
+                        shown,
+                        format!(
+                            "`|{limit}` (requests per second) on a file input is not supported \
+                             by gor as such: give the speed as a percentage (`|200%`), or cap \
+                             the rate with --rate {limit} (GOR_RATE)",
+                            limit = limit.trim()
+                        ),
+                    ))
+                }
+                _ => self.input_files.push(v.to_string()),
+            },
             "input-file-loop" => self.rest.push("--loop".into()),
+            "input-file-dry-run" => self.rest.push("--dry-run".into()),
             "input-file-max-wait" => {
                 if let Some(d) = go_duration(shown, v)? {
                     self.set("--max-wait", &d);
                 }
             }
-            "output-http" => self.targets.push(output_http(shown, v)?),
+            "output-http" => self.targets.push(output_http(v)),
             "output-http-workers" => match v.trim().parse::<i64>() {
                 // GoReplay's 0: as many as needed; gor's default bounds them.
                 Ok(n) if n <= 0 => {}
@@ -381,11 +399,47 @@ impl Translation {
                 }
             },
             "http-original-host" => self.rest.push("--original-host".into()),
+            "prettify-http" => self.rest.push("--http-prettify".into()),
+            "split-output" => self.rest.push("--split-output".into()),
+            "output-http-skip-verify" => self.rest.push("--tls-skip-verify".into()),
+            "output-http-response-buffer" => {
+                let size = go_size(shown, v)?;
+                self.set("--staging-response-max-body", &size);
+            }
+            "output-http-debug" => self.set("--log", "debug"),
             "middleware" => self.set("--middleware", v),
             "output-file" => self.output_files.push(output_file(shown, v)?),
             "output-file-size-limit" => {
                 let size = go_size(shown, v)?;
                 self.set("--output-file-size-limit", &size);
+            }
+            "output-file-max-size-limit" => match v.trim() {
+                // GoReplay's default, -1: no cap.
+                "-1" | "0" => {}
+                _ => {
+                    let size = go_size(shown, v)?;
+                    self.set("--output-file-max-size-limit", &size);
+                }
+            },
+            "output-file-append" => self.rest.push("--output-file-append".into()),
+            "output-file-flush-interval" => {
+                // GoReplay flushes every 100ms when told 0.
+                let d = go_duration(shown, v)?.unwrap_or_else(|| "100ms".into());
+                self.set("--output-file-flush-interval", &d);
+            }
+            "output-file-queue-limit" => match v.trim().parse::<i64>() {
+                Ok(n) => self.set("--output-file-queue-limit", &n.max(0).to_string()),
+                Err(_) => return Err(refuse(shown, format!("`{v}` is not a number of records"))),
+            },
+            // GoReplay prints its records on stdout for both; --output-dummy's value is
+            // ignored, as GoReplay ignores it.
+            "output-stdout" | "output-dummy" => self.stdout = true,
+            // Messages go nowhere: gor still frames and counts them.
+            "output-null" => {}
+            "exit-after" => {
+                if let Some(d) = go_duration(shown, v)? {
+                    self.set("--exit-after", &d);
+                }
             }
             "verbose" => match value.as_deref().map(str::trim) {
                 None => self.set("--log", "debug"),
@@ -415,16 +469,11 @@ impl Translation {
                      input at a time (capture, or `gor-agent replay`)",
                 ));
             }
-            if self.input_files.len() > 1 {
-                return Err(refuse(
-                    "--input-file",
-                    "not supported by gor yet more than once; one pattern with `*` can \
-                     name several files (`requests-*.gor`)",
-                ));
-            }
             out.push("replay".into());
-            out.push("--input-file".into());
-            out.push(self.input_files[0].clone());
+            for file in &self.input_files {
+                out.push("--input-file".into());
+                out.push(file.clone());
+            }
         } else if !self.raw.is_empty() {
             let (ports, interfaces) = capture(&self.raw)?;
             out.push("--ports".into());
@@ -435,21 +484,27 @@ impl Translation {
             }
         }
         if !self.targets.is_empty() {
-            let urls: Vec<&str> = self.targets.iter().map(|(u, _)| u.as_str()).collect();
+            // One limit for all: gor's --rate. Different ones: each target's own `|N`.
+            let first = &self.targets[0].1;
+            let same = self.targets.iter().all(|(_, l)| l == first);
+            let urls: Vec<String> = self
+                .targets
+                .iter()
+                .map(|(u, l)| match l {
+                    Some(l) if !same => format!("{u}|{l}"),
+                    _ => u.clone(),
+                })
+                .collect();
             out.push("--target".into());
             out.push(urls.join(","));
-            let first = &self.targets[0].1;
-            if self.targets.iter().any(|(_, l)| l != first) {
-                return Err(refuse(
-                    "--output-http",
-                    "per-output rate limits are not supported by gor yet: give every \
-                     --output-http the same `|N` or `|N%` (gor has one GOR_RATE for all \
-                     targets)",
-                ));
-            }
-            if let Some(rate) = first {
+            if let Some(rate) = first.as_ref().filter(|_| same) {
                 out.push("--rate".into());
                 out.push(rate.clone());
+            }
+            // GoReplay's URL path or query is every request's target.
+            if self.targets.iter().any(|(u, _)| has_path_or_query(u)) {
+                out.push("--target-path".into());
+                out.push("replace".into());
             }
         }
         match self.output_files.as_slice() {
@@ -464,6 +519,9 @@ impl Translation {
                     "not supported by gor yet more than once: gor writes one file pattern",
                 ))
             }
+        }
+        if self.stdout {
+            out.push("--output-stdout-records".into());
         }
         out.extend(self.rest);
         Ok(out)
@@ -556,7 +614,7 @@ fn capture(raw: &[(Option<String>, u16)]) -> Result<(String, Option<String>), Re
 
 /// `http://staging|10`, `staging.env|10%`: the URL (`http://` added when there is no
 /// scheme, as GoReplay does) and its limit.
-fn output_http(shown: &str, v: &str) -> Result<(String, Option<String>), Refused> {
+fn output_http(v: &str) -> (String, Option<String>) {
     let (url, limit) = match v.rsplit_once('|') {
         Some((u, l)) => (u.trim(), Some(l.trim().to_string())),
         None => (v.trim(), None),
@@ -566,19 +624,17 @@ fn output_http(shown: &str, v: &str) -> Result<(String, Option<String>), Refused
     } else {
         format!("http://{url}")
     };
-    let authority = url.split_once("://").map_or("", |(_, r)| r);
-    let authority = authority.split('/').next().unwrap_or_default();
-    if authority.contains('@') {
-        return Err(refuse(
-            shown,
-            "basic auth from the URL's `user:pass@` is not supported by gor yet; set the \
-             header with --http-set-header \"Authorization: Basic ...\"",
-        ));
-    }
-    Ok((url, limit.filter(|l| !l.is_empty())))
+    (url, limit.filter(|l| !l.is_empty()))
 }
 
-/// GoReplay's file name: gor knows `%Y %m %d %H %M %S` (UTC) and `%%`.
+/// Whether a URL has a path (`/` included, as Go's URL parser has it) or a query.
+fn has_path_or_query(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.contains(['/', '?'])
+}
+
+/// GoReplay's file name, with its placeholders (`%Y %m %d %H %M %S`, `%NS`, `%r`, `%t`,
+/// `%i`) and `%%`.
 fn output_file(shown: &str, v: &str) -> Result<String, Refused> {
     if v.starts_with("s3://") {
         return Err(refuse(
@@ -590,14 +646,15 @@ fn output_file(shown: &str, v: &str) -> Result<String, Refused> {
     while let Some(i) = rest.find('%') {
         let after = &rest[i + 1..];
         match after.chars().next() {
-            Some('Y' | 'm' | 'd' | 'H' | 'M' | 'S' | '%') => rest = &after[1..],
+            Some('Y' | 'm' | 'd' | 'H' | 'M' | 'S' | 'r' | 't' | 'i' | '%') => rest = &after[1..],
+            Some('N') if after.starts_with("NS") => rest = &after[2..],
             _ => {
                 let ph: String = after.chars().take(2).collect();
                 return Err(refuse(
                     shown,
                     format!(
-                        "the placeholder `%{ph}` is not supported by gor yet; it knows \
-                         %Y %m %d %H %M %S (UTC) and %%"
+                        "`%{ph}` is not one of GoReplay's placeholders: %Y %m %d %H %M %S \
+                         (UTC), %NS, %r (the record's id), %t (its type), %i (this run), %%"
                     ),
                 ));
             }
@@ -666,8 +723,8 @@ fn go_duration(shown: &str, v: &str) -> Result<Option<String>, Refused> {
     })
 }
 
-/// GoReplay's sizes (`32mb`, `1gb`, `512kb`, any case, powers of 1024; a bare number is
-/// bytes) in gor's units.
+/// GoReplay's sizes (`32mb`, `1gb`, `512kb`, `256m`, any case, powers of 1024; a bare
+/// number is bytes) in gor's units.
 fn go_size(shown: &str, v: &str) -> Result<String, Refused> {
     let bad = || {
         refuse(
@@ -676,6 +733,11 @@ fn go_size(shown: &str, v: &str) -> Result<String, Refused> {
         )
     };
     let s = v.trim().to_ascii_lowercase().replace('_', "");
+    // `32mb`, and `256m` as GoReplay's documentation writes it.
+    let s = match s.strip_suffix(['k', 'm', 'g', 't']) {
+        Some(_) => format!("{s}b"),
+        None => s,
+    };
     let (num, unit) = match s.len().checked_sub(2).map(|i| s.split_at(i)) {
         Some((n, u @ ("kb" | "mb" | "gb" | "tb"))) => (n.to_string(), u),
         _ => (s.clone(), ""),

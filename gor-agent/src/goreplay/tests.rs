@@ -163,11 +163,12 @@ fn goreplay_readme_command_lines_translate() {
             "--original-host",
         ],
     );
-    // The README's first example prints records on stdout: not there yet, and said so.
-    let e = refused(&["--input-raw", ":8000", "--output-stdout"]);
-    assert_eq!(e.flag, "--output-stdout");
-    assert!(e.message.contains("not supported by gor yet"), "{e}");
-    assert!(e.message.contains("--output-file"), "{e}");
+    // The README's first example prints records on stdout, GoReplay's, not gor's raw
+    // streams.
+    translates(
+        &["--input-raw", ":8000", "--output-stdout"],
+        &["--ports", "8000", "--output-stdout-records"],
+    );
 }
 
 #[test]
@@ -341,26 +342,50 @@ fn output_http_rates_and_settings() {
             "1500ms",
         ],
     );
-    let e = refused(&[
-        "--input-raw",
-        ":80",
-        "--output-http",
-        "http://a:1|10",
-        "--output-http",
-        "http://b:2|20",
-    ]);
-    assert!(e.message.contains("per-output rate limits"), "{e}");
-    let e = refused(&[
-        "--input-raw",
-        ":80",
-        "--output-http",
-        "http://a:1|10",
-        "--output-http",
-        "http://b:2",
-    ]);
-    assert!(e.message.contains("the same"), "{e}");
-    let e = refused(&["--input-raw", ":80", "--output-http", "http://u:p@a:1"]);
-    assert!(e.message.contains("basic auth"), "{e}");
+    // Different limits: each target its own `|N` (GoReplay's README: "--output-http
+    // "http://staging.com|10" --output-http "http://dev.com|50%""... per output).
+    translates(
+        &[
+            "--input-raw",
+            ":80",
+            "--output-http",
+            "http://a:1|10",
+            "--output-http",
+            "http://b:2|50%",
+            "--output-http",
+            "http://c:3",
+        ],
+        &[
+            "--ports",
+            "80",
+            "--target",
+            "http://a:1|10,http://b:2|50%,http://c:3",
+        ],
+    );
+    // Credentials stay in the URL: gor makes them basic auth.
+    translates(
+        &["--input-raw", ":80", "--output-http", "http://u:p@a:1"],
+        &["--ports", "80", "--target", "http://u:p@a:1"],
+    );
+    // A path or a query: GoReplay's target replacement.
+    translates(
+        &[
+            "--input-raw",
+            ":80",
+            "--output-http",
+            "staging:81/api?k=v|5",
+        ],
+        &[
+            "--ports",
+            "80",
+            "--target",
+            "http://staging:81/api?k=v",
+            "--rate",
+            "5",
+            "--target-path",
+            "replace",
+        ],
+    );
     let e = refused(&["--input-raw", ":80", "--output-http-timeout", "soon"]);
     assert!(e.message.contains("duration"), "{e}");
 }
@@ -373,6 +398,8 @@ fn output_file_sizes_and_placeholders() {
         ("512kb", "512KiB"),
         ("1gb", "1GiB"),
         ("2tb", "2048GiB"),
+        ("256m", "256MiB"),
+        ("64K", "64KiB"),
         ("65536", "65536"),
     ] {
         translates(
@@ -396,8 +423,20 @@ fn output_file_sizes_and_placeholders() {
     }
     let e = refused(&["--input-raw", ":80", "--output-file-size-limit", "big"]);
     assert!(e.message.contains("size"), "{e}");
-    let e = refused(&["--input-raw", ":80", "--output-file", "r-%NS.gor"]);
-    assert!(e.message.contains("`%NS`"), "{e}");
+    for pattern in [
+        "r-%NS.gor",
+        "%r-%t.gor",
+        "/tmp/%i/%Y%m%d%H%M%S.gor",
+        "100%%.gor",
+    ] {
+        translates(
+            &["--input-raw", ":80", "--output-file", pattern],
+            &["--ports", "80", "--output-file", pattern],
+        );
+    }
+    let e = refused(&["--input-raw", ":80", "--output-file", "r-%N.gor"]);
+    assert!(e.message.contains("`%N.`"), "{e}");
+    assert!(e.message.contains("%NS"), "{e}");
     let e = refused(&["--input-raw", ":80", "--output-file", "s3://bucket/x.gz"]);
     assert!(e.message.contains("local files"), "{e}");
     let e = refused(&[
@@ -434,10 +473,106 @@ fn input_file_settings() {
             "1s",
         ],
     );
-    let e = refused(&["--input-file", "a.gor", "--input-file", "b.gor"]);
-    assert!(e.message.contains("`*`"), "{e}");
+    // Each input with its own speed, as GoReplay's inputs are plugins of their own.
+    translates(
+        &[
+            "--input-file",
+            "a.gor|200%",
+            "--input-file",
+            "b-*.gor",
+            "--input-file-dry-run",
+        ],
+        &[
+            "replay",
+            "--input-file",
+            "a.gor|200%",
+            "--input-file",
+            "b-*.gor",
+            "--dry-run",
+        ],
+    );
+    let e = refused(&["--input-file", "a.gor|10", "--output-http", "http://s:1"]);
+    assert!(e.message.contains("--rate 10"), "{e}");
     let e = refused(&["--input-file", "a.gor", "--input-raw", ":80"]);
     assert!(e.message.contains("one input at a time"), "{e}");
+}
+
+#[test]
+fn outputs_and_the_run_as_goreplay_means_them() {
+    translates(
+        &[
+            "--input-raw",
+            ":80",
+            "--output-null",
+            "--output-dummy",
+            "x",
+            "--exit-after",
+            "1m30s",
+        ],
+        &[
+            "--ports",
+            "80",
+            "--output-stdout-records",
+            "--exit-after",
+            "90s",
+        ],
+    );
+    translates(
+        &[
+            "--input-raw",
+            ":80",
+            "--output-file",
+            "%Y%m%d.log",
+            "--output-file-append",
+            "--output-file-max-size-limit",
+            "1gb",
+            "--output-file-flush-interval",
+            "250ms",
+            "--output-file-queue-limit",
+            "0",
+        ],
+        &[
+            "--ports",
+            "80",
+            "--output-file",
+            "%Y%m%d.log",
+            "--output-file-append",
+            "--output-file-max-size-limit",
+            "1GiB",
+            "--output-file-flush-interval",
+            "250ms",
+            "--output-file-queue-limit",
+            "0",
+        ],
+    );
+    // GoReplay's defaults and zeros: no cap, its 100ms flush.
+    translates(
+        &[
+            "--input-file",
+            "r.gor",
+            "--output-file",
+            "c.gor",
+            "--output-file-max-size-limit",
+            "-1",
+            "--output-file-flush-interval",
+            "0",
+            "--exit-after",
+            "0",
+        ],
+        &[
+            "replay",
+            "--input-file",
+            "r.gor",
+            "--output-file",
+            "c.gor",
+            "--output-file-flush-interval",
+            "100ms",
+        ],
+    );
+    let e = refused(&["--input-raw", ":80", "--exit-after", "soon"]);
+    assert_eq!(e.flag, "--exit-after");
+    let e = refused(&["--input-raw", ":80", "--output-file-queue-limit", "many"]);
+    assert!(e.message.contains("number of records"), "{e}");
 }
 
 #[test]
@@ -482,38 +617,68 @@ fn gor_flags_pass_through_a_goreplay_command_line() {
     );
 }
 
+/// GoReplay's docs/Request-rewriting.md and the flags' help in settings.go.
+#[test]
+fn goreplay_set_param_basic_auth_prettify_and_realip_translate() {
+    translates(
+        &[
+            "--input-raw",
+            ":8080",
+            "--output-http",
+            "staging.com",
+            "--http-set-param",
+            "api_key=1",
+        ],
+        &[
+            "--ports",
+            "8080",
+            "--target",
+            "http://staging.com",
+            "--http-set-param",
+            "api_key=1",
+        ],
+    );
+    translates(
+        &[
+            "--input-raw",
+            ":8080",
+            "--output-http",
+            "staging.com",
+            "--http-basic-auth-filter",
+            "^customer[0-9].*",
+            "--input-raw-realip-header",
+            "X-Real-IP",
+            "--prettify-http",
+        ],
+        &[
+            "--ports",
+            "8080",
+            "--target",
+            "http://staging.com",
+            "--http-basic-auth-filter",
+            "^customer[0-9].*",
+            "--http-realip-header",
+            "X-Real-IP",
+            "--http-prettify",
+        ],
+    );
+    // A boolean given as Go spells it.
+    translates(
+        &["--input-raw", ":80", "-prettify-http=false"],
+        &["--ports", "80"],
+    );
+}
+
 #[test]
 fn flags_gor_does_not_implement_are_refused_by_name() {
     for (flag, value, says) in [
-        ("--split-output", None, "not supported by gor yet"),
-        ("--exit-after", Some("30s"), "SIGTERM"),
         ("--output-tcp", Some("replay:28020"), "--output-file"),
         ("--input-tcp", Some(":28020"), "not supported by gor yet"),
-        ("--prettify-http", None, "not supported by gor yet"),
-        (
-            "--http-set-param",
-            Some("api_key=1"),
-            "not supported by gor yet",
-        ),
-        (
-            "--http-basic-auth-filter",
-            Some("^c.*"),
-            "not supported by gor yet",
-        ),
-        ("--output-file-append", None, "not supported by gor yet"),
-        (
-            "--input-raw-realip-header",
-            Some("X-Real-IP"),
-            "not supported by gor yet",
-        ),
         (
             "--output-http-redirects",
             Some("2"),
             "not supported by gor yet",
         ),
-        ("--output-http-skip-verify", None, "--tls-ca"),
-        ("--output-null", None, "not supported by gor yet"),
-        ("--input-file-dry-run", None, "not supported by gor yet"),
         ("--output-kafka-host", Some("k:9092"), "Kafka"),
         (
             "--output-http-elasticsearch",
@@ -548,7 +713,9 @@ fn every_goreplay_flag_is_translated_or_refused() {
             "input-file" => "r.gor",
             "input-file-max-wait" | "output-http-timeout" => "2s",
             "output-http-workers" | "output-http-queue-len" | "output-http-stats-ms" => "3",
-            "output-file-size-limit" => "1mb",
+            "output-file-size-limit" | "output-http-response-buffer" | "output-file-max-size-limit" => "1mb",
+            "exit-after" | "output-file-flush-interval" => "1m30s",
+            "output-file-queue-limit" => "256",
             "http-header-limiter" | "http-param-limiter" | "output-http-header-hash-filter" => {
                 "user-id: 25%"
             }
@@ -560,6 +727,8 @@ fn every_goreplay_flag_is_translated_or_refused() {
             "http-rewrite-url" | "output-http-rewrite-url" => "/a:/b",
             "http-rewrite-header" => "Host: (.*).x,$1.y",
             "http-allow-method" | "output-http-method" => "GET",
+            "http-set-param" => "api_key=1",
+            "input-raw-realip-header" => "X-Real-IP",
             _ => "v",
         };
         let mut args = vec![format!("--{}", flag.name)];
@@ -583,10 +752,6 @@ fn every_goreplay_flag_is_translated_or_refused() {
                 let cli = Cli::try_parse_from(&out).unwrap_or_else(|e| panic!("{out:?}: {e}"));
                 cli.validate()
                     .unwrap_or_else(|e| panic!("{out:?} does not validate: {e:?}"));
-            }
-            (flags::Fate::Translated, Err(e)) if flag.name == "input-file" => {
-                // Twice --input-file: refused, by name.
-                assert_eq!(e.flag, "--input-file");
             }
             (flags::Fate::Translated, Err(e)) => panic!("{all:?} refused: {e}"),
             (_, Ok(out)) => panic!("{all:?} was translated into {out:?}"),
@@ -714,4 +879,45 @@ fn loopback_has_an_interface() {
         Some("lo")
     );
     assert_eq!(interface_holding("192.0.2.123".parse().unwrap()), None);
+}
+
+#[test]
+fn split_output_response_buffer_http_debug_and_skip_verify_translate() {
+    translates(
+        &[
+            "--input-raw",
+            ":80",
+            "--output-http",
+            "http://a:1",
+            "--output-http",
+            "http://b:2",
+            "--split-output",
+            "--output-http-response-buffer",
+            "512kb",
+            "-output-http-debug",
+            "--output-http-skip-verify",
+        ],
+        &[
+            "--ports",
+            "80",
+            "--target",
+            "http://a:1,http://b:2",
+            "--split-output",
+            "--staging-response-max-body",
+            "512KiB",
+            "--log",
+            "debug",
+            "--tls-skip-verify",
+        ],
+    );
+    translates(
+        &[
+            "--input-raw",
+            ":80",
+            "--output-http",
+            "http://a:1",
+            "--split-output=false",
+        ],
+        &["--ports", "80", "--target", "http://a:1"],
+    );
 }

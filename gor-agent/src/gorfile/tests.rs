@@ -9,7 +9,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::reader::wildcard_match;
-use super::writer::{civil_from_days, expand_time};
+use super::writer::{civil_from_days, expand, Names};
 use super::*;
 use crate::clock::ToWall;
 use crate::envelope::{ConnKey, Origin};
@@ -44,11 +44,19 @@ fn write_file(path: &Path, recs: &[Record]) {
 }
 
 fn out_cfg(pattern: &Path, max_size: Option<u64>) -> FileOutputConfig {
-    FileOutputConfig {
-        pattern: pattern.to_str().expect("utf8 path").to_owned(),
-        max_size,
-        track_responses: true,
-    }
+    FileOutputConfig::new(pattern.to_str().expect("utf8 path"), max_size, true)
+}
+
+/// The time placeholders only, as if for a record of that second.
+fn expand_time(pattern: &str, secs: u64) -> String {
+    let names = Names {
+        secs,
+        nanos: 7,
+        id: "ID",
+        kind: '1',
+        instance: "INST",
+    };
+    expand(pattern, &names)
 }
 
 fn message(id: u64, ts: u64, request: bool, raw: &[u8]) -> HttpMessage {
@@ -399,6 +407,21 @@ fn civil_dates() {
 }
 
 #[test]
+fn goreplay_placeholders_expand() {
+    let names = Names {
+        secs: 1_632_001_232,
+        nanos: 5_000,
+        id: "abc/def",
+        kind: '2',
+        instance: "0a1b2c3d",
+    };
+    assert_eq!(
+        expand("%Y%m%d-%H%M%S.%NS-%r-%t-%i-%N-%%.gor", &names),
+        "20210918-214032.5000-abc_def-2-0a1b2c3d-%N-%.gor"
+    );
+}
+
+#[test]
 fn wildcards() {
     assert!(wildcard_match("*.gor", "a.gor"));
     assert!(wildcard_match("t*_?.gor*", "traffic_1.gor.gz"));
@@ -697,4 +720,142 @@ fn the_envelope_survives_a_trip_through_a_file() {
         back.iter().filter(|m| m.id.conn() == key(0xa1, 1)).count(),
         4
     );
+}
+
+/// Records of every file in `dir`, by file name.
+fn files_in(dir: &Path) -> Vec<(String, Vec<Record>)> {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let name = f.file_name().expect("name").to_string_lossy().into_owned();
+            (name, read_all(f.to_str().expect("utf8")).0)
+        })
+        .collect()
+}
+
+#[test]
+fn queue_limit_rotates_by_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = out_cfg(&dir.path().join("q.gor"), None);
+    cfg.max_records = Some(2);
+    let mut out = FileOutput::new(cfg, ToWall::with_monotonic_offset(0)).expect("new");
+    for i in 0..5 {
+        out.write_record(&rec(RecordType::Request, i, 1000 + i, b"x"));
+    }
+    out.finish().expect("finish");
+    let files = files_in(dir.path());
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["q.gor", "q_1.gor", "q_2.gor"]);
+    let counts: Vec<usize> = files.iter().map(|(_, r)| r.len()).collect();
+    assert_eq!(counts, [2, 2, 1]);
+}
+
+#[test]
+fn append_adds_to_the_existing_file_and_never_rotates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for gz in [false, true] {
+        let path = dir.path().join(if gz { "a.gor.gz" } else { "a.gor" });
+        let mut first = Vec::new();
+        for round in 0..2u64 {
+            // Stamped in the order written, as one file of a capture is.
+            let mut cfg = out_cfg(&path, Some(10));
+            cfg.append = true;
+            cfg.max_records = Some(1);
+            let mut out = FileOutput::new(cfg, ToWall::with_monotonic_offset(0)).expect("new");
+            for i in 0..3 {
+                let r = rec(
+                    RecordType::Request,
+                    round * 10 + i,
+                    1000 + round * 10 + i,
+                    b"body",
+                );
+                out.write_record(&r);
+                first.push(r);
+            }
+            out.finish().expect("finish");
+        }
+        // Two runs, one file: the second run's records after the first's (a second gzip
+        // member for `.gz`), despite the limits.
+        let (back, damaged) = read_all(path.to_str().expect("utf8"));
+        assert!(damaged.is_empty(), "{damaged:?}");
+        assert_eq!(back, first);
+    }
+    assert_eq!(fs::read_dir(dir.path()).expect("dir").count(), 2);
+}
+
+#[test]
+fn max_size_limit_caps_all_files_together() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let one = {
+        let mut b = Vec::new();
+        encode(&rec(RecordType::Request, 1, 1000, b"0123456789"), &mut b);
+        b.len() as u64
+    };
+    let mut cfg = out_cfg(&dir.path().join("m.gor"), None);
+    cfg.max_records = Some(1);
+    cfg.max_total = Some(one * 3 + one / 2);
+    let mut out = FileOutput::new(cfg, ToWall::with_monotonic_offset(0)).expect("new");
+    for i in 0..6 {
+        out.write_record(&rec(RecordType::Request, i, 1000 + i, b"0123456789"));
+    }
+    out.finish().expect("finish");
+    let total: usize = files_in(dir.path()).iter().map(|(_, r)| r.len()).sum();
+    assert_eq!(total, 3);
+    assert_eq!(out.stats().records_over_max_size, 3);
+    assert_eq!(out.stats().records_written, 3);
+}
+
+#[test]
+fn request_id_placeholder_keeps_a_request_with_its_response() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pattern = dir.path().join("%r-%t.gor");
+    let by_id = dir.path().join("id-%r.gor");
+    for (p, expect_files) in [(&pattern, 4), (&by_id, 2)] {
+        let mut out =
+            FileOutput::new(out_cfg(p, None), ToWall::with_monotonic_offset(0)).expect("new");
+        // Interleaved: the first request's response comes after the second request.
+        out.write_record(&rec(RecordType::Request, 1, 1000, b"q1"));
+        out.write_record(&rec(RecordType::Request, 2, 1001, b"q2"));
+        out.write_record(&rec(RecordType::Response, 1, 1002, b"r1"));
+        out.write_record(&rec(RecordType::Response, 2, 1003, b"r2"));
+        out.finish().expect("finish");
+        let files: Vec<_> = files_in(dir.path())
+            .into_iter()
+            .filter(|(n, _)| n.starts_with(if p == &by_id { "id-" } else { "0" }))
+            .collect();
+        assert_eq!(files.len(), expect_files, "{files:?}");
+        if p == &by_id {
+            for (name, recs) in &files {
+                assert_eq!(recs.len(), 2, "{name}: a request and its response");
+                assert_eq!(name, &format!("id-{}.gor", recs[0].id));
+            }
+        } else {
+            let (name, recs) = &files[0];
+            assert_eq!(name, &format!("{}-1.gor", format_id(1)));
+            assert_eq!(recs.len(), 1);
+        }
+    }
+}
+
+#[test]
+fn nanosecond_and_instance_placeholders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pattern = dir.path().join("%i-%S.%NS.gor");
+    let mut out =
+        FileOutput::new(out_cfg(&pattern, None), ToWall::with_monotonic_offset(0)).expect("new");
+    let t0 = 1_632_001_232_000_000_123u64;
+    out.write_record(&rec(RecordType::Request, 1, t0, b"a"));
+    out.write_record(&rec(RecordType::Request, 2, t0 + 1_000, b"b"));
+    out.finish().expect("finish");
+    let files = files_in(dir.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    let instance = files[0].0.split('-').next().expect("instance").to_string();
+    assert_eq!(instance.len(), 8);
+    assert_eq!(files[0].0, format!("{instance}-32.1123.gor"));
+    assert_eq!(files[1].0, format!("{instance}-32.123.gor"));
 }

@@ -1,8 +1,9 @@
-//! Writing `.gor` files: an output for framed messages, with gzip, time-based file names and
-//! size-based rotation.
+//! Writing `.gor` files: an output for framed messages, with gzip, GoReplay's file-name
+//! placeholders, size- and count-based rotation, appending, and a cap on all files
+//! together; and the same records on stdout (GoReplay's `--output-stdout`).
 //!
 //! Records are encoded into a batch that is written (and, for gzip, sync-flushed) once it
-//! reaches [`BATCH_BYTES`] or is a second old, so we know exactly which records reached the
+//! reaches [`BATCH_BYTES`] or is a flush interval old, so we know exactly which records reached the
 //! file and, for gzip, exactly how many compressed bytes it holds: that is what size
 //! rotation is decided on. Files are created with mode 0600 (captured traffic holds
 //! credentials) and never overwrite an existing file. Write errors (a full disk, say) are
@@ -25,10 +26,10 @@ use crate::output::messages::{MessageOutput, Replayed};
 /// Declared with the other outputs' settings.
 pub use crate::output::settings::FileOutputConfig;
 
-/// A batch is written once it holds this many bytes.
+/// A batch is written once it holds this many bytes, or once its first record is a flush
+/// interval old ([`FileOutputConfig::flush_interval`]), so a quiet capture still reaches
+/// the disk.
 pub const BATCH_BYTES: usize = 64 * 1024;
-/// ... or once its first record is this old, so a quiet capture still reaches the disk.
-pub const BATCH_AGE: Duration = Duration::from_secs(1);
 /// After a write error, records are dropped for this long before writing is tried again,
 /// so a full disk costs a counter increment per record, not a failing syscall.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -51,6 +52,9 @@ pub struct FileStats {
     pub write_errors: u64,
     /// Records lost to write errors, or dropped while waiting to retry after one.
     pub records_dropped: u64,
+    /// Records not written because all files together reached the size cap
+    /// (`GOR_OUTPUT_FILE_MAX_SIZE_LIMIT`).
+    pub records_over_max_size: u64,
 }
 
 /// Writes framed messages as GoReplay records.
@@ -58,7 +62,16 @@ pub struct FileOutput {
     cfg: FileOutputConfig,
     /// Turns the messages' timestamps into the wall-clock times GoReplay expects.
     to_wall: ToWall,
+    /// The pattern names files by the records' time, id or type.
     has_placeholders: bool,
+    /// `%r` or `%t`: a name comes back (a response after its request), so a file this
+    /// pattern names is appended to rather than replaced by a new one.
+    keyed: bool,
+    /// What `%i` stands for.
+    instance: String,
+    /// Encoded bytes given to files so far, for the cap on all of them.
+    total_bytes: u64,
+    over_max_logged: bool,
     current: Option<OpenFile>,
     /// Encoded records not yet written to `current`.
     batch: Vec<u8>,
@@ -87,7 +100,7 @@ struct OpenFile {
 }
 
 enum Sink {
-    Plain(Counting<File>),
+    Plain(Counting<Box<dyn Write + Send>>),
     Gz(GzEncoder<Counting<File>>),
 }
 
@@ -102,7 +115,8 @@ impl Sink {
 
     fn write_batch(&mut self, batch: &[u8]) -> io::Result<()> {
         match self {
-            Sink::Plain(w) => w.write_all(batch),
+            // A flush for stdout, whose buffer is not ours; a no-op for a file.
+            Sink::Plain(w) => w.write_all(batch).and_then(|()| w.flush()),
             Sink::Gz(w) => {
                 w.write_all(batch)?;
                 // A sync flush: the file then holds every byte so far as valid deflate
@@ -148,13 +162,51 @@ impl FileOutput {
                 "empty output file pattern",
             ));
         }
-        let has_placeholders = ["%Y", "%m", "%d", "%H", "%M", "%S"]
-            .iter()
-            .any(|p| cfg.pattern.contains(p));
-        let mut out = FileOutput {
+        let has_placeholders = PLACEHOLDERS.iter().any(|p| cfg.pattern.contains(p));
+        let keyed = ["%r", "%t"].iter().any(|p| cfg.pattern.contains(p));
+        let mut out = FileOutput::with(cfg, to_wall);
+        out.has_placeholders = has_placeholders;
+        out.keyed = keyed;
+        if !has_placeholders {
+            let base = out.cfg.pattern.clone();
+            let file = out.open(base, 0)?;
+            out.current = Some(file);
+        }
+        Ok(out)
+    }
+
+    /// GoReplay's `--output-stdout`: the same records, on stdout, never rotated.
+    pub fn stdout(track_responses: bool, to_wall: ToWall) -> Self {
+        let cfg = FileOutputConfig::new("-", None, track_responses);
+        let mut out = FileOutput::with(cfg, to_wall);
+        out.current = Some(OpenFile {
+            base: "-".into(),
+            path: PathBuf::from("<stdout>"),
+            index: 0,
+            sink: Sink::Plain(Counting {
+                inner: Box::new(io::stdout()),
+                count: 0,
+            }),
+            records: 0,
+            rotatable: false,
+        });
+        out
+    }
+
+    fn with(cfg: FileOutputConfig, to_wall: ToWall) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        // Random per process (std seeds it so), as GoReplay's eight letters are.
+        let instance = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        FileOutput {
             cfg,
             to_wall,
-            has_placeholders,
+            has_placeholders: false,
+            keyed: false,
+            instance: format!("{:08x}", instance as u32),
+            total_bytes: 0,
+            over_max_logged: false,
             current: None,
             batch: Vec::with_capacity(BATCH_BYTES),
             batch_records: 0,
@@ -165,13 +217,7 @@ impl FileOutput {
             suppressed_logs: 0,
             stats: FileStats::default(),
             scratch: Vec::new(),
-        };
-        if !has_placeholders {
-            let base = out.cfg.pattern.clone();
-            let file = out.open(base, 0)?;
-            out.current = Some(file);
         }
-        Ok(out)
     }
 
     pub fn stats(&self) -> FileStats {
@@ -179,7 +225,7 @@ impl FileOutput {
     }
 
     /// Writes batched records now; for a caller's timer, since batches otherwise wait for
-    /// the next record (or [`MessageOutput::finish`]) once [`BATCH_AGE`] has passed.
+    /// the next record (or [`MessageOutput::finish`]) once the flush interval has passed.
     pub fn flush(&mut self) {
         self.flush_batch();
     }
@@ -202,7 +248,22 @@ impl FileOutput {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         encode(rec, &mut scratch);
-        self.place(rec.timestamp_ns, scratch.len() as u64);
+        if let Some(max) = self.cfg.max_total {
+            if self.total_bytes + scratch.len() as u64 > max {
+                self.stats.records_over_max_size += 1;
+                if !self.over_max_logged {
+                    self.over_max_logged = true;
+                    tracing::warn!(
+                        max_bytes = max,
+                        "the output files reached GOR_OUTPUT_FILE_MAX_SIZE_LIMIT; later records are not saved"
+                    );
+                }
+                self.scratch = scratch;
+                return;
+            }
+        }
+        self.total_bytes += scratch.len() as u64;
+        self.place(rec, scratch.len() as u64);
         if self.current.is_some() {
             self.batch.extend_from_slice(&scratch);
             self.batch_records += 1;
@@ -210,7 +271,9 @@ impl FileOutput {
             if let Some(f) = self.current.as_mut() {
                 f.records += 1;
             }
-            let old = self.batch_since.is_some_and(|t| t.elapsed() >= BATCH_AGE);
+            let old = self
+                .batch_since
+                .is_some_and(|t| t.elapsed() >= self.cfg.flush_interval);
             if self.batch.len() >= BATCH_BYTES || old {
                 self.flush_batch();
             }
@@ -220,20 +283,39 @@ impl FileOutput {
         self.scratch = scratch;
     }
 
-    /// Makes `current` the file a record of `len` bytes at `ts_ns` goes to: a new file for
-    /// a new time expansion or when the current one would grow past `max_size`.
-    fn place(&mut self, ts_ns: u64, len: u64) {
+    /// Makes `current` the file `rec` (`len` bytes encoded) goes to: a new file for a new
+    /// expansion of the pattern, when the current one would grow past `max_size`, or
+    /// when it holds `max_records`. In append mode the named file only, never rotated.
+    fn place(&mut self, rec: &Record, len: u64) {
         let mut next_index = 0;
         let base = if self.has_placeholders {
+            let ts_ns = rec.timestamp_ns;
             self.clock_s = self.clock_s.max(ts_ns / 1_000_000_000);
-            expand_time(&self.cfg.pattern, self.clock_s)
+            expand(
+                &self.cfg.pattern,
+                &Names {
+                    secs: self.clock_s,
+                    nanos: ts_ns % 1_000_000_000,
+                    id: &rec.id,
+                    kind: rec.kind.code() as char,
+                    instance: &self.instance,
+                },
+            )
         } else {
             self.cfg.pattern.clone()
         };
         if self.current.as_ref().is_some_and(|f| f.base != base) {
             self.close_current();
         }
-        if let Some(max) = self.cfg.max_size {
+        if let (Some(max), false) = (self.cfg.max_records, self.cfg.append) {
+            if let Some(f) = self.current.as_ref().filter(|f| f.rotatable) {
+                if f.records >= max {
+                    next_index = f.index + 1;
+                    self.close_current();
+                }
+            }
+        }
+        if let (Some(max), false) = (self.cfg.max_size, self.cfg.append) {
             if self.would_exceed(len, max) {
                 // For gzip the estimate counts the batch at its incompressible worst case;
                 // write it to learn the exact size before deciding.
@@ -274,7 +356,9 @@ impl FileOutput {
         size > max
     }
 
-    /// Opens `base` with suffix `index`, or the first higher one naming no existing file.
+    /// Opens `base` with suffix `index`, or the first higher one naming no existing file;
+    /// in append mode, and for a pattern whose names come back (`%r`, `%t`), `base`
+    /// itself, appended to if it exists.
     fn open(&mut self, base: String, mut index: u32) -> io::Result<OpenFile> {
         let gz = base.ends_with(".gz");
         loop {
@@ -288,18 +372,33 @@ impl FileOutput {
                         .create(dir)?;
                 }
             }
-            let created = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path);
-            let (file, rotatable) = match created {
-                Ok(file) => (file, true),
+            let appending = self.cfg.append || (self.keyed && index == 0);
+            let created = if appending {
+                OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(0o600)
+                    .open(&path)
+            } else {
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+            };
+            let created = match created {
+                // What is in it already counts towards the size limit.
+                Ok(file) if appending => file.metadata().map(|m| (file, m.is_file(), m.len())),
+                Ok(file) => Ok((file, true, 0)),
+                Err(e) => Err(e),
+            };
+            let (file, rotatable, existing) = match created {
+                Ok(opened) => opened,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     match fs::metadata(&path) {
                         // A device or pipe (`/dev/stdout`, a FIFO): write into it.
                         Ok(m) if !m.is_file() && !m.is_dir() => {
-                            (OpenOptions::new().append(true).open(&path)?, false)
+                            (OpenOptions::new().append(true).open(&path)?, false, 0)
                         }
                         // An existing file is never overwritten: take the next suffix.
                         _ => {
@@ -310,14 +409,20 @@ impl FileOutput {
                 }
                 Err(e) => return Err(e),
             };
-            let counting = Counting {
-                inner: file,
-                count: 0,
-            };
+            // Appending to a gzip file adds a member: readers (gor's, `zcat`) read on.
             let sink = if gz {
-                Sink::Gz(GzEncoder::new(counting, Compression::default()))
+                Sink::Gz(GzEncoder::new(
+                    Counting {
+                        inner: file,
+                        count: existing,
+                    },
+                    Compression::default(),
+                ))
             } else {
-                Sink::Plain(counting)
+                Sink::Plain(Counting {
+                    inner: Box::new(file),
+                    count: existing,
+                })
             };
             self.stats.files_opened += 1;
             tracing::debug!(path = %path.display(), "opened .gor output file");
@@ -462,20 +567,47 @@ fn indexed_path(base: &str, index: u32) -> PathBuf {
     path.with_file_name(new_name)
 }
 
-/// Expands `%Y %m %d %H %M %S` (UTC) and `%%` in `pattern` for `secs` since the epoch;
-/// other `%` sequences are kept as they are.
-pub(super) fn expand_time(pattern: &str, secs: u64) -> String {
+/// GoReplay's file-name placeholders (its `output_file.go`), `%%` aside.
+pub const PLACEHOLDERS: &[&str] = &["%Y", "%m", "%d", "%H", "%M", "%S", "%NS", "%r", "%t", "%i"];
+
+/// What the placeholders of a file name stand for, for one record.
+pub(super) struct Names<'a> {
+    /// The record's second since the epoch (UTC).
+    pub secs: u64,
+    /// `%NS`: nanoseconds within that second (GoReplay prints them without padding).
+    pub nanos: u64,
+    /// `%r`: the record's id.
+    pub id: &'a str,
+    /// `%t`: its type, `1`, `2` or `3`.
+    pub kind: char,
+    /// `%i`: this writer's id.
+    pub instance: &'a str,
+}
+
+/// Expands the placeholders of `pattern` (see [`PLACEHOLDERS`]) and `%%`; other `%`
+/// sequences are kept as they are.
+pub(super) fn expand(pattern: &str, n: &Names) -> String {
+    let secs = n.secs;
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
     let mut out = String::with_capacity(pattern.len() + 8);
-    let mut chars = pattern.chars();
+    let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
         if c != '%' {
             out.push(c);
             continue;
         }
         match chars.next() {
+            Some('N') if chars.peek() == Some(&'S') => {
+                chars.next();
+                out.push_str(&n.nanos.to_string());
+            }
+            // An id or a type is a file name part: a `/` in one (not gor's, nor
+            // GoReplay's) must not name a directory.
+            Some('r') => out.push_str(&n.id.replace('/', "_")),
+            Some('t') => out.push(n.kind),
+            Some('i') => out.push_str(n.instance),
             Some('Y') => out.push_str(&format!("{y:04}")),
             Some('m') => out.push_str(&format!("{m:02}")),
             Some('d') => out.push_str(&format!("{d:02}")),

@@ -4,13 +4,15 @@
 //! Edits change only the lines they touch: the request line (target replaced between
 //! its two spaces), a header line (value replaced after the name, colon and the original
 //! whitespace, trailing whitespace and line ending kept; continuation lines of an
-//! obsolete folded value dropped with the old value), or a new header line appended
-//! after the last one. Every other byte, including the body with its chunked framing and
-//! trailers, is copied unchanged. [`HeadEdit::finish`] re-parses the result with the
-//! framer's own head parser ([`crate::http::head`], with its header limit) so `kind`,
-//! `headers` and `body_offset` describe the new bytes; a result that does not parse is
-//! refused and the caller keeps the original. [`HeadEdit::into_bytes`] gives the bytes
-//! alone, for a caller that only sends them.
+//! obsolete folded value dropped with the old value), a new header line appended after
+//! the last one, or a header line removed. Every other byte, including the body with its
+//! chunked framing and trailers, is copied unchanged, unless the caller replaces the body
+//! whole (`--http-prettify`, which also sets the framing headers that go with it).
+//! [`HeadEdit::finish`] re-parses the result with the framer's own head parser
+//! ([`crate::http::head`], with its header limit) so `kind`, `headers` and `body_offset`
+//! describe the new bytes; a result that does not parse is refused and the caller keeps
+//! the original. [`HeadEdit::into_bytes`] gives the bytes alone, for a caller that only
+//! sends them.
 
 use std::ops::Range;
 
@@ -31,6 +33,8 @@ struct HeaderLine {
     name: String,
     value: Vec<u8>,
     changed: bool,
+    /// Dropped from the head (with its continuation lines).
+    removed: bool,
 }
 
 /// A request head being edited; reads see earlier edits, so rewrite rules chain.
@@ -46,6 +50,8 @@ pub(crate) struct HeadEdit<'m> {
     head_tail: usize,
     /// The line ending used for appended headers: that of the request line.
     eol: &'static [u8],
+    /// A new body in place of the original one (which is copied otherwise).
+    body: Option<Vec<u8>>,
 }
 
 /// Why a head could not be edited.
@@ -109,6 +115,7 @@ impl<'m> HeadEdit<'m> {
                 name: name.to_owned(),
                 value: line[v0..v1].to_vec(),
                 changed: false,
+                removed: false,
             });
             pos = next;
         }
@@ -121,6 +128,7 @@ impl<'m> HeadEdit<'m> {
             headers,
             head_tail: pos,
             eol,
+            body: None,
         })
     }
 
@@ -137,11 +145,31 @@ impl<'m> HeadEdit<'m> {
         self.target = Some(target);
     }
 
-    /// Indexes of the headers named `name` (case-insensitive), in order.
+    /// Indexes of the headers named `name` (case-insensitive), in order; removed ones
+    /// are not found.
     pub(crate) fn find(&self, name: &str) -> Vec<usize> {
         (0..self.headers.len())
-            .filter(|&i| self.headers[i].name.eq_ignore_ascii_case(name))
+            .filter(|&i| {
+                !self.headers[i].removed && self.headers[i].name.eq_ignore_ascii_case(name)
+            })
             .collect()
+    }
+
+    /// Drops every header named `name`.
+    pub(crate) fn remove(&mut self, name: &str) {
+        for i in self.find(name) {
+            self.remove_at(i);
+        }
+    }
+
+    /// Drops the header at index `i` (from [`HeadEdit::find`]).
+    pub(crate) fn remove_at(&mut self, i: usize) {
+        self.headers[i].removed = true;
+    }
+
+    /// Replaces the body (the caller sets the framing headers that go with it).
+    pub(crate) fn set_body(&mut self, body: Vec<u8>) {
+        self.body = Some(body);
     }
 
     pub(crate) fn value(&self, i: usize) -> &[u8] {
@@ -175,6 +203,7 @@ impl<'m> HeadEdit<'m> {
             name: name.to_owned(),
             value: value.to_vec(),
             changed: true,
+            removed: false,
         });
         self.headers.len() - 1
     }
@@ -183,7 +212,8 @@ impl<'m> HeadEdit<'m> {
         self.target
             .as_deref()
             .is_some_and(|t| t.as_bytes() != &self.raw[self.target_at.clone()])
-            || self.headers.iter().any(|h| h.changed)
+            || self.headers.iter().any(|h| h.changed || h.removed)
+            || self.body.is_some()
     }
 
     /// The edited message, or `Ok(None)` when nothing changed; `orig` is the message the
@@ -208,7 +238,7 @@ impl<'m> HeadEdit<'m> {
             .and_then(|h| h.line.as_ref().map(|l| l.start))
             .unwrap_or(self.head_tail);
         out.extend_from_slice(&raw[self.target_at.end..first_header]);
-        for h in &self.headers {
+        for h in self.headers.iter().filter(|h| !h.removed) {
             match &h.line {
                 Some(line) if !h.changed => out.extend_from_slice(&raw[line.clone()]),
                 Some(line) => {
@@ -225,7 +255,13 @@ impl<'m> HeadEdit<'m> {
             }
         }
         let new_head_len = out.len() + (self.body_offset - self.head_tail);
-        out.extend_from_slice(&raw[self.head_tail..]);
+        match &self.body {
+            Some(body) => {
+                out.extend_from_slice(&raw[self.head_tail..self.body_offset]);
+                out.extend_from_slice(body);
+            }
+            None => out.extend_from_slice(&raw[self.head_tail..]),
+        }
         (out, new_head_len)
     }
 }

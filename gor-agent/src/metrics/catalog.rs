@@ -206,13 +206,16 @@ pub static FAMILIES: &[Family] = &[
         (&[("rule", "disallow_header")], "/filters/dropped_by_rule/disallow_header"),
         (&[("rule", "header_limiter")], "/filters/dropped_by_rule/header_limiter"),
         (&[("rule", "param_limiter")], "/filters/dropped_by_rule/param_limiter"),
+        (&[("rule", "basic_auth")], "/filters/dropped_by_rule/basic_auth"),
     ]),
     family!("gor_filter_rewritten", Counter, Report, "Requests changed by a rewrite.", "/filters/rewritten"),
     family!("gor_filter_rewrite_errors", Counter, Report, "Requests kept unrewritten because the rewrite broke their head.", "/filters/rewrite_errors"),
+    family!("gor_filter_prettified", Counter, Report, "Requests whose body GOR_HTTP_PRETTIFY decoded.", "/filters/prettified"),
+    family!("gor_filter_prettify_errors", Counter, Report, "Requests kept as they came because GOR_HTTP_PRETTIFY could not decode their body.", "/filters/prettify_errors"),
     // Mirroring to staging, per target.
     family!("gor_mirror_sampled_out", Counter, Report, "Requests left out by a percentage GOR_RATE (one draw for all targets).", "/mirror/sampled_out"),
     family!("gor_mirror_accepted", Counter, PerTarget, "Requests queued for the target.", "/accepted"),
-    family!("gor_mirror_rate_limited", Counter, PerTarget, "Requests over the target's GOR_RATE, dropped.", "/rate_limited"),
+    family!("gor_mirror_rate_limited", Counter, PerTarget, "Requests over the target's rate (its own `|N` in GOR_TARGET, or GOR_RATE), dropped.", "/rate_limited"),
     family!("gor_mirror_dropped", Counter, PerTarget, "Requests for the target dropped, by reason.", [
         (&[("reason", "queue_full")], "/queue_full"),
         (&[("reason", "lane_queue_full")], "/lane_queue_full"),
@@ -281,6 +284,7 @@ pub static FAMILIES: &[Family] = &[
     family!("gor_file_records", Counter, Report, "Records written to GOR_OUTPUT_FILE.", "/outputs/file/records_written"),
     family!("gor_file_written_bytes", Counter, Report, "Bytes written to GOR_OUTPUT_FILE (before compression).", "/outputs/file/bytes_written"),
     family!("gor_file_dropped_records", Counter, Report, "Records lost to write errors.", "/outputs/file/records_dropped"),
+    family!("gor_file_over_max_size_records", Counter, Report, "Records not saved because the files reached GOR_OUTPUT_FILE_MAX_SIZE_LIMIT.", "/outputs/file/records_over_max_size"),
     family!("gor_file_write_errors", Counter, Report, "Failed writes, opens and gzip finishes.", "/outputs/file/write_errors"),
 ];
 

@@ -336,11 +336,14 @@ mod tests {
                     disallow_header: next(),
                     header_limiter: next(),
                     param_limiter: next(),
+                    basic_auth: next(),
                 },
                 rewritten: next(),
                 dropped_responses: next(),
                 limiter_missing: next(),
                 rewrite_errors: next(),
+                prettified: next(),
+                prettify_errors: next(),
             },
             output_errors: next(),
             file: FileStats {
@@ -349,6 +352,7 @@ mod tests {
                 files_opened: next(),
                 write_errors: next(),
                 records_dropped: next(),
+                records_over_max_size: next(),
             },
             input: InputStats {
                 records: next(),

@@ -2,13 +2,16 @@
 //! (Playing saved traffic back, `gor-agent replay`, is the `replay` module: a source.)
 //!
 //! [`Mirror::submit`] is called on the capture path and never blocks: it samples the
-//! request (`Rate`), then for each target applies the rate limit (its own leaky bucket,
-//! or a [`RateGate`] that shares the limit with other processes) and a bounded queue,
-//! dropping and counting whatever does not fit. Behind each queue a dispatcher routes
+//! request (the default `Rate`, one decision for the targets that use it), picks the
+//! targets (all of them, or with [`MirrorOptions::split`] the one of its client
+//! connection), then for each target applies its rate limit (its own `Rate` if it has
+//! one, a leaky bucket or a [`RateGate`] that shares the limit with other processes) and a
+//! bounded queue, dropping and counting whatever does not fit. Behind each queue a dispatcher routes
 //! requests to one lane per client connection, which sends them in order on a
 //! keep-alive staging connection (see [`lane`]). Requests are rewritten minimally
-//! ([`rewrite`]): only `Host`, configured headers and the base path change, everything
-//! else is sent byte for byte as the client sent it.
+//! ([`rewrite`]): only `Host`, configured headers (and the target's basic auth) and the
+//! base path (or the target's fixed path) change, everything else is sent byte for byte as
+//! the client sent it.
 //!
 //! `https://` targets are reached over TLS (rustls; system roots plus
 //! [`MirrorOptions::tls_ca`]); everything else is the same for them.
@@ -49,7 +52,7 @@ use stats::{inc, Counters, HistogramSnapshot};
 pub use conn::PortExclusion;
 pub use result::{FailureKind, Outcome, StagingResponse, StagingResult};
 pub use stats::{LatencySummary, MirrorStats, TargetStats};
-pub use target::Target;
+pub use target::{PathMode, Secret, Target};
 pub use tls::{load_ca_file, CaCert};
 
 /// Requests accepted per target may hold at most this many bytes in total.
@@ -85,7 +88,12 @@ pub trait RateGate: Send + Sync {
 #[derive(Clone)]
 pub struct MirrorOptions {
     pub targets: Vec<Target>,
+    /// The rate of targets without their own ([`Target::rate`]).
     pub rate: Rate,
+    /// Each request goes to one target only instead of every target: a client
+    /// connection's requests all to the same one, the targets taking connections in turn
+    /// (requests of no known connection take the targets in turn one by one).
+    pub split: bool,
     /// Per request: connect + write + read of the full response.
     pub timeout: Duration,
     /// Most concurrent staging connections (lanes) per target.
@@ -103,12 +111,14 @@ pub struct MirrorOptions {
     pub exclusion: Option<Arc<dyn PortExclusion>>,
     /// CA certificates trusted for `https://` targets besides the system roots.
     pub tls_ca: Vec<CaCert>,
+    /// Accept any certificate from `https://` targets (no verification).
+    pub tls_skip_verify: bool,
     /// Most body bytes of a staging response kept in its [`StagingResult`] (only kept for
     /// a subscriber, see [`Mirror::subscribe`]); [`DEFAULT_RESULT_BODY_LIMIT`].
     pub result_body_limit: usize,
     /// Each target's [`RateGate`], indexed like `targets` (missing entries and `None`
-    /// mean none); used only with `Rate::PerSecond(n)`, n > 0. Empty: every target has
-    /// its own local limit.
+    /// mean none); used only when the target's rate (its own, or the default) is
+    /// `Rate::PerSecond(n)`, n > 0. Empty: every target has its own local limit.
     pub gates: Vec<Option<Arc<dyn RateGate>>>,
 }
 
@@ -148,7 +158,13 @@ pub const MAX_TARGETS: usize = 64;
 /// Mirrors requests to staging; see the module documentation.
 pub struct Mirror {
     targets: Vec<TargetHandle>,
+    /// The default rate's `Rate::Percent` draw, for the targets that use it.
     sampler: Sampler,
+    /// Whether the draw is made: some target uses it (or there is none, so that the
+    /// sampling is still counted).
+    draws: bool,
+    /// [`MirrorOptions::split`]: the next target for a request of no known connection.
+    split: Option<AtomicU64>,
     globals: Arc<Globals>,
     cancel: watch::Sender<bool>,
     results: Arc<result::Results>,
@@ -163,6 +179,8 @@ struct Globals {
 
 struct TargetHandle {
     ctx: Arc<TargetCtx>,
+    /// It has no rate of its own: the default rate's draw applies.
+    shares_draw: bool,
     limiter: Limiter,
     tx: mpsc::Sender<Job>,
     task: JoinHandle<()>,
@@ -180,7 +198,7 @@ impl Mirror {
             .targets
             .iter()
             .any(|t| t.tls)
-            .then(|| tls::client_config(&cfg.tls_ca));
+            .then(|| tls::client_config(&cfg.tls_ca, cfg.tls_skip_verify));
         let targets = cfg
             .targets
             .iter()
@@ -193,10 +211,13 @@ impl Mirror {
                 };
                 start_target(&cfg, index, t, shared, cancel_rx.clone())
             })
-            .collect();
+            .collect::<Vec<TargetHandle>>();
+        let draws = targets.is_empty() || targets.iter().any(|t| t.shares_draw);
         Mirror {
             targets,
             sampler: Sampler::new(cfg.rate),
+            draws,
+            split: cfg.split.then(AtomicU64::default),
             globals: Arc::default(),
             cancel,
             results,
@@ -224,17 +245,36 @@ impl Mirror {
             inc(&self.globals.ignored);
             return Accepted::NONE;
         };
-        if !self.sampler.keep() {
+        let sampled_out = self.draws && !self.sampler.keep();
+        if sampled_out {
             inc(&self.globals.sampled_out);
-            return Accepted::NONE;
         }
+        let chosen = self
+            .split
+            .as_ref()
+            .map(|next| self.split_target(&req, next));
         let mut accepted = Accepted::NONE;
         for (i, t) in self.targets.iter().enumerate() {
+            if chosen.is_some_and(|c| c != i) || (sampled_out && t.shares_draw) {
+                continue;
+            }
             if t.offer(&req) {
                 accepted.0 |= 1 << i;
             }
         }
         accepted
+    }
+
+    /// With [`MirrorOptions::split`], the target of a request: by its client connection
+    /// (connections are numbered in order, so they take the targets in turn), or the next
+    /// one in turn for a request of no known connection.
+    fn split_target(&self, req: &Request, next: &AtomicU64) -> usize {
+        let n = self.targets.len().max(1) as u64;
+        let turn = match req.id.conn() {
+            Some(c) => (c.origin.0 % n + c.conn % n) % n,
+            None => next.fetch_add(1, Ordering::Relaxed) % n,
+        };
+        turn as usize
     }
 
     /// Whether every target can take another request now without dropping it: a source
@@ -373,7 +413,8 @@ fn start_target(
         rewrite: rewrite::Rewrite {
             host: (!cfg.original_host).then(|| t.host_header.clone()),
             base_path: t.base_path.clone(),
-            set_headers: set_headers.to_vec(),
+            fixed_target: t.fixed_target.clone(),
+            set_headers: with_authorization(set_headers, t.authorization.as_ref()),
         },
         timeout: cfg.timeout,
         exclusion: cfg.exclusion.clone(),
@@ -391,12 +432,34 @@ fn start_target(
     });
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
     let task = tokio::spawn(lane::run_target(ctx.clone(), rx, cancel));
+    let gate = cfg.gates.get(index).cloned().flatten();
     TargetHandle {
         ctx,
-        limiter: Limiter::new(cfg.rate, cfg.gates.get(index).cloned().flatten()),
+        shares_draw: t.rate.is_none(),
+        limiter: match t.rate {
+            // The default rate's share is the mirror's one draw; its limit is each target's.
+            None => Limiter::new(cfg.rate, gate),
+            Some(own @ Rate::Percent(_)) => Limiter::Sample(Sampler::new(own)),
+            Some(own) => Limiter::new(own, gate),
+        },
         tx,
         task,
     }
+}
+
+/// The headers to set on a target's requests: `set` and, when the target's URL had
+/// `user:pass@`, its `Authorization`, which replaces the client's and any set one.
+fn with_authorization(set: &[(String, String)], auth: Option<&Secret>) -> Vec<(String, String)> {
+    let Some(auth) = auth else {
+        return set.to_vec();
+    };
+    let mut out: Vec<(String, String)> = set
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("authorization"))
+        .cloned()
+        .collect();
+    out.push(("Authorization".into(), auth.0.clone()));
+    out
 }
 
 /// Drops `set_headers` entries that would break the request framing (a CR or LF could
@@ -528,13 +591,15 @@ fn seed() -> u64 {
     (z ^ (z >> 31)) | 1
 }
 
-/// The `Rate::PerSecond` limit of one target.
+/// The limit of one target: `Rate::PerSecond`, or its own `Rate::Percent`.
 enum Limiter {
     Unlimited,
     Never,
     Bucket(RateLimiter),
     /// A budget kept elsewhere (shared by a fleet).
     Gate(Arc<dyn RateGate>),
+    /// The target's own share, drawn for it alone.
+    Sample(Sampler),
 }
 
 impl Limiter {
@@ -554,6 +619,7 @@ impl Limiter {
             Limiter::Never => false,
             Limiter::Bucket(b) => b.try_acquire(1),
             Limiter::Gate(g) => g.try_take(),
+            Limiter::Sample(s) => s.keep(),
         }
     }
 }

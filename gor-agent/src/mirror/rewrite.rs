@@ -2,7 +2,7 @@
 //! possible: the request line and every header line are copied byte for byte (order, case,
 //! duplicates, line endings), except the `Host` header value (unless the original host is
 //! kept), headers overridden by `set_headers`, and the base path prefixed to the request
-//! target. The body is copied untouched, so Content-Length and chunked framing stay valid.
+//! target (or the target replaced by the target URL's fixed path, GoReplay's way). The body is copied untouched, so Content-Length and chunked framing stay valid.
 //! The editing itself is the filters' ([`crate::http::edit::HeadEdit`]); this module only
 //! decides what changes.
 
@@ -15,6 +15,8 @@ pub(crate) struct Rewrite {
     pub host: Option<String>,
     /// Prefix for the request target, without a trailing slash; empty for none.
     pub base_path: String,
+    /// Replaces the request target (origin and absolute forms) when set.
+    pub fixed_target: Option<String>,
     /// Each replaces the first header of that name (keeping its position and name
     /// spelling), or is appended after the last header.
     pub set_headers: Vec<(String, String)>,
@@ -60,6 +62,12 @@ fn first_free(edit: &HeadEdit<'_>, taken: &[usize], name: &str) -> Option<usize>
 /// target host when `Host` is rewritten, since servers then ignore `Host` (RFC 9112 §3.2.2).
 /// Asterisk and authority forms are copied as they are.
 fn write_target(out: &mut Vec<u8>, target: &[u8], rw: &Rewrite) {
+    if let Some(fixed) = &rw.fixed_target {
+        if target.starts_with(b"/") || absolute_scheme_len(target).is_some() {
+            out.extend_from_slice(fixed.as_bytes());
+            return;
+        }
+    }
     let base = rw.base_path.as_bytes();
     if target.starts_with(b"/") {
         out.extend_from_slice(base);
@@ -100,6 +108,7 @@ mod tests {
         Rewrite {
             host: host.map(str::to_string),
             base_path: base.to_string(),
+            fixed_target: None,
             set_headers: set
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -151,6 +160,21 @@ mod tests {
         assert!(build(raw, &rw(None, "", &[])).starts_with("GET http://prod:81/p HTTP/1.1\r\n"));
         let raw = b"OPTIONS * HTTP/1.1\r\nHost: p\r\n\r\n";
         assert!(build(raw, &rw(None, "/b", &[])).starts_with("OPTIONS * HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn a_fixed_target_replaces_origin_and_absolute_forms() {
+        let mut r = rw(Some("s"), "", &[]);
+        r.fixed_target = Some("/api?x=1".into());
+        let raw = b"GET /p?q HTTP/1.1\r\nHost: p\r\n\r\n";
+        assert!(build(raw, &r).starts_with("GET /api?x=1 HTTP/1.1\r\nHost: s\r\n"));
+        let raw = b"POST http://prod:81/p HTTP/1.1\r\nHost: prod:81\r\nContent-Length: 1\r\n\r\nx";
+        assert_eq!(
+            build(raw, &r),
+            "POST /api?x=1 HTTP/1.1\r\nHost: s\r\nContent-Length: 1\r\n\r\nx"
+        );
+        let raw = b"OPTIONS * HTTP/1.1\r\nHost: p\r\n\r\n";
+        assert!(build(raw, &r).starts_with("OPTIONS * HTTP/1.1\r\n"));
     }
 
     #[test]

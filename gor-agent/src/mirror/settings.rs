@@ -1,26 +1,42 @@
-//! Mirroring's settings: the staging targets, the rate limit, the time limits, the
-//! workers and queues per target, the header rewrites and the extra CA certificates for
-//! https targets. [`MirrorArgs::validate`] reads the values only; the CA file is read
+//! Mirroring's settings: the staging targets (each with its own rate limit if given),
+//! the default rate limit, copying to every target or splitting across them, the time
+//! limits, the workers and queues per target, the header rewrites and the extra CA
+//! certificates for https targets. [`MirrorArgs::validate`] reads the values only; the CA file is read
 //! and parsed by the resolve step (`config::resolve`), into [`MirrorConfig::tls_ca`].
 
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
 
-use super::{CaCert, MirrorOptions, PortExclusion, Rate, Target};
+use super::{target::redact, CaCert, MirrorOptions, PathMode, PortExclusion, Rate, Target};
 use crate::settings::{parse_count, parse_duration, parse_size, Problems};
 
 /// Mirroring to staging.
 #[derive(Debug, Args)]
 pub struct MirrorArgs {
     /// Staging base URLs, comma-separated (`http://host:port[/base]` or `https://...`);
-    /// every mirrored request goes to each. Empty: nothing is mirrored.
+    /// every mirrored request goes to each. `user:pass@` in a URL: basic auth on every
+    /// request to it. `URL|100` or `URL|10%`: that target's own rate limit, in place of
+    /// GOR_RATE. Empty: nothing is mirrored.
     #[arg(long, env = "GOR_TARGET", value_name = "URLS")]
     pub target: Option<String>,
     /// `100`: at most 100 requests/s per target (excess dropped and counted); `10%`: a
-    /// random 10% of requests; empty: all.
+    /// random 10% of requests; empty: all. The default of targets without their own `|N`.
     #[arg(long, env = "GOR_RATE", default_value = "")]
     pub rate: String,
+    /// Send each client connection's requests to one target only, the targets taking
+    /// connections in turn, instead of every request to every target.
+    #[arg(long, env = "GOR_SPLIT_OUTPUT", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub split_output: bool,
+    /// What a target URL's path does: `prefix` (prepended to each request's path) or
+    /// `replace` (GoReplay's: a URL with a path or query is every request's target).
+    #[arg(
+        long,
+        env = "GOR_TARGET_PATH",
+        default_value = "prefix",
+        value_name = "MODE"
+    )]
+    pub target_path: String,
     /// Time limit for each step with staging: connecting, sending, each response.
     #[arg(long, env = "GOR_TIMEOUT", default_value = "5s")]
     pub timeout: String,
@@ -43,6 +59,10 @@ pub struct MirrorArgs {
     /// PEM file of CA certificates trusted for https targets, besides the system roots.
     #[arg(long, env = "GOR_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
+    /// Accept any certificate from https targets, unverified (a staging with a
+    /// self-signed or expired certificate); prefer GOR_TLS_CA.
+    #[arg(long, env = "GOR_TLS_SKIP_VERIFY", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub tls_skip_verify: bool,
     /// Most body bytes of each staging response kept for the comparison (`GOR_COMPARE`)
     /// and for type 3 records (`GOR_TRACK_STAGING_RESPONSES`); a longer body is cut there
     /// (the comparison then compares status and headers only, and counts it `skipped`).
@@ -57,7 +77,10 @@ pub struct MirrorArgs {
 pub struct MirrorConfig {
     /// Empty: nothing is mirrored.
     pub targets: Vec<Target>,
+    /// The rate of targets without their own ([`Target::rate`]).
     pub rate: Rate,
+    /// [`MirrorOptions::split`].
+    pub split: bool,
     pub timeout: Duration,
     pub workers: usize,
     pub pipeline: usize,
@@ -68,6 +91,8 @@ pub struct MirrorConfig {
     pub tls_ca_file: Option<PathBuf>,
     /// Its certificates: empty until resolved, and without a file.
     pub tls_ca: Vec<CaCert>,
+    /// [`MirrorOptions::tls_skip_verify`].
+    pub tls_skip_verify: bool,
     pub shutdown_grace: Duration,
     /// [`MirrorOptions::result_body_limit`].
     pub result_body_limit: usize,
@@ -80,6 +105,7 @@ impl MirrorConfig {
         MirrorOptions {
             targets: self.targets.clone(),
             rate: self.rate,
+            split: self.split,
             timeout: self.timeout,
             workers: self.workers,
             pipeline: self.pipeline,
@@ -88,18 +114,33 @@ impl MirrorConfig {
             set_headers: self.set_headers.clone(),
             exclusion,
             tls_ca: self.tls_ca.clone(),
+            tls_skip_verify: self.tls_skip_verify,
             result_body_limit: self.result_body_limit,
             gates: Vec::new(),
         }
+    }
+
+    /// Each target's rate: its own, or the default.
+    pub fn rates(&self) -> Vec<Rate> {
+        self.targets
+            .iter()
+            .map(|t| t.rate.unwrap_or(self.rate))
+            .collect()
     }
 }
 
 impl MirrorArgs {
     pub fn validate(&self, p: &mut Problems) -> Option<MirrorConfig> {
         let mut c = p.of::<Self>();
-        let targets = match self.target.as_deref().map(str::trim) {
-            None | Some("") => Some(Vec::new()),
-            Some(v) => c.parse("target", v, parse_targets),
+        let mode = c.parse("target_path", &self.target_path, parse_path_mode);
+        let targets = match (self.target.as_deref().map(str::trim), mode) {
+            (None | Some(""), _) => Some(Vec::new()),
+            (Some(v), Some(mode)) => {
+                // The value is shown without its passwords.
+                let shown = v.split(',').map(redact).collect::<Vec<_>>().join(",");
+                c.field("target", &shown, parse_targets_as(v, mode))
+            }
+            (Some(_), None) => None,
         };
         let rate = c.parse("rate", &self.rate, parse_rate);
         let timeout = c.parse("timeout", &self.timeout, parse_duration);
@@ -119,6 +160,7 @@ impl MirrorArgs {
         Some(MirrorConfig {
             targets: targets?,
             rate: rate?,
+            split: self.split_output,
             timeout: timeout?,
             workers: workers?,
             pipeline: pipeline?,
@@ -127,6 +169,7 @@ impl MirrorArgs {
             set_headers: set_headers?,
             tls_ca_file: self.tls_ca.clone(),
             tls_ca: Vec::new(),
+            tls_skip_verify: self.tls_skip_verify,
             shutdown_grace: grace?,
             result_body_limit: body_limit?,
         })
@@ -135,13 +178,34 @@ impl MirrorArgs {
 
 /// `http://staging:8080,http://staging2/base`.
 pub fn parse_targets(s: &str) -> Result<Vec<Target>, String> {
+    parse_targets_as(s, PathMode::Prefix)
+}
+
+/// `http://staging:8080|100,http://user:pass@staging2/base|10%`: each URL, with its own
+/// rate after `|`, its path applied as `mode` says.
+pub fn parse_targets_as(s: &str, mode: PathMode) -> Result<Vec<Target>, String> {
     let targets = s
         .split(',')
         .map(str::trim)
-        .map(|u| {
-            Target::parse(u).map_err(|e| {
-                format!("comma-separated `http(s)://host[:port][/base]` URLs (`{u}`: {e})")
-            })
+        .map(|entry| {
+            let (url, rate) = match entry.rsplit_once('|') {
+                Some((u, r)) => (u.trim(), Some(r)),
+                None => (entry, None),
+            };
+            let bad = |e: String| {
+                format!(
+                    "comma-separated `http(s)://[user:pass@]host[:port][/base][|N or |N%]` \
+                     URLs (`{}`: {e})",
+                    redact(entry)
+                )
+            };
+            let mut t = Target::parse_as(url, mode).map_err(bad)?;
+            t.rate = match rate.map(str::trim) {
+                None => None,
+                Some("") => return Err(bad("an empty limit after `|`".into())),
+                Some(r) => Some(parse_rate(r).map_err(bad)?),
+            };
+            Ok(t)
         })
         .collect::<Result<Vec<_>, _>>()?;
     if targets.len() > super::MAX_TARGETS {
@@ -174,6 +238,15 @@ pub fn parse_rate(s: &str) -> Result<Rate, String> {
     }
 }
 
+/// `prefix` or `replace`.
+pub fn parse_path_mode(s: &str) -> Result<PathMode, String> {
+    match s.trim() {
+        "prefix" => Ok(PathMode::Prefix),
+        "replace" => Ok(PathMode::Replace),
+        _ => Err("`prefix` or `replace`".into()),
+    }
+}
+
 /// `X-Mirrored: 1; X-Env: staging`.
 pub fn parse_set_headers(s: &str) -> Result<Vec<(String, String)>, String> {
     const EXPECTED: &str =
@@ -189,4 +262,52 @@ pub fn parse_set_headers(s: &str) -> Result<Vec<(String, String)>, String> {
         out.push((name.to_string(), value.to_string()));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_take_their_own_rates_after_a_bar() {
+        let t = parse_targets("http://a:1|10, http://u:p@b:2/x|50%,http://c:3").unwrap();
+        assert_eq!(
+            t.iter().map(|t| t.rate).collect::<Vec<_>>(),
+            [Some(Rate::PerSecond(10)), Some(Rate::Percent(50.0)), None]
+        );
+        assert!(t[1].authorization.is_some() && t[1].base_path == "/x");
+        for bad in ["http://a|", "http://a|0", "http://a|x%", "http://a|101%"] {
+            assert!(parse_targets(bad).is_err(), "{bad}");
+        }
+        let e = parse_targets("http://u:hunter2@a|nope").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+        let t = parse_targets_as("http://a/p?q=1|5", PathMode::Replace).unwrap();
+        assert_eq!(t[0].fixed_target.as_deref(), Some("/p?q=1"));
+        assert_eq!(parse_path_mode("replace"), Ok(PathMode::Replace));
+        assert!(parse_path_mode("other").is_err());
+    }
+
+    #[test]
+    fn each_target_rate_falls_back_to_the_default() {
+        let mut p = Problems::default();
+        let args = MirrorArgs {
+            target: Some("http://a|10,http://b".into()),
+            rate: "5%".into(),
+            split_output: true,
+            target_path: "prefix".into(),
+            timeout: "5s".into(),
+            workers: "1".into(),
+            pipeline: "1".into(),
+            queue: "1".into(),
+            original_host: false,
+            set_header: None,
+            tls_ca: None,
+            tls_skip_verify: false,
+            staging_response_max_body: "1MiB".into(),
+            shutdown_grace: "1s".into(),
+        };
+        let c = args.validate(&mut p).unwrap();
+        assert_eq!(c.rates(), [Rate::PerSecond(10), Rate::Percent(5.0)]);
+        assert!(c.split && c.options(None).split);
+    }
 }

@@ -111,7 +111,7 @@ pub struct TargetStats {
     pub target: String,
     /// Requests put on the target's queue.
     pub accepted: u64,
-    /// Dropped by `Rate::PerSecond`.
+    /// Dropped by the target's rate: `Rate::PerSecond`, or its own `Rate::Percent`.
     pub rate_limited: u64,
     /// Dropped because the target queue (or its byte budget) was full.
     pub queue_full: u64,
@@ -197,7 +197,8 @@ pub struct MirrorStats {
     pub submitted: u64,
     /// Submitted messages that are not mirrored: responses, CONNECT requests.
     pub ignored: u64,
-    /// Requests not kept by `Rate::Percent` (one decision for all targets).
+    /// Requests not kept by the default `Rate::Percent` (one decision for all targets
+    /// without a rate of their own).
     pub sampled_out: u64,
     pub total: TargetStats,
     pub targets: Vec<TargetStats>,

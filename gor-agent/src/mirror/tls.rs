@@ -1,14 +1,17 @@
 //! TLS for `https://` targets: one rustls client configuration per mirror (system roots
-//! plus the `GOR_TLS_CA` certificates, ALPN `http/1.1` only, the `ring` provider), and
-//! loading the extra CA certificates from a PEM file.
+//! plus the `GOR_TLS_CA` certificates, ALPN `http/1.1` only, the `ring` provider; or, with
+//! `GOR_TLS_SKIP_VERIFY`, any certificate accepted), and loading the extra CA certificates
+//! from a PEM file.
 
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -35,8 +38,9 @@ pub fn load_ca_file(path: &Path) -> Result<Vec<CaCert>, String> {
     Ok(certs)
 }
 
-/// The client configuration shared by every https target of a mirror.
-pub(crate) fn client_config(extra_ca: &[CaCert]) -> Arc<ClientConfig> {
+/// The client configuration shared by every https target of a mirror; `skip_verify`
+/// accepts any certificate (GoReplay's `--output-http-skip-verify`).
+pub(crate) fn client_config(extra_ca: &[CaCert], skip_verify: bool) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for e in &native.errors {
@@ -62,7 +66,63 @@ pub(crate) fn client_config(extra_ca: &[CaCert]) -> Arc<ClientConfig> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if skip_verify {
+        let provider = cfg.crypto_provider().clone();
+        cfg.dangerous()
+            .set_certificate_verifier(Arc::new(AnyCertificate(provider)));
+    }
     Arc::new(cfg)
+}
+
+/// Accepts whatever certificate staging shows, for whatever name; the handshake's
+/// signatures are still checked, so the connection is encrypted to the holder of the
+/// key of that certificate, whoever that is.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// What a target needs to open TLS connections.

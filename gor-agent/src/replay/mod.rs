@@ -10,7 +10,13 @@
 //! tools name none: they are sent in timestamp order on whichever staging connection is
 //! idle, so they reach staging in the recorded order while staging keeps up, and
 //! concurrently (up to `GOR_WORKERS`) where they overlap.
+//!
+//! Each `--input-file` is an input of its own, as each is a plugin of its own in GoReplay:
+//! its own reader, speed and schedule, all starting together; what is due first, of any
+//! input, goes first. A dry run ([`dry_run`]) reads the inputs through the same schedules
+//! and prints what a replay would send and how long it would take, sending nothing.
 
+mod dry_run;
 mod progress;
 mod schedule;
 
@@ -30,6 +36,7 @@ use crate::gorfile::{GorReader, InputStats, Record, RecordType};
 use crate::metrics::Report;
 use crate::pipeline::Pipeline;
 
+pub use dry_run::{dry_run, DryRun};
 pub use progress::Progress;
 pub use schedule::Schedule;
 
@@ -55,51 +62,75 @@ enum Item {
 
 /// Saved traffic as a driver source; see the module documentation.
 pub struct SavedTraffic {
-    input: FileInputConfig,
-    rx: mpsc::Receiver<Item>,
-    reading: Option<std::thread::JoinHandle<()>>,
-    schedule: Schedule,
+    looping: bool,
+    inputs: Vec<Input>,
     start: Instant,
-    /// The next record and when it is due (the schedule is computed once per record).
-    next: Option<(Record, Instant)>,
+    /// The input whose next record is due first, once `ready` found it.
+    chosen: Option<usize>,
     /// Records released back to back without a timer.
     burst: u32,
     stats: InputStats,
     progress: Progress,
 }
 
+/// One `--input-file`: its reader thread, its schedule and its next record.
+struct Input {
+    pattern: String,
+    speed: f64,
+    rx: mpsc::Receiver<Item>,
+    reading: Option<std::thread::JoinHandle<()>>,
+    schedule: Schedule,
+    /// The next record and when it is due (the schedule is computed once per record).
+    next: Option<(Record, Instant)>,
+    /// Its reader has nothing more to send.
+    done: bool,
+}
+
 impl SavedTraffic {
-    /// Opens the files of `input` and starts reading them ahead.
+    /// Opens the files of every input and starts reading them ahead.
     pub fn open(input: &FileInputConfig, stats_interval: Duration) -> Result<SavedTraffic> {
-        let reader = GorReader::open(&input.pattern)
-            .with_context(|| format!("opening saved traffic {}", input.pattern))?;
-        info!(
-            files = ?reader.files(),
-            speed = input.speed,
-            looping = input.looping,
-            "replaying saved traffic"
-        );
-        let read = reader.bytes_read();
-        let total = reader.total_bytes();
-        let (tx, rx) = mpsc::channel(READ_AHEAD);
-        let reading = std::thread::Builder::new()
-            .name("gor-read".into())
-            .spawn({
-                let input = input.clone();
-                let read = read.clone();
-                move || read_files(reader, &input, &read, &tx)
-            })
-            .context("starting the reader thread")?;
+        let mut inputs = Vec::with_capacity(input.inputs.len());
+        let mut total = 0;
+        let mut reads = Vec::new();
+        for one in &input.inputs {
+            let reader = GorReader::open(&one.pattern)
+                .with_context(|| format!("opening saved traffic {}", one.pattern))?;
+            info!(
+                files = ?reader.files(),
+                speed = one.speed,
+                looping = input.looping,
+                "replaying saved traffic"
+            );
+            let read = reader.bytes_read();
+            total += reader.total_bytes();
+            reads.push(read.clone());
+            let (tx, rx) = mpsc::channel(READ_AHEAD);
+            let reading = std::thread::Builder::new()
+                .name("gor-read".into())
+                .spawn({
+                    let pattern = one.pattern.clone();
+                    let looping = input.looping;
+                    move || read_files(reader, &pattern, looping, &read, &tx)
+                })
+                .context("starting the reader thread")?;
+            inputs.push(Input {
+                pattern: one.pattern.clone(),
+                speed: one.speed,
+                rx,
+                reading: Some(reading),
+                schedule: Schedule::new(one.speed, input.max_wait),
+                next: None,
+                done: false,
+            });
+        }
         Ok(SavedTraffic {
-            input: input.clone(),
-            rx,
-            reading: Some(reading),
-            schedule: Schedule::new(input.speed, input.max_wait),
+            looping: input.looping,
+            inputs,
             start: Instant::now(),
-            next: None,
+            chosen: None,
             burst: 0,
             stats: InputStats::default(),
-            progress: Progress::new(total, read, stats_interval),
+            progress: Progress::new(total, reads, stats_interval),
         })
     }
 }
@@ -119,31 +150,41 @@ impl Source for SavedTraffic {
     }
 
     async fn ready(&mut self) -> Result<Ready> {
-        while self.next.is_none() {
-            match self.rx.recv().await {
-                None => return Ok(Ready::Done),
-                Some(Item::Record(rec)) => {
-                    let due = self.start + self.schedule.due(rec.timestamp_ns);
-                    self.next = Some((rec, due));
-                }
-                Some(Item::EndOfPass { damaged }) => {
-                    self.stats.damaged += damaged;
-                    self.stats.passes += 1;
-                    if self.input.looping {
-                        self.schedule.new_pass();
-                        self.progress.new_pass();
+        // Every input's next record first: what is due first is known only then. What is
+        // received is kept at once, so a cancelled wait loses nothing.
+        for input in &mut self.inputs {
+            while input.next.is_none() && !input.done {
+                match input.rx.recv().await {
+                    None => input.done = true,
+                    Some(Item::Record(rec)) => {
+                        let due = self.start + input.schedule.due(rec.timestamp_ns);
+                        input.next = Some((rec, due));
                     }
-                }
-                Some(Item::Failed(e)) => {
-                    warn!("{e}");
-                    return Ok(Ready::Done);
+                    Some(Item::EndOfPass { damaged }) => {
+                        self.stats.damaged += damaged;
+                        self.stats.passes += 1;
+                        if self.looping {
+                            input.schedule.new_pass();
+                            self.progress.new_pass();
+                        }
+                    }
+                    Some(Item::Failed(e)) => {
+                        warn!("{e}");
+                        input.done = true;
+                    }
                 }
             }
         }
-        let due = self
-            .next
-            .as_ref()
-            .map_or_else(Instant::now, |(_, due)| *due);
+        let first = self
+            .inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, input)| input.next.as_ref().map(|(_, due)| (*due, i)))
+            .min();
+        let Some((due, chosen)) = first else {
+            return Ok(Ready::Done);
+        };
+        self.chosen = Some(chosen);
         if due > Instant::now() {
             self.burst = 0;
             tokio::time::sleep_until(due).await;
@@ -163,7 +204,7 @@ impl Source for SavedTraffic {
     /// cannot (it drops). At a set speed, requests staging cannot take in time are
     /// dropped, to keep the recorded pace.
     fn waits(&self) -> Waits {
-        if self.input.speed.is_infinite() {
+        if self.inputs.iter().all(|i| i.speed.is_infinite()) {
             Waits::ForMiddlewareAndStaging
         } else {
             Waits::ForMiddleware
@@ -171,7 +212,12 @@ impl Source for SavedTraffic {
     }
 
     fn deliver(&mut self, pipeline: &mut Pipeline) {
-        let Some((rec, _)) = self.next.take() else {
+        let Some((rec, _)) = self
+            .chosen
+            .take()
+            .and_then(|i| self.inputs.get_mut(i))
+            .and_then(|input| input.next.take())
+        else {
             return;
         };
         let stats = &mut self.stats;
@@ -200,15 +246,17 @@ impl Source for SavedTraffic {
     /// Stops the reader (it may be blocked on a full channel) and collects what it
     /// counted.
     fn stop(&mut self, _pipeline: &mut Pipeline) {
-        self.rx.close();
-        while let Ok(item) = self.rx.try_recv() {
-            if let Item::EndOfPass { damaged } = item {
-                self.stats.damaged += damaged;
+        for input in &mut self.inputs {
+            input.rx.close();
+            while let Ok(item) = input.rx.try_recv() {
+                if let Item::EndOfPass { damaged } = item {
+                    self.stats.damaged += damaged;
+                }
             }
-        }
-        if let Some(reading) = self.reading.take() {
-            if reading.join().is_err() {
-                warn!("the reader thread panicked");
+            if let Some(reading) = input.reading.take() {
+                if reading.join().is_err() {
+                    warn!(input = %input.pattern, "the reader thread panicked");
+                }
             }
         }
     }
@@ -232,10 +280,12 @@ impl Source for SavedTraffic {
     }
 }
 
-/// The reading thread: every pass over the files, records in timestamp order.
+/// The reading thread of one input: every pass over its files, records in timestamp
+/// order.
 fn read_files(
     mut reader: GorReader,
-    input: &FileInputConfig,
+    pattern: &str,
+    looping: bool,
     read: &Arc<AtomicU64>,
     tx: &mpsc::Sender<Item>,
 ) {
@@ -246,16 +296,15 @@ fn read_files(
             }
         }
         let damaged = reader.damaged().len() as u64;
-        if tx.blocking_send(Item::EndOfPass { damaged }).is_err() || !input.looping {
+        if tx.blocking_send(Item::EndOfPass { damaged }).is_err() || !looping {
             return;
         }
         read.store(0, Ordering::Relaxed);
-        reader = match GorReader::open_counting(&input.pattern, read.clone()) {
+        reader = match GorReader::open_counting(pattern, read.clone()) {
             Ok(r) => r,
             Err(e) => {
                 let _ = tx.blocking_send(Item::Failed(format!(
-                    "opening {} again for the next pass: {e}",
-                    input.pattern
+                    "opening {pattern} again for the next pass: {e}"
                 )));
                 return;
             }

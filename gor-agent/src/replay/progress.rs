@@ -17,7 +17,8 @@ pub(super) const BAR_REFRESH: Duration = Duration::from_millis(250);
 
 pub struct Progress {
     total: u64,
-    read: Arc<AtomicU64>,
+    /// One counter per input.
+    read: Vec<Arc<AtomicU64>>,
     tty: bool,
     interval: Duration,
     pass_started: Instant,
@@ -28,9 +29,9 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// `total` bytes to read per pass, `read` counting them; `lines` is the interval of
-    /// plain lines when stderr is not a terminal.
-    pub fn new(total: u64, read: Arc<AtomicU64>, lines: Duration) -> Progress {
+    /// `total` bytes to read per pass, the inputs' `read` counting them; `lines` is the
+    /// interval of plain lines when stderr is not a terminal.
+    pub fn new(total: u64, read: Vec<Arc<AtomicU64>>, lines: Duration) -> Progress {
         let tty = std::io::stderr().is_terminal();
         let now = Instant::now();
         Progress {
@@ -83,7 +84,8 @@ impl Progress {
     }
 
     fn line(&self, records: u64, rate: f64, dispatch: &Dispatch) -> String {
-        let read = self.read.load(Ordering::Relaxed).min(self.total);
+        let read: u64 = self.read.iter().map(|r| r.load(Ordering::Relaxed)).sum();
+        let read = read.min(self.total);
         let fraction = if self.total == 0 {
             1.0
         } else {

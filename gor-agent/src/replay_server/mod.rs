@@ -119,9 +119,16 @@ impl ReplayServer {
         let partitions = Partitions::start(claims, server_id.clone(), nats.partitions, nats.lease);
         let mut gates: Vec<Option<Arc<dyn RateGate>>> = Vec::new();
         let mut rates = Vec::new();
-        if let Rate::PerSecond(n) = cfg.mirror.rate {
+        // A target's rate is its own or the default; each `Rate::PerSecond(n)` is shared
+        // by the fleet, the other targets keep no gate.
+        let per_target = cfg.mirror.rates();
+        if per_target.iter().any(|r| matches!(r, Rate::PerSecond(_))) {
             let bucket = rate::bucket(&js, &nats.stream.name).await?;
-            for t in &cfg.mirror.targets {
+            for (t, r) in cfg.mirror.targets.iter().zip(per_target) {
+                let Rate::PerSecond(n) = r else {
+                    gates.push(None);
+                    continue;
+                };
                 let r =
                     SharedRate::start(bucket.clone(), &rate::target_key(&t.scheme_host_port), n);
                 rates.push(r.clone());

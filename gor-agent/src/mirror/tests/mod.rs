@@ -6,6 +6,7 @@
 mod faults;
 mod fidelity;
 mod ordering;
+mod outputs;
 mod pipelining;
 mod rate;
 mod results;
@@ -72,6 +73,7 @@ pub(super) fn config(targets: Vec<Target>) -> MirrorOptions {
     MirrorOptions {
         targets,
         rate: Rate::All,
+        split: false,
         timeout: Duration::from_secs(5),
         workers: 4,
         pipeline: 16,
@@ -80,6 +82,7 @@ pub(super) fn config(targets: Vec<Target>) -> MirrorOptions {
         set_headers: Vec::new(),
         exclusion: None,
         tls_ca: Vec::new(),
+        tls_skip_verify: false,
         result_body_limit: super::DEFAULT_RESULT_BODY_LIMIT,
         gates: Vec::new(),
     }

@@ -194,6 +194,24 @@ async fn requests_arrive_byte_exact_over_tls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_verify_accepts_an_untrusted_certificate() {
+    // The certificate is trusted by nothing and names `localhost`; the target is
+    // 127.0.0.1, another name: both would fail verification.
+    let (cert, key) = localhost_cert();
+    let mut staging = TlsStaging::start(cert, key).await;
+    let t = Target::parse(&format!("https://127.0.0.1:{}", staging.port)).unwrap();
+    let mut cfg = config(vec![t]);
+    cfg.tls_skip_verify = true;
+    let r = Mirror::start(cfg);
+    r.submit(&msg(1, b"GET /unverified HTTP/1.1\r\nHost: p\r\n\r\n"));
+    let got = staging.take(1).await;
+    assert!(got[0].raw.starts_with(b"GET /unverified HTTP/1.1\r\n"));
+    let s = r.shutdown(Duration::from_secs(2)).await;
+    assert_eq!((t0(&s).status_2xx, t0(&s).connect_errors), (1, 0), "{s:#?}");
+    staging.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_certificate_is_a_connect_error() {
     let (cert, key) = localhost_cert();
     let mut staging = TlsStaging::start(cert, key).await;
@@ -232,7 +250,7 @@ async fn untrusted_certificate_is_a_connect_error() {
 #[tokio::test]
 async fn pooled_tls_connections_are_checked() {
     let (cert, key) = localhost_cert();
-    let config = client_config(std::slice::from_ref(&cert));
+    let config = client_config(std::slice::from_ref(&cert), false);
     let tls = TlsTarget::new(config, "localhost");
     for (after, reusable) in [(After::KeepAlive, true), (After::Close, false)] {
         let mut staging = TlsStaging::with(cert.clone(), key.clone_key(), after).await;
