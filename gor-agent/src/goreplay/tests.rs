@@ -713,7 +713,9 @@ fn every_goreplay_flag_is_translated_or_refused() {
             "input-file" => "r.gor",
             "input-file-max-wait" | "output-http-timeout" => "2s",
             "output-http-workers" | "output-http-queue-len" | "output-http-stats-ms" => "3",
-            "output-file-size-limit" | "output-http-response-buffer" | "output-file-max-size-limit" => "1mb",
+            "output-file-size-limit"
+            | "output-http-response-buffer"
+            | "output-file-max-size-limit" => "1mb",
             "exit-after" | "output-file-flush-interval" => "1m30s",
             "output-file-queue-limit" => "256",
             "http-header-limiter" | "http-param-limiter" | "output-http-header-hash-filter" => {
