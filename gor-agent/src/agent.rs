@@ -7,6 +7,7 @@
 //! | `GOR_INPUT_PCAP` | [`PcapFile`] | TCP segments | the packets' (wall clock) |
 //! | `gor-agent replay` | [`SavedTraffic`]: `.gor` files | HTTP messages | the records' (wall clock) |
 //! | `gor-agent replay-server` | [`ReplayServer`]: NATS JetStream | HTTP messages | the listeners' (wall clock) |
+//! | `GOR_INPUT_TCP` | [`TcpInput`]: GoReplay's TCP protocol | HTTP messages | the senders' (wall clock) |
 
 use anyhow::Result;
 
@@ -17,7 +18,7 @@ use crate::{
     pipeline::Pipeline,
     replay::SavedTraffic,
     replay_server::ReplayServer,
-    source::{live::LiveCapture, pcap::PcapFile},
+    source::{live::LiveCapture, pcap::PcapFile, tcp::TcpInput},
 };
 
 /// Runs the agent: replaying saved traffic, reading a pcap file, or live.
@@ -33,6 +34,12 @@ pub async fn run(cfg: Config) -> Result<()> {
         let driver = Driver::start(&cfg).await?;
         let (source, hooks) = ReplayServer::start(&cfg).await?;
         let pipeline = Pipeline::with_hooks(&cfg, source.clock(), origin, None, hooks)?;
+        return driver.run(source, pipeline).await;
+    }
+    if let Some(tcp) = &cfg.tcp_input {
+        let driver = Driver::start(&cfg).await?;
+        let source = TcpInput::start(tcp).await?;
+        let pipeline = Pipeline::new(&cfg, source.clock(), origin, None)?;
         return driver.run(source, pipeline).await;
     }
     if let Some(input) = &cfg.input_file {

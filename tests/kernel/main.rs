@@ -11,6 +11,7 @@ mod config;
 mod deploy;
 mod filters;
 mod fleet;
+mod goreplay_tcp;
 mod http;
 mod middleware;
 mod mirror;

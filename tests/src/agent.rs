@@ -183,7 +183,13 @@ impl Agent {
         netns: Option<&str>,
         env: &[(&str, &str)],
     ) -> Agent {
-        Self::launch(name, ports, interfaces, netns, env, true)
+        Self::launch(name, ports, interfaces, netns, env, &[], true)
+    }
+
+    /// The agent with a command line (`args`, e.g. GoReplay's, which it translates) and
+    /// `env`; no GOR_PORTS or GOR_INTERFACES beyond what the arguments say.
+    pub fn start_args(name: &str, args: &[&str], env: &[(&str, &str)]) -> Agent {
+        Self::launch(name, &[], &[], None, env, args, true)
     }
 
     /// The agent as production runs it, for benchmarks: only the stats file, no stream or
@@ -194,7 +200,7 @@ impl Agent {
         interfaces: &[&str],
         env: &[(&str, &str)],
     ) -> Agent {
-        Self::launch(name, ports, interfaces, None, env, false)
+        Self::launch(name, ports, interfaces, None, env, &[], false)
     }
 
     fn launch(
@@ -203,6 +209,7 @@ impl Agent {
         interfaces: &[&str],
         netns: Option<&str>,
         env: &[(&str, &str)],
+        args: &[&str],
         outputs: bool,
     ) -> Agent {
         let dir = temp_dir(name);
@@ -216,9 +223,12 @@ impl Agent {
             None => agent_command(&[]),
         };
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-        cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("GOR_PORTS", ports.join(","))
-            .env("GOR_INTERFACES", interfaces.join(","))
+        if args.is_empty() {
+            cmd.env("GOR_PORTS", ports.join(","))
+                .env("GOR_INTERFACES", interfaces.join(","));
+        }
+        cmd.args(args)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("GOR_STATS_FILE", dir.join("stats.json"))
             .env("GOR_LOG", "info")
             .env("NOTIFY_SOCKET", &notify_path)
