@@ -6,11 +6,14 @@
 //! GoReplay 1.3's reader (`input_tcp.go`) splits the stream into lines and ends a message
 //! at the first line that is the three monkeys: a body that holds `"\n🐵🙈🙉\n"` is cut
 //! there, and its rest is taken for a message of its own. [`Decoder`] reads the same
-//! bytes at least as well: a separator ends the message unless the message's own
-//! framing (`Content-Length`, chunked coding) says that its body goes on, and then only
-//! if what follows the separator is not a meta line either. So bodies holding the
-//! separator arrive whole, and a message whose body really is cut short still ends at
-//! the next message. Bytes that are not a message (no meta line) are skipped up to the
+//! bytes at least as well: a separator right where the message's own framing
+//! (`Content-Length`, or a chunked body's last chunk) ends it is the end, whatever the
+//! body holds before; another separator ends the message only if the framing does not
+//! say the body goes on, or if a meta line follows it (a body cut short; with a
+//! Content-Length the decoder first waits up to 1 MiB for the framing's end). So bodies
+//! holding the separator arrive whole (a chunked body whose separator is followed by a
+//! meta line is the one case cut as GoReplay cuts it), and a message whose body really
+//! is cut short still ends at the next message. Bytes that are not a message (no meta line) are skipped up to the
 //! next separator and counted; nothing in the stream can make the decoder hold more than
 //! [`MAX_MESSAGE`] bytes.
 
@@ -60,6 +63,9 @@ pub struct Decoder {
     scan_from: usize,
     eof: bool,
     max: Option<usize>,
+    /// After bytes that were not a message: everything up to the next separator is
+    /// dropped without being reported again.
+    resync: bool,
 }
 
 /// What the search for the end of a message found.
@@ -115,6 +121,9 @@ impl Decoder {
     /// The next message, or what was skipped; `None` when more bytes are needed (or,
     /// after [`Decoder::finish`], when nothing is left).
     pub fn next(&mut self) -> Option<Result<Record, Malformed>> {
+        if self.resync && !self.resynchronise() {
+            return None;
+        }
         if self.buf.is_empty() {
             return None;
         }
@@ -160,6 +169,14 @@ impl Decoder {
 
     /// Where the message whose payload starts at `start` ends.
     fn find_end(&mut self, start: usize, dir: Direction) -> End {
+        // Where the message's own framing ends it, when its bytes say so already: a
+        // separator right there is the end, whatever the body holds.
+        let exact = framed_len(dir, &self.buf[start..]).map(|n| start + n);
+        if let Some(e) = exact {
+            if self.buf.len() >= e + SEPARATOR.len() && self.buf[e..].starts_with(SEPARATOR) {
+                return End::At(e);
+            }
+        }
         let mut from = self.scan_from.max(start);
         loop {
             let Some(at) = find(&self.buf[from..], SEPARATOR).map(|i| from + i) else {
@@ -182,10 +199,22 @@ impl Decoder {
                 .take(MAX_META_LINE + 1)
                 .position(|&b| b == b'\n')
             {
-                Some(nl) if meta_line(&after[..=nl]).is_some() => return End::At(at),
+                Some(nl) if meta_line(&after[..=nl]).is_some() => {
+                    // Unless the framing's end is near: then its bytes decide.
+                    let wait = exact.is_some_and(|e| {
+                        let need = e + SEPARATOR.len();
+                        !self.eof && need > self.buf.len() && need - self.buf.len() <= PATIENCE
+                    });
+                    if wait {
+                        self.scan_from = at;
+                        return End::More;
+                    }
+                    return End::At(at);
+                }
                 Some(_) => {}
                 None if after.len() > MAX_META_LINE => {}
-                None if self.eof && after.is_empty() => return End::At(at),
+                // The stream ended: nothing follows that could continue the body.
+                None if self.eof => return End::At(at),
                 None => {
                     self.scan_from = at;
                     return End::More;
@@ -195,22 +224,40 @@ impl Decoder {
         }
     }
 
-    /// Drops bytes up to and through the next separator (all of them if there is none,
-    /// but the few that may start one), for a resynchronisation.
+    /// Starts dropping bytes up to and through the next separator.
     fn skip(&mut self, why: Malformed) -> Malformed {
         self.scan_from = 0;
+        self.resync = true;
+        self.resynchronise();
+        why
+    }
+
+    /// Drops bytes up to and through the next separator; true once it was found (all
+    /// bytes but the few that may start one are dropped meanwhile).
+    fn resynchronise(&mut self) -> bool {
         match find(&self.buf, SEPARATOR) {
-            Some(i) => self.buf.advance(i + SEPARATOR.len()),
-            None if self.eof => self.buf.clear(),
+            Some(i) => {
+                self.buf.advance(i + SEPARATOR.len());
+                self.resync = false;
+                true
+            }
+            None if self.eof => {
+                self.buf.clear();
+                false
+            }
             None => {
                 let keep = SEPARATOR.len() - 1;
                 let drop = self.buf.len().saturating_sub(keep);
                 self.buf.advance(drop);
+                false
             }
         }
-        why
     }
 }
+
+/// How many bytes past a separator followed by a meta line the decoder waits for, when
+/// the message's framing says it ends that near: then the framing decides.
+const PATIENCE: usize = 1 << 20;
 
 /// The record type of a valid meta line (with its `\n`).
 fn meta_line(line: &[u8]) -> Option<RecordType> {
@@ -231,6 +278,26 @@ fn body_goes_on(dir: Direction, payload: &[u8]) -> bool {
             progress == chunked::Progress::More
         }
         _ => false,
+    }
+}
+
+/// The length of an HTTP message as its framing says, once its bytes tell: the head
+/// and Content-Length, or the head and a chunked body through its last chunk.
+fn framed_len(dir: Direction, payload: &[u8]) -> Option<usize> {
+    let head::HeadResult::Complete(h) = head::parse(dir, payload) else {
+        return None;
+    };
+    match head::declared(&h, payload) {
+        head::Declared::Length(n) => h.len.checked_add(usize::try_from(n).ok()?),
+        head::Declared::Chunked => {
+            let body = payload.get(h.len..)?;
+            match chunked::ChunkedDecoder::new(64 * 1024).feed(body) {
+                (used, chunked::Progress::Done) => Some(h.len + used),
+                _ => None,
+            }
+        }
+        head::Declared::Nothing if dir == Direction::ClientToServer => Some(h.len),
+        _ => None,
     }
 }
 
@@ -313,15 +380,20 @@ mod tests {
 
     #[test]
     fn a_separator_inside_a_body_with_a_length_stays_in_the_body() {
-        // GoReplay 1.3 would cut this body at the monkeys; its Content-Length says more.
-        let body = "before\n\u{1F435}\u{1F648}\u{1F649}\n1 ab 1 0\nafter";
+        // GoReplay 1.3 would cut this body at the monkeys; its framing says more. Even
+        // a meta line after them (a message's start, as far as the bytes go) stays body.
+        let body = "before\n\u{1F435}\u{1F648}\u{1F649}\n1 ab 1 0\nafter\n\u{1F435}\u{1F648}\u{1F649}\ntext";
         let post = format!(
             "POST /p HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
+        // A chunked body's end is known only once its last chunk is there: a separator
+        // inside it followed by a meta line, arriving before that, would end the
+        // message (as in GoReplay); followed by anything else it stays body.
+        let text = "before\n\u{1F435}\u{1F648}\u{1F649}\nafter";
         let chunked = format!(
-            "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
-            body.len()
+            "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{text}\r\n0\r\n\r\n",
+            text.len()
         );
         let rs = [
             rec(RecordType::Request, "b1", &post),

@@ -470,6 +470,11 @@ mod tests {
         let s = o.stats();
         assert_eq!(s.queued + s.dropped_queue_full, 150, "{s:?}");
         assert!(s.dropped_queue_full >= 49, "{s:?}");
+        // The other end comes up once the worker found it away.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while o.stats().connect_errors == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let got = tokio::spawn(receive(listener, 1));
         let s = o.close(Duration::from_secs(10)).await;
