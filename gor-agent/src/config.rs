@@ -110,6 +110,8 @@ pub struct SharedArgs {
     pub tcp_output: crate::goreplay_tcp::settings::TcpOutputArgs,
 }
 
+// Parsed once at start: the size of the largest command's settings costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Replay saved traffic (GoReplay's `.gor` format, plain or gzip) to `GOR_TARGET`, with

@@ -103,7 +103,7 @@ impl Decoder {
         &mut self.buf
     }
 
-    /// The connection ended: what is left is decided now (see [`Decoder::next`]).
+    /// The connection ended: what is left is decided now (see [`Decoder::next_message`]).
     pub fn finish(&mut self) {
         self.eof = true;
     }
@@ -120,7 +120,7 @@ impl Decoder {
 
     /// The next message, or what was skipped; `None` when more bytes are needed (or,
     /// after [`Decoder::finish`], when nothing is left).
-    pub fn next(&mut self) -> Option<Result<Record, Malformed>> {
+    pub fn next_message(&mut self) -> Option<Result<Record, Malformed>> {
         if self.resync && !self.resynchronise() {
             return None;
         }
@@ -323,7 +323,7 @@ mod tests {
         let mut d = Decoder::new();
         let (mut out, mut bad) = (Vec::new(), Vec::new());
         let mut take = |d: &mut Decoder| {
-            while let Some(r) = d.next() {
+            while let Some(r) = d.next_message() {
                 match r {
                     Ok(r) => out.push(r),
                     Err(e) => bad.push(e),
@@ -454,7 +454,7 @@ mod tests {
         let mut bad = Vec::new();
         for _ in 0..100 {
             d.push(&[b'x'; 100]);
-            while let Some(r) = d.next() {
+            while let Some(r) = d.next_message() {
                 bad.push(r.unwrap_err());
             }
             assert!(d.held() < 2000, "{}", d.held());
@@ -463,7 +463,7 @@ mod tests {
         let mut d = Decoder::new();
         for _ in 0..100 {
             d.push(&[b'y'; 100]);
-            while d.next().is_some() {}
+            while d.next_message().is_some() {}
             assert!(d.held() <= MAX_META_LINE + 100);
         }
     }

@@ -397,7 +397,7 @@ mod tests {
                         d.finish();
                     }
                     d.push(&buf[..n]);
-                    while let Some(r) = d.next() {
+                    while let Some(r) = d.next_message() {
                         let p = r.unwrap().payload;
                         let line = String::from_utf8_lossy(&p)
                             .split(' ')

@@ -298,7 +298,7 @@ async fn read_messages(
             }
         }
         let done = d.is_finished();
-        while let Some(item) = d.next() {
+        while let Some(item) = d.next_message() {
             match item {
                 Ok(rec) => {
                     inc(&c.messages);
