@@ -221,6 +221,10 @@ fn section(plan: &Plan, runs: &[Run]) -> Section {
              on client sockets and are not copied; their cost shows in production's \
              throughput, not in the agent's CPU time."
                 .into(),
+            "So the probes' price is read in nginx's CPU per request (against nginx alone) \
+             and in the throughput ratio; the agent's own CPU is what it spends reading the \
+             TLS ring and framing, plus sending in (b)."
+                .into(),
         ],
     }
 }
