@@ -153,11 +153,7 @@ pub const FLAGS: &[Flag] = &[
         Value,
         Never("gor closes a staging connection when its client connection closes"),
     ),
-    f(
-        "output-http-redirects",
-        Value,
-        NotYet("following staging's redirects is not implemented yet (gor never follows them)"),
-    ),
+    f("output-http-redirects", Value, Translated),
     f("output-http-skip-verify", Bool, Translated),
     f("output-http-response-buffer", Value, Translated),
     f(

@@ -9,7 +9,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::Args;
 
 use super::{target::redact, CaCert, MirrorOptions, PathMode, PortExclusion, Rate, Target};
-use crate::settings::{parse_count, parse_duration, parse_size, Problems};
+use crate::settings::{parse_count, parse_duration, parse_size, parse_whole, Problems};
 
 /// Mirroring to staging.
 #[derive(Debug, Args)]
@@ -47,6 +47,10 @@ pub struct MirrorArgs {
     /// pipelining of requests already waiting, idempotent ones only); 1: one at a time.
     #[arg(long, env = "GOR_PIPELINE", default_value = "16")]
     pub pipeline: String,
+    /// Redirects of staging (301, 302, 303, 307, 308) followed per request, each only to
+    /// a Location on the same target; 0: never followed, a redirect is the answer.
+    #[arg(long, env = "GOR_REDIRECTS", default_value = "0", value_name = "N")]
+    pub redirects: String,
     /// Requests waiting per target at most; beyond that they are dropped and counted.
     #[arg(long, env = "GOR_QUEUE", default_value = "10000")]
     pub queue: String,
@@ -84,6 +88,8 @@ pub struct MirrorConfig {
     pub timeout: Duration,
     pub workers: usize,
     pub pipeline: usize,
+    /// [`MirrorOptions::redirects`].
+    pub redirects: usize,
     pub queue: usize,
     pub original_host: bool,
     pub set_headers: Vec<(String, String)>,
@@ -109,6 +115,7 @@ impl MirrorConfig {
             timeout: self.timeout,
             workers: self.workers,
             pipeline: self.pipeline,
+            redirects: self.redirects,
             queue: self.queue,
             original_host: self.original_host,
             set_headers: self.set_headers.clone(),
@@ -146,6 +153,7 @@ impl MirrorArgs {
         let timeout = c.parse("timeout", &self.timeout, parse_duration);
         let workers = c.parse("workers", &self.workers, parse_count);
         let pipeline = c.parse("pipeline", &self.pipeline, parse_count);
+        let redirects = c.parse("redirects", &self.redirects, parse_whole);
         let queue = c.parse("queue", &self.queue, parse_count);
         let set_headers = match &self.set_header {
             None => Some(Vec::new()),
@@ -164,6 +172,7 @@ impl MirrorArgs {
             timeout: timeout?,
             workers: workers?,
             pipeline: pipeline?,
+            redirects: redirects?,
             queue: queue?,
             original_host: self.original_host,
             set_headers: set_headers?,
@@ -298,6 +307,7 @@ mod tests {
             timeout: "5s".into(),
             workers: "1".into(),
             pipeline: "1".into(),
+            redirects: "2".into(),
             queue: "1".into(),
             original_host: false,
             set_header: None,
@@ -309,5 +319,6 @@ mod tests {
         let c = args.validate(&mut p).unwrap();
         assert_eq!(c.rates(), [Rate::PerSecond(10), Rate::Percent(5.0)]);
         assert!(c.split && c.options(None).split);
+        assert_eq!(c.options(None).redirects, 2);
     }
 }
