@@ -739,7 +739,10 @@ fn every_goreplay_flag_is_translated_or_refused() {
             "output-http" => "http://s:1",
             "input-file" => "r.gor",
             "input-file-max-wait" | "output-http-timeout" => "2s",
-            "output-http-workers" | "output-http-queue-len" | "output-http-stats-ms" => "3",
+            "output-http-workers"
+            | "output-http-queue-len"
+            | "output-http-stats-ms"
+            | "output-http-redirects" => "3",
             "output-file-size-limit"
             | "output-http-response-buffer"
             | "output-file-max-size-limit" => "1mb",

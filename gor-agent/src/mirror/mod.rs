@@ -11,7 +11,8 @@
 //! keep-alive staging connection (see [`lane`]). Requests are rewritten minimally
 //! ([`rewrite`]): only `Host`, configured headers (and the target's basic auth) and the
 //! base path (or the target's fixed path) change, everything else is sent byte for byte as
-//! the client sent it.
+//! the client sent it. With [`MirrorOptions::redirects`], staging's redirects to the
+//! same target are followed ([`redirect`]), and the last response is the answer.
 //!
 //! `https://` targets are reached over TLS (rustls; system roots plus
 //! [`MirrorOptions::tls_ca`]); everything else is the same for them.

@@ -1,8 +1,9 @@
 //! Mirroring's settings: the staging targets (each with its own rate limit if given),
 //! the default rate limit, copying to every target or splitting across them, the time
-//! limits, the workers and queues per target, the header rewrites and the extra CA
-//! certificates for https targets. [`MirrorArgs::validate`] reads the values only; the CA file is read
-//! and parsed by the resolve step (`config::resolve`), into [`MirrorConfig::tls_ca`].
+//! limits, the workers and queues per target, the redirects followed, the header
+//! rewrites and the extra CA certificates for https targets. [`MirrorArgs::validate`]
+//! reads the values only; the CA file is read and parsed by the resolve step
+//! (`config::resolve`), into [`MirrorConfig::tls_ca`].
 
 use std::{path::PathBuf, time::Duration};
 
