@@ -95,7 +95,7 @@ fn goreplay_output_http_redirects_follows_up_to_n_on_staging_only() {
     let got = serve(staging, staging_answer);
     let got_elsewhere = serve(elsewhere, |_, _| (200, String::new()));
 
-    let dir = temp_dir("gr-redirects");
+    let dir = temp_dir("gr-redirects-in");
     let file = dir.join("requests.gor");
     // 300 ms apart: each request's chain is done before the next one is replayed.
     let paths = ["/old", "/c1", "/away", "/end"].map(String::from);
@@ -128,7 +128,7 @@ fn goreplay_output_http_redirects_follows_up_to_n_on_staging_only() {
         "another host was asked"
     );
     let stats = gor.stats();
-    let t = |name| counter(&stats, &["mirror", "total", name]);
+    let t = |name| counter(&stats, &["mirror", name]);
     assert_eq!(
         (t("redirects_followed"), t("redirects_elsewhere"), t("sent")),
         (3, 1, 7),
