@@ -8,6 +8,7 @@
 //! | `gor-agent replay` | [`SavedTraffic`]: `.gor` files | HTTP messages | the records' (wall clock) |
 //! | `gor-agent replay --dry-run` | [`crate::replay::dry_run`]: counts, sends nothing | | |
 //! | `gor-agent replay-server` | [`ReplayServer`]: NATS JetStream | HTTP messages | the listeners' (wall clock) |
+//! | `GOR_INPUT_TCP` | [`TcpInput`]: GoReplay's TCP protocol | HTTP messages | the senders' (wall clock) |
 
 use anyhow::Result;
 
@@ -18,7 +19,7 @@ use crate::{
     pipeline::Pipeline,
     replay::SavedTraffic,
     replay_server::ReplayServer,
-    source::{live::LiveCapture, pcap::PcapFile},
+    source::{live::LiveCapture, pcap::PcapFile, tcp::TcpInput},
 };
 
 /// Runs the agent: replaying saved traffic, reading a pcap file, or live.
@@ -42,6 +43,12 @@ pub async fn run(cfg: Config) -> Result<()> {
             print!("{run}");
         }
         return Ok(());
+    }
+    if let Some(tcp) = &cfg.tcp_input {
+        let driver = Driver::start(&cfg).await?;
+        let source = TcpInput::start(tcp).await?;
+        let pipeline = Pipeline::new(&cfg, source.clock(), origin, None)?;
+        return driver.run(source, pipeline).await;
     }
     if let Some(input) = &cfg.input_file {
         let driver = Driver::start(&cfg).await?;

@@ -16,6 +16,7 @@
 //! | logs, metrics endpoint, threads | [`crate::logging`] |
 //! | the host's identity in message ids | [`crate::envelope`] |
 //! | NATS JetStream: the listener's publishing, the replay server's consuming | [`crate::broker::settings`] |
+//! | GoReplay's TCP protocol: `--output-tcp`, `--input-tcp` | [`crate::goreplay_tcp::settings`] |
 //!
 //! This module only composes them: the command line ([`Cli`], its commands) and the
 //! [`Config`] that the pipeline reads. Settings are checked in two steps, each reporting
@@ -81,6 +82,9 @@ pub struct CaptureArgs {
     pub pcap: crate::capture::settings::PcapArgs,
     #[command(flatten)]
     pub http: crate::http::settings::HttpArgs,
+    /// GoReplay's TCP protocol instead of capture (a replay server).
+    #[command(flatten)]
+    pub tcp_input: crate::goreplay_tcp::settings::TcpInputArgs,
 }
 
 /// What happens to messages after they are framed, the same for capture and `replay`.
@@ -102,6 +106,8 @@ pub struct SharedArgs {
     pub identity: IdentityArgs,
     #[command(flatten)]
     pub nats: crate::broker::NatsArgs,
+    #[command(flatten)]
+    pub tcp_output: crate::goreplay_tcp::settings::TcpOutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +199,10 @@ pub struct Config {
     pub nats: Option<crate::broker::NatsConfig>,
     /// Set for `gor-agent replay-server`: traffic comes from NATS instead of capture.
     pub replay_server: bool,
+    /// `--output-tcp`: messages go to a replay server in GoReplay's TCP protocol.
+    pub tcp_output: Option<crate::goreplay_tcp::settings::TcpOutputConfig>,
+    /// `--input-tcp`: traffic comes from GoReplay's TCP protocol instead of capture.
+    pub tcp_input: Option<crate::goreplay_tcp::settings::TcpInputConfig>,
 }
 
 /// The capture stage's settings with the bounds of the stages right behind it.
@@ -281,9 +291,12 @@ fn validate(
     replay_server: bool,
 ) -> Result<Config, Vec<ConfigError>> {
     let mut p = Problems::default();
-    let source = a
-        .source
-        .validate(&a.pcap, &mut p, input.is_none() && !replay_server);
+    let tcp_input = a.tcp_input.validate(&mut p).flatten();
+    let source = a.source.validate(
+        &a.pcap,
+        &mut p,
+        input.is_none() && !replay_server && a.tcp_input.input_tcp.is_none(),
+    );
     let reassembly = a.reassembly.validate(&mut p);
     let http = a.http.validate(&mut p);
     let mirror = g.mirror.validate(&mut p);
@@ -306,6 +319,26 @@ fn validate(
     let outputs = g.outputs.validate(&mut p);
     let log = g.logging.validate(&mut p);
     let nats = g.nats.validate(&mut p);
+    let tcp_output = g.tcp_output.validate(&mut p);
+    if tcp_input.is_some() {
+        use crate::goreplay_tcp::settings::TcpInputArgs;
+        let other = if input.is_some() {
+            Some("`gor-agent replay` reads files")
+        } else if replay_server {
+            Some("`gor-agent replay-server` reads NATS")
+        } else if a.pcap.input_pcap.is_some() {
+            Some("GOR_INPUT_PCAP reads a capture file")
+        } else {
+            None
+        };
+        if let Some(other) = other {
+            p.of::<TcpInputArgs>().field::<()>(
+                "input_tcp",
+                a.tcp_input.input_tcp.as_deref().unwrap_or_default(),
+                Err(format!("one input at a time: {other}")),
+            );
+        }
+    }
     if replay_server {
         use crate::broker::NatsArgs;
         if !g.nats.enabled() {
@@ -351,6 +384,8 @@ fn validate(
         agent_id: g.identity.agent_id(),
         nats: nats.expect(MISSING),
         replay_server,
+        tcp_output: tcp_output.expect(MISSING),
+        tcp_input,
     })
 }
 

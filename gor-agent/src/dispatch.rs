@@ -4,7 +4,8 @@
 //! ```text
 //! message ──> intake ──> middleware (optional, a child process) ──> filters and rewrites ──> mirroring
 //!    │                                                                          ├─> message outputs
-//!    │                                                                          └─> NATS (a listener)
+//!    │                                                                          ├─> NATS (a listener)
+//!    │                                                                          └─> `--output-tcp` (GoReplay's protocol)
 //!    └─ production's responses ──> comparison <── staging's answers <── mirroring
 //!                                                  ├─> type 3 records ──> middleware, outputs
 //!                                                  └─> receipts (the replay server's acks)
@@ -36,6 +37,7 @@ use crate::{
     config::Config,
     envelope::MessageId,
     filters::{Filters, Verdict},
+    goreplay_tcp::{output::TcpOutput, stats::TcpOutputStats},
     gorfile::{FileOutput, Record, RecordType},
     histogram::{Histogram, Histograms},
     http::{HttpMessage, Kind},
@@ -86,6 +88,8 @@ pub struct Dispatch {
     /// Publishing to NATS JetStream (a listener), held as itself for its counters; it
     /// comes after `file`, before `outputs`.
     publisher: Option<Publisher>,
+    /// `--output-tcp`, held as itself for its counters; after `publisher`, before `outputs`.
+    tcp: Option<TcpOutput>,
     outputs: Vec<Box<dyn MessageOutput>>,
     output_errors: u64,
     /// Told what became of each message (the replay server, which acknowledges them).
@@ -186,6 +190,10 @@ impl Dispatch {
             )),
             _ => None,
         };
+        let tcp = cfg
+            .tcp_output
+            .as_ref()
+            .map(|t| TcpOutput::start(t, &cfg.mirror.tls_ca, cfg.outputs.track_responses, to_wall));
         let track_staging = cfg.outputs.track_staging_responses;
         let compare = match &cfg.compare {
             Some(c) => {
@@ -220,6 +228,7 @@ impl Dispatch {
             mirror,
             file,
             publisher,
+            tcp,
             outputs,
             output_errors: 0,
             receipts,
@@ -324,7 +333,12 @@ impl Dispatch {
             latency_ns: rec.latency_ns,
             payload: &rec.payload,
         };
-        for o in each(&mut self.file, &mut self.publisher, &mut self.outputs) {
+        for o in each(
+            &mut self.file,
+            &mut self.publisher,
+            &mut self.tcp,
+            &mut self.outputs,
+        ) {
             if let Err(e) = o.replayed(&r) {
                 self.output_errors += 1;
                 warn!("output error (the record is skipped for this output): {e}");
@@ -384,7 +398,12 @@ impl Dispatch {
                 receipts.submitted(&msg.id, accepted);
             }
         }
-        for o in each(&mut self.file, &mut self.publisher, &mut self.outputs) {
+        for o in each(
+            &mut self.file,
+            &mut self.publisher,
+            &mut self.tcp,
+            &mut self.outputs,
+        ) {
             if let Err(e) = o.message(&msg) {
                 self.output_errors += 1;
                 warn!("output error (the message is skipped for this output): {e}");
@@ -394,7 +413,12 @@ impl Dispatch {
 
     /// Periodic work: outputs flush, the comparison gives up what waited too long.
     pub fn tick(&mut self) {
-        for o in each(&mut self.file, &mut self.publisher, &mut self.outputs) {
+        for o in each(
+            &mut self.file,
+            &mut self.publisher,
+            &mut self.tcp,
+            &mut self.outputs,
+        ) {
             o.tick();
         }
         if let Some(c) = &mut self.compare {
@@ -453,7 +477,11 @@ impl Dispatch {
             Some(p) => Some(p.close(grace).await),
             None => None,
         };
-        for o in each(&mut self.file, &mut None, &mut self.outputs) {
+        let tcp = match &mut self.tcp {
+            Some(t) => Some(t.close(grace).await),
+            None => None,
+        };
+        for o in each(&mut self.file, &mut None, &mut None, &mut self.outputs) {
             if let Err(e) = o.finish() {
                 self.output_errors += 1;
                 warn!("finishing an output: {e}");
@@ -463,6 +491,7 @@ impl Dispatch {
             mirror,
             middleware,
             publish,
+            tcp,
         }
     }
 
@@ -498,6 +527,7 @@ impl Dispatch {
     pub fn report(&self) -> Report {
         self.report_with(&Closed {
             publish: self.publisher.as_ref().map(Publisher::stats),
+            tcp: self.tcp.as_ref().map(TcpOutput::stats),
             mirror: self.mirror_stats(),
             middleware: self
                 .middleware
@@ -514,6 +544,7 @@ impl Dispatch {
             filters: self.filters.stats().clone(),
             compare: self.compare.as_ref().map(Comparison::report),
             nats_publish: closed.publish.clone(),
+            tcp_output: closed.tcp.clone(),
             outputs: OutputsReport {
                 errors: self.output_errors,
                 file: self.file.as_ref().map(FileOutput::stats),
@@ -543,6 +574,7 @@ async fn next_answer(answers: &mut Option<mpsc::Receiver<StagingResult>>) -> Opt
 fn each<'a>(
     file: &'a mut Option<FileOutput>,
     publisher: &'a mut Option<Publisher>,
+    tcp: &'a mut Option<TcpOutput>,
     others: &'a mut [Box<dyn MessageOutput>],
 ) -> impl Iterator<Item = &'a mut (dyn MessageOutput + 'static)> {
     let file = file
@@ -551,7 +583,11 @@ fn each<'a>(
     let publisher = publisher
         .iter_mut()
         .map(|p| p as &mut (dyn MessageOutput + 'static));
+    let tcp = tcp
+        .iter_mut()
+        .map(|t| t as &mut (dyn MessageOutput + 'static));
     file.chain(publisher)
+        .chain(tcp)
         .chain(others.iter_mut().map(|o| o.as_mut()))
 }
 
@@ -580,6 +616,7 @@ pub struct Closed {
     pub mirror: Option<MirrorStats>,
     pub middleware: Option<MiddlewareReport>,
     pub publish: Option<PublishStats>,
+    pub tcp: Option<TcpOutputStats>,
 }
 
 impl Back {

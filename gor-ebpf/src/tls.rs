@@ -178,24 +178,8 @@ pub fn leave(ctx: &RetProbeContext) {
     let start = conn.pos[d];
     conn.pos[d] = start + n;
 
-    let mut h = TlsHeader {
-        // SAFETY: the helper only reads the monotonic clock.
-        ts_ns: unsafe { bpf_ktime_get_ns() },
-        ssl: call.ssl,
-        generation: conn.generation,
-        pos: start,
-        aux: 0,
-        client_addr: conn.client_addr,
-        server_addr: conn.server_addr,
-        tgid: key.tgid,
-        len: 0,
-        client_port: conn.client_port,
-        server_port: conn.server_port,
-        kind: tls_kind::DATA,
-        direction: call.direction,
-        family: conn.family,
-        fresh: conn.fresh,
-    };
+    let mut h = header(&key, conn, tls_kind::DATA, call.direction);
+    h.pos = start;
     let max = (TLS_MAX_CHUNKS_PER_CALL * CHUNK_DATA_LEN) as u64;
     let copied = if n > max { max } else { n };
     if n > max {
@@ -227,6 +211,29 @@ pub fn leave(ctx: &RetProbeContext) {
         } else {
             emit::<CHUNK_DATA_LEN>(&h, src, m);
         }
+    }
+}
+
+/// A record header for connection `conn` of `key`, stamped now (positions and length 0).
+#[inline(always)]
+fn header(key: &SslKey, conn: &SslConn, kind: u8, dir: u8) -> TlsHeader {
+    TlsHeader {
+        // SAFETY: the helper only reads the monotonic clock.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        ssl: key.ssl,
+        generation: conn.generation,
+        pos: 0,
+        aux: 0,
+        client_addr: conn.client_addr,
+        server_addr: conn.server_addr,
+        tgid: key.tgid,
+        len: 0,
+        client_port: conn.client_port,
+        server_port: conn.server_port,
+        kind,
+        direction: dir,
+        family: conn.family,
+        fresh: conn.fresh,
     }
 }
 
@@ -399,24 +406,9 @@ pub fn sock_state(ctx: &RawTracePointContext) {
         return;
     }
     let _ = TLS_CONNS.remove(&key);
-    let h = TlsHeader {
-        // SAFETY: the helper only reads the monotonic clock.
-        ts_ns: unsafe { bpf_ktime_get_ns() },
-        ssl: key.ssl,
-        generation: conn.generation,
-        pos: conn.pos[0],
-        aux: conn.pos[1],
-        client_addr: conn.client_addr,
-        server_addr: conn.server_addr,
-        tgid: key.tgid,
-        len: 0,
-        client_port: conn.client_port,
-        server_port: conn.server_port,
-        kind: tls_kind::CLOSE,
-        direction: 0,
-        family: conn.family,
-        fresh: conn.fresh,
-    };
+    let mut h = header(&key, &conn, tls_kind::CLOSE, 0);
+    h.pos = conn.pos[0];
+    h.aux = conn.pos[1];
     let waiting = TLS_CHUNKS.query(BPF_RB_AVAIL_DATA as u64);
     match TLS_CHUNKS.output::<TlsHeader>(h, wakeup_flags(&TLS_CHUNKS, RING_TLS, h.ts_ns, waiting)) {
         Ok(()) => count(counter::TLS_RECORDS, 1),

@@ -15,6 +15,7 @@ mod goreplay_files;
 mod goreplay_http;
 mod goreplay_outputs;
 mod goreplay_redirects;
+mod goreplay_tcp;
 mod http;
 mod middleware;
 mod mirror;

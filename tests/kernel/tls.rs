@@ -36,6 +36,9 @@ fn show(got: &[Received]) -> Vec<String> {
     got.iter().map(|r| start_line(&r.raw)).collect()
 }
 
+/// wrk's connections in the nginx test.
+const WRK_CONNS: u32 = 2;
+
 /// Nothing lost between the probes and framing, and every request answered; each
 /// direction of a connection joined midstream regained sync once.
 fn assert_tls_clean(cap: &Captured) {
@@ -68,18 +71,27 @@ fn assert_tls_clean(cap: &Captured) {
         2 * s["tls"]["connections_midstream"].as_u64().unwrap_or(0),
         "one resync per direction of a connection joined midstream: {s}"
     );
+    // A request wrk wrote as its run ended may have no response: wrk closes its
+    // connections then, and nginx's answer finds the connection gone. Every other
+    // request has its response.
+    let unanswered: Vec<&str> = cap
+        .messages
+        .iter()
+        .filter(|m| m.is_request && cap.response_to(&m.id).is_none())
+        .map(|m| m.start_line.as_str())
+        .collect();
+    assert!(
+        unanswered.len() <= WRK_CONNS as usize
+            && unanswered
+                .iter()
+                .all(|l| *l == "GET /index.html?wrk HTTP/1.1"),
+        "requests without a response: {unanswered:?}: {s}"
+    );
     assert_eq!(
         cap.http("requests"),
-        cap.http("responses"),
-        "every request answered: {s}"
+        cap.http("responses") + unanswered.len() as u64,
+        "{s}"
     );
-    for m in cap.messages.iter().filter(|m| m.is_request) {
-        assert!(
-            cap.response_to(&m.id).is_some(),
-            "no response paired with {}",
-            m.start_line
-        );
-    }
     // The TC programs were not attached: the port is a TLS port.
     assert_eq!(cap.kernel("packets_matched"), 0, "{s}");
 }
@@ -129,7 +141,7 @@ fn https_to_nginx_from_curl_python_and_wrk_reaches_staging_exactly() {
     // Python requests, one keep-alive session.
     let py = py_requests(&dir, &base);
     // wrk over TLS, briefly.
-    let run = wrk(&format!("{base}/index.html?wrk"), 2, 1).expect("wrk");
+    let run = wrk(&format!("{base}/index.html?wrk"), WRK_CONNS, 1).expect("wrk");
     assert!(run.requests > 0, "{run:?}");
     let wrk_line = "GET /index.html?wrk HTTP/1.1";
     let served_wrk = nginx.served(wrk_line);

@@ -34,15 +34,12 @@ const fn f(name: &'static str, arity: Arity, fate: Fate) -> Flag {
 }
 
 use Arity::{Bool, OptionalLevel, Value};
-use Fate::{Never, NotYet, Translated};
+use Fate::{Never, Translated};
 
 const KAFKA: &str = "gor has no Kafka input or output; save traffic with --output-file \
                      or mirror with --output-http";
 const BINARY: &str = "gor captures and mirrors HTTP/1.x only; binary protocols are out of \
                       its scope";
-const TCP: &str = "GoReplay's TCP protocol between instances is not implemented yet; \
-                   meanwhile save traffic with --output-file and replay it with \
-                   --input-file, or run gor on each host with --output-http";
 const PCAP_TUNING: &str = "gor captures with eBPF at TC, not with libpcap: there is no \
                            pcap buffer, snaplen or timestamp to tune; remove the flag \
                            (gor's own bound is GOR_RING_BUFFER, --ring-buffer)";
@@ -118,10 +115,10 @@ pub const FLAGS: &[Flag] = &[
         ),
     ),
     f("input-file-dry-run", Bool, Translated),
-    f("input-tcp", Value, NotYet(TCP)),
-    f("input-tcp-secure", Bool, NotYet(TCP)),
-    f("input-tcp-certificate", Value, NotYet(TCP)),
-    f("input-tcp-certificate-key", Value, NotYet(TCP)),
+    f("input-tcp", Value, Translated),
+    f("input-tcp-secure", Bool, Translated),
+    f("input-tcp-certificate", Value, Translated),
+    f("input-tcp-certificate-key", Value, Translated),
     f(
         "input-http",
         Value,
@@ -186,12 +183,12 @@ pub const FLAGS: &[Flag] = &[
         Value,
         Never("gor writes local files only (no s3://), so it needs no buffer directory"),
     ),
-    f("output-tcp", Value, NotYet(TCP)),
-    f("output-tcp-secure", Bool, NotYet(TCP)),
-    f("output-tcp-skip-verify", Bool, NotYet(TCP)),
-    f("output-tcp-sticky", Bool, NotYet(TCP)),
-    f("output-tcp-workers", Value, NotYet(TCP)),
-    f("output-tcp-stats", Bool, NotYet(TCP)),
+    f("output-tcp", Value, Translated),
+    f("output-tcp-secure", Bool, Translated),
+    f("output-tcp-skip-verify", Bool, Translated),
+    f("output-tcp-sticky", Bool, Translated),
+    f("output-tcp-workers", Value, Translated),
+    f("output-tcp-stats", Bool, Translated),
     f("output-binary", Value, Never(BINARY)),
     f("output-binary-workers", Value, Never(BINARY)),
     f("output-binary-timeout", Value, Never(BINARY)),

@@ -187,6 +187,10 @@ struct Translation {
     output_files: Vec<String>,
     /// `--output-stdout` (or `--output-dummy`), given once or more.
     stdout: bool,
+    /// `--input-tcp`: addresses, as given.
+    input_tcp: Vec<String>,
+    /// `--output-tcp`: addresses, as given.
+    output_tcp: Vec<String>,
     /// gor's flags, in the order given, after the input and the targets.
     rest: Vec<String>,
 }
@@ -460,6 +464,17 @@ impl Translation {
                 },
             },
             "debug" => self.set("--log", "debug"),
+            // GoReplay's TCP protocol: the same flags in gor, one address each.
+            "input-tcp" => self.input_tcp.push(v.to_string()),
+            "output-tcp" => self.output_tcp.push(v.to_string()),
+            "input-tcp-secure"
+            | "output-tcp-secure"
+            | "output-tcp-skip-verify"
+            | "output-tcp-sticky"
+            | "output-tcp-stats" => self.rest.push(format!("--{name}")),
+            "input-tcp-certificate" | "input-tcp-certificate-key" | "output-tcp-workers" => {
+                self.set(&format!("--{name}"), v)
+            }
             _ => unreachable!("a flag marked Translated without a translation: {name}"),
         }
         Ok(())
@@ -467,6 +482,24 @@ impl Translation {
 
     fn finish(self, program: String) -> Result<Vec<String>, Refused> {
         let mut out = vec![program];
+        if self.output_tcp.len() > 1 {
+            return Err(refuse(
+                "--output-tcp",
+                "not supported by gor yet more than once: gor sends to one replay server \
+                 (its --output-tcp-workers connections share the load)",
+            ));
+        }
+        if let Some(addr) = self.input_tcp.first() {
+            if self.input_tcp.len() > 1 || !self.raw.is_empty() || !self.input_files.is_empty() {
+                return Err(refuse(
+                    "--input-tcp",
+                    "not supported by gor yet together with another input (or more than \
+                     once): gor runs one input at a time",
+                ));
+            }
+            out.push("--input-tcp".into());
+            out.push(addr.clone());
+        }
         if !self.input_files.is_empty() {
             if !self.raw.is_empty() {
                 return Err(refuse(
@@ -528,6 +561,11 @@ impl Translation {
         }
         if self.stdout {
             out.push("--output-stdout-records".into());
+        }
+        // After the command: `replay` has the output settings of its own.
+        if let Some(addr) = self.output_tcp.first() {
+            out.push("--output-tcp".into());
+            out.push(addr.clone());
         }
         out.extend(self.rest);
         Ok(out)

@@ -171,6 +171,106 @@ fn goreplay_readme_command_lines_translate() {
     );
 }
 
+/// GoReplay's docs/Distributed-configuration.md: a listener on each web host and a
+/// replay server, plain and with TLS.
+#[test]
+fn distributed_configuration_command_lines_translate() {
+    // "sudo gor --input-raw :80 --output-tcp replay.local:28020"
+    translates(
+        &["--input-raw", ":80", "--output-tcp", "replay.local:28020"],
+        &["--ports", "80", "--output-tcp", "replay.local:28020"],
+    );
+    // "gor --input-tcp replay.local:28020 --output-http http://staging.com"
+    translates(
+        &[
+            "--input-tcp",
+            "replay.local:28020",
+            "--output-http",
+            "http://staging.com",
+        ],
+        &[
+            "--input-tcp",
+            "replay.local:28020",
+            "--target",
+            "http://staging.com",
+        ],
+    );
+    // "--input-tcp :28020 --input-tcp-secure --input-tcp-certificate ./cert.pem
+    // --input-certificate ./key.pem" (the doc's last flag is a typo for
+    // --input-tcp-certificate-key, which is what GoReplay 1.3 reads).
+    translates(
+        &[
+            "--input-tcp",
+            ":28020",
+            "--input-tcp-secure",
+            "--input-tcp-certificate",
+            "./cert.pem",
+            "--input-tcp-certificate-key",
+            "./key.pem",
+            "--output-http",
+            "staging",
+        ],
+        &[
+            "--input-tcp",
+            ":28020",
+            "--target",
+            "http://staging",
+            "--input-tcp-secure",
+            "--input-tcp-certificate",
+            "./cert.pem",
+            "--input-tcp-certificate-key",
+            "./key.pem",
+        ],
+    );
+    // "enable --output-tcp-secure flag for the GoReplay clients ... Use
+    // --output-tcp-skip-verify to ignore TLS verification."
+    translates(
+        &[
+            "--input-raw",
+            ":80",
+            "--output-tcp",
+            "replay.local:28020",
+            "--output-tcp-secure",
+            "--output-tcp-skip-verify",
+            "--output-tcp-sticky",
+            "--output-tcp-workers",
+            "4",
+            "-output-tcp-stats=true",
+        ],
+        &[
+            "--ports",
+            "80",
+            "--output-tcp",
+            "replay.local:28020",
+            "--output-tcp-secure",
+            "--output-tcp-skip-verify",
+            "--output-tcp-sticky",
+            "--output-tcp-workers",
+            "4",
+            "--output-tcp-stats",
+        ],
+    );
+    // Saved traffic to a replay server: the output goes after `replay`, whose settings
+    // it is.
+    translates(
+        &[
+            "--input-file",
+            "requests.gor",
+            "--output-tcp",
+            "replay.local:28020",
+        ],
+        &[
+            "replay",
+            "--input-file",
+            "requests.gor",
+            "--output-tcp",
+            "replay.local:28020",
+        ],
+    );
+    let e = refused(&["--input-tcp", ":1", "--input-file", "a.gor"]);
+    assert_eq!(e.flag, "--input-tcp");
+}
+
 #[test]
 fn every_spelling_of_go_flags() {
     let want = ["--ports", "80", "--track-responses"];
@@ -704,7 +804,9 @@ fn output_http_redirects_becomes_redirects() {
 #[test]
 fn flags_gor_does_not_implement_are_refused_by_name() {
     for (flag, value, says) in [
-        ("--output-tcp", Some("replay:28020"), "--output-file"),
+        // One --output-tcp is translated; a second is refused.
+        ("--output-tcp", Some("replay:28020"), "more than once"),
+        // As another input besides --input-raw.
         ("--input-tcp", Some(":28020"), "not supported by gor yet"),
         ("--output-kafka-host", Some("k:9092"), "Kafka"),
         (
@@ -717,6 +819,9 @@ fn flags_gor_does_not_implement_are_refused_by_name() {
         ("--input-binary", Some(":80"), "HTTP/1.x only"),
     ] {
         let mut args = vec!["--input-raw", ":80", flag];
+        if flag == "--output-tcp" {
+            args = vec!["--input-raw", ":80", "--output-tcp", "other:28020", flag];
+        }
         args.extend(value);
         let e = refused(&args);
         assert_eq!(e.flag, flag);
@@ -761,6 +866,9 @@ fn every_goreplay_flag_is_translated_or_refused() {
             "http-allow-method" | "output-http-method" => "GET",
             "http-set-param" => "api_key=1",
             "input-raw-realip-header" => "X-Real-IP",
+            "output-tcp" => "replay:28020",
+            "output-tcp-workers" => "4",
+            "input-tcp" => ":28020",
             _ => "v",
         };
         let mut args = vec![format!("--{}", flag.name)];
@@ -771,6 +879,8 @@ fn every_goreplay_flag_is_translated_or_refused() {
             &["--input-file", "r.gor"]
         } else if flag.name == "input-raw" {
             &[]
+        } else if flag.name == "input-tcp" {
+            &["--output-http", "http://s:1"]
         } else {
             &["--input-raw", ":80"]
         };

@@ -24,7 +24,7 @@ use crate::stream::Direction;
 
 pub mod settings;
 
-pub use reader::{GorReader, InputStats, ReadError};
+pub use reader::{GorReader, InputStats, ReadError, MAX_RECORD};
 pub use writer::{FileOutput, FileOutputConfig, FileStats};
 
 /// What ends every record: a newline, the three monkeys (U+1F435 U+1F648 U+1F649), a newline.
@@ -36,7 +36,7 @@ const SEPARATOR_LINE: &[u8] = "\u{1F435}\u{1F648}\u{1F649}\n".as_bytes();
 
 /// Meta lines are short (GoReplay writes ~60 bytes); anything longer is not one, and the
 /// bound keeps a reader from buffering a huge line of garbage while looking for one.
-const MAX_META_LINE: usize = 512;
+pub(crate) const MAX_META_LINE: usize = 512;
 
 /// The kind of a record, as the first field of its meta line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -181,6 +181,33 @@ pub static FAMILIES: &[Family] = &[
     ]),
     family!("gor_nats_inflight", Gauge, Report, "Messages delivered to the replay server and not yet settled.", "/nats_consume/inflight"),
     family!("gor_nats_partitions_owned", Gauge, Report, "Partitions of the stream this replay server consumes.", "/nats_consume/partitions_owned"),
+    // GoReplay's TCP protocol: sending (`--output-tcp`).
+    family!("gor_tcp_output_messages", Counter, Report, "Messages of the TCP output (GoReplay's protocol), by what became of them.", [
+        (&[("result", "queued")], "/tcp_output/queued"),
+        (&[("result", "sent")], "/tcp_output/sent"),
+    ]),
+    family!("gor_tcp_output_dropped", Counter, Report, "Messages the TCP output did not take, by reason.", [
+        (&[("reason", "queue_full")], "/tcp_output/dropped_queue_full"),
+    ]),
+    family!("gor_tcp_output_sent_bytes", Counter, Report, "Bytes the TCP output wrote.", "/tcp_output/bytes_sent"),
+    family!("gor_tcp_output_connection_events", Counter, Report, "The TCP output's connections, by event.", [
+        (&[("event", "reconnect")], "/tcp_output/reconnects"),
+        (&[("event", "connect_error")], "/tcp_output/connect_errors"),
+    ]),
+    family!("gor_tcp_output_pending", Gauge, Report, "Messages in the TCP output's queues.", "/tcp_output/pending"),
+    family!("gor_tcp_output_connected", Gauge, Report, "The TCP output's connections up.", "/tcp_output/connected"),
+    // GoReplay's TCP protocol: reading (`--input-tcp`).
+    family!("gor_tcp_input_messages", Counter, Report, "Messages the TCP input read, by type or why they were skipped.", [
+        (&[("result", "request")], "/tcp_input/requests"),
+        (&[("result", "response")], "/tcp_input/responses"),
+        (&[("result", "staging_response")], "/tcp_input/staging_responses"),
+        (&[("result", "invalid_http")], "/tcp_input/invalid"),
+    ]),
+    family!("gor_tcp_input_malformed", Counter, Report, "Stretches of the TCP input's streams that were not a message (skipped).", "/tcp_input/malformed"),
+    family!("gor_tcp_input_received_bytes", Counter, Report, "Bytes the TCP input read.", "/tcp_input/bytes"),
+    family!("gor_tcp_input_connections", Counter, Report, "Connections the TCP input accepted.", "/tcp_input/connections"),
+    family!("gor_tcp_input_connection_errors", Counter, Report, "Failed TLS handshakes and reads of the TCP input.", "/tcp_input/connection_errors"),
+    family!("gor_tcp_input_open_connections", Gauge, Report, "Connections of the TCP input open now.", "/tcp_input/open_connections"),
     // Middleware.
     family!("gor_middleware_messages", Counter, Report, "Messages through the middleware, by stage.", [
         (&[("stage", "offered")], "/middleware/offered"),

@@ -53,6 +53,12 @@ pub struct Report {
     /// Saved traffic read (`gor-agent replay`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<InputStats>,
+    /// Sending in GoReplay's TCP protocol (`--output-tcp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_output: Option<crate::goreplay_tcp::stats::TcpOutputStats>,
+    /// Reading GoReplay's TCP protocol (`--input-tcp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_input: Option<crate::goreplay_tcp::stats::TcpInputStats>,
     /// HTTPS plaintext from the OpenSSL probes (`GOR_TLS=openssl`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsReport>,
@@ -194,6 +200,8 @@ mod tests {
         publish: crate::broker::publish::PublishStats,
         consume: crate::broker::stats::ConsumeStats,
         tls: TlsReport,
+        tcp_output: crate::goreplay_tcp::stats::TcpOutputStats,
+        tcp_input: crate::goreplay_tcp::stats::TcpInputStats,
     }
 
     fn outcomes(next: &mut impl FnMut() -> u64) -> Outcomes {
@@ -409,6 +417,28 @@ mod tests {
                     late_records: next(),
                 },
             },
+            tcp_output: crate::goreplay_tcp::stats::TcpOutputStats {
+                queued: next(),
+                sent: next(),
+                bytes_sent: next(),
+                dropped_queue_full: next(),
+                reconnects: next(),
+                connect_errors: next(),
+                pending: next(),
+                connected: next(),
+            },
+            tcp_input: crate::goreplay_tcp::stats::TcpInputStats {
+                connections: next(),
+                open_connections: next(),
+                bytes: next(),
+                messages: next(),
+                requests: next(),
+                responses: next(),
+                staging_responses: next(),
+                invalid: next(),
+                malformed: next(),
+                connection_errors: next(),
+            },
             compare: CompareReport {
                 outcomes: outcomes(&mut next),
                 endpoints: vec![EndpointReport {
@@ -462,6 +492,8 @@ mod tests {
                 nats_publish: Some(p.publish),
                 nats_consume: Some(p.consume),
                 tls: Some(p.tls),
+                tcp_output: Some(p.tcp_output),
+                tcp_input: Some(p.tcp_input),
             }
         }
     }
@@ -513,6 +545,8 @@ mod tests {
             nats_publish: None,
             nats_consume: None,
             tls: None,
+            tcp_output: None,
+            tcp_input: None,
             ..Report::example()
         }
     }

@@ -18,6 +18,7 @@ pub mod overhead;
 pub mod probe;
 pub mod rate_limit;
 pub mod replay;
+pub mod tls;
 
 use std::{
     path::Path,

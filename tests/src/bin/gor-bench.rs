@@ -4,7 +4,8 @@
 //!
 //! `gor-bench [--quick] [--only EXPERIMENT] [--out FILE] [--criterion DIR]`: `--quick`
 //! shortens every duration (development only; the file says so); `--only` runs one
-//! experiment (`overhead`, `completeness`, `replay`, `latency`, `rate` or `fleet`) and writes
+//! experiment (`overhead`, `completeness`, `replay`, `latency`, `rate`, `fleet` or
+//! `tls`) and writes
 //! `target/bench-EXPERIMENT.md` unless told otherwise; FILE defaults to BENCHMARKS.md at
 //! the workspace root; DIR is where the criterion framing benchmark just wrote its
 //! estimates (`target/criterion`), to summarise them too.
@@ -15,20 +16,22 @@ use anyhow::{bail, Context, Result};
 use gor_tests::{
     agent::temp_dir,
     bench::{
-        completeness, fleet, framing, latency, markdown, overhead, probe, rate_limit, replay, Plan,
+        completeness, fleet, framing, latency, markdown, overhead, probe, rate_limit, replay, tls,
+        Plan,
     },
 };
 
 const USAGE: &str = "gor-bench [--quick] [--only EXPERIMENT] [--out FILE] [--criterion DIR]";
 
 /// The experiments, in the order they run; `--only` takes one of these names.
-const EXPERIMENTS: [&str; 6] = [
+const EXPERIMENTS: [&str; 7] = [
     "overhead",
     "completeness",
     "replay",
     "latency",
     "rate",
     "fleet",
+    "tls",
 ];
 
 fn main() -> Result<()> {
@@ -100,6 +103,9 @@ fn main() -> Result<()> {
     }
     if run("fleet") {
         outcomes.push(fleet::run(&plan, &dir.join("fleet"))?);
+    }
+    if run("tls") {
+        outcomes.push(tls::run(&plan, &dir.join("tls"))?);
     }
     if let Some(c) = &criterion {
         outcomes.push(
