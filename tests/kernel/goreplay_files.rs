@@ -20,7 +20,7 @@ use gor_tests::{
 use serde_json::Value;
 
 /// `gor-agent` started with a GoReplay command line, its stdout and stderr in files.
-pub(crate) struct Gor {
+struct Gor {
     child: Option<Child>,
     dir: PathBuf,
     started: Instant,
@@ -28,7 +28,7 @@ pub(crate) struct Gor {
 
 impl Gor {
     /// Starts `args` and waits for its READY=1 (capture attached, or replay started).
-    pub(crate) fn start(name: &str, args: &[&str]) -> Gor {
+    fn start(name: &str, args: &[&str]) -> Gor {
         let dir = temp_dir(name);
         let (notify, notify_path) = readiness_socket(&dir);
         let child = command(&dir, args)
@@ -44,7 +44,7 @@ impl Gor {
         gor
     }
 
-    pub(crate) fn stderr(&self) -> String {
+    fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
     }
 
@@ -52,7 +52,7 @@ impl Gor {
         std::fs::read(self.dir.join("stdout")).unwrap_or_default()
     }
 
-    pub(crate) fn stats(&self) -> Value {
+    fn stats(&self) -> Value {
         std::fs::read(self.dir.join("stats.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -60,7 +60,7 @@ impl Gor {
     }
 
     /// Waits (at most `limit`) for it to exit by itself; checks it exited 0.
-    pub(crate) fn wait(&mut self, limit: Duration) -> Duration {
+    fn wait(&mut self, limit: Duration) -> Duration {
         let child = self.child.as_mut().expect("running");
         let status = wait_with_timeout(child, limit, Duration::from_millis(20))
             .expect("wait")

@@ -8,15 +8,13 @@ use std::{
     net::{TcpListener, TcpStream},
     sync::{Arc, Mutex},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use gor_tests::{
-    agent::{counter, temp_dir},
-    gorformat::write_gets,
+    agent::{counter, Agent},
+    gorformat::{get_request, record},
 };
-
-use super::goreplay_files::Gor;
 
 /// Request lines received, in arrival order, by every connection of a listener.
 type Log = Arc<Mutex<Vec<String>>>;
@@ -80,12 +78,23 @@ fn staging_answer(target: &str, port: u16) -> (u16, String) {
     }
 }
 
+/// Waits (at most 20 s) until `log` holds `n` lines.
+fn wait_for(log: &Log, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while log.lock().unwrap().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "staging got {:?}",
+            log.lock().unwrap()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 // GoReplay's README, "Follow redirects": "gor --input-tcp replay.local:28020
 // --output-http http://staging.com --output-http-redirects 2" ("The given example will
-// follow up to 2 redirects per request"). gor has no `--input-tcp` yet, so the requests
-// come from a file instead (docs/Saving-and-Replaying-from-file.md: "gor --input-file
-// requests.gor --output-http http://staging.com"); the output part is the doc's, with
-// staging's address.
+// follow up to 2 redirects per request"), with loopback addresses; the requests come as
+// GoReplay's `--output-tcp` sends them.
 #[test]
 fn goreplay_output_http_redirects_follows_up_to_n_on_staging_only() {
     let staging = TcpListener::bind("127.0.0.1:0").expect("bind staging");
@@ -94,44 +103,60 @@ fn goreplay_output_http_redirects_follows_up_to_n_on_staging_only() {
     let elsewhere = TcpListener::bind(("127.0.0.2", port)).expect("bind 127.0.0.2");
     let got = serve(staging, staging_answer);
     let got_elsewhere = serve(elsewhere, |_, _| (200, String::new()));
-
-    let dir = temp_dir("gr-redirects-in");
-    let file = dir.join("requests.gor");
-    // 300 ms apart: each request's chain is done before the next one is replayed.
-    let paths = ["/old", "/c1", "/away", "/end"].map(String::from);
-    write_gets(&file, paths, 300);
+    let relay = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        l.local_addr().expect("addr").to_string()
+    };
     let target = format!("http://127.0.0.1:{port}");
-    let mut gor = Gor::start(
+    let replay = Agent::start_args(
         "gr-redirects",
         &[
-            "--input-file",
-            &file.display().to_string(),
+            "--input-tcp",
+            &relay,
             "--output-http",
             &target,
             "--output-http-redirects",
             "2",
         ],
+        &[],
     );
-    gor.wait(Duration::from_secs(60));
-
-    let lines = got.lock().unwrap().clone();
-    let want = [
-        "/old", "/new", // followed
-        "/c1", "/c2", "/c3",   // two followed, the third (to /c4) is the answer
-        "/away", // not followed: another host
-        "/end",
+    let mut listener = TcpStream::connect(&relay).expect("connect to --input-tcp");
+    // One at a time, each once staging has the one before and its redirects: the order
+    // staging sees is then the test's.
+    let mut want = Vec::new();
+    for (i, (path, asked)) in [
+        ("/old", &["/old", "/new"][..]), // followed
+        ("/c1", &["/c1", "/c2", "/c3"]), // two followed; the third (to /c4) is the answer
+        ("/away", &["/away"]),           // not followed: another host
+        ("/end", &["/end"]),
     ]
-    .map(|p| format!("GET {p} HTTP/1.1"));
-    assert_eq!(lines, want, "{}", gor.stderr());
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("{:024x}", i + 1);
+        let msg = record(
+            1,
+            &id,
+            1_764_000_000_000_000_000 + i as u64,
+            0,
+            &get_request(path),
+        );
+        listener.write_all(&msg).expect("send a message");
+        want.extend(asked.iter().map(|p| format!("GET {p} HTTP/1.1")));
+        wait_for(&got, want.len());
+    }
+    drop(listener);
+    let r = replay.stop();
+    assert_eq!(*got.lock().unwrap(), want, "{}", r.stderr);
     assert!(
         got_elsewhere.lock().unwrap().is_empty(),
         "another host was asked"
     );
-    let stats = gor.stats();
-    let t = |name| counter(&stats, &["mirror", name]);
+    let t = |name| counter(&r.stats, &["mirror", name]);
     assert_eq!(
         (t("redirects_followed"), t("redirects_elsewhere"), t("sent")),
         (3, 1, 7),
-        "{stats:#}"
+        "{:#}",
+        r.stats
     );
 }
