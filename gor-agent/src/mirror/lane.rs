@@ -20,7 +20,7 @@
 //! With `redirects` > 0, a redirect response whose Location is on the target
 //! ([`super::redirect`]) is not the request's answer: the request that follows it is sent
 //! once the lane has read the responses of its batch, on the same connection if it is
-//! kept alive (else on another from the pool), up to `redirects` times per request; the
+//! kept alive (else on a new one), up to `redirects` times per request; the
 //! last response is the request's answer, its latency the whole chain's.
 //!
 //! When a stage subscribed to results ([`super::result`]), each request written (or

@@ -246,3 +246,57 @@ async fn a_redirect_that_closes_the_connection_is_followed_on_a_new_one() {
     r.shutdown(WAIT).await;
     staging.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_queued_behind_a_redirect_keep_their_answers() {
+    let mut staging = Staging::start(Mode::Routes(OLD_TO_NEW)).await;
+    let mut r = Mirror::start(with_redirects(staging.port, 2));
+    let mut rx = r.subscribe(16);
+    // Queued at once on one client connection: whatever the lane batches (pipelined),
+    // each request gets its own answer and /old's is /new's.
+    let paths = ["/a", "/old", "/b", "/c"];
+    for p in paths {
+        r.submit(&msg(
+            1,
+            format!("GET {p} HTTP/1.1\r\nHost: p\r\n\r\n").as_bytes(),
+        ));
+    }
+    let got = staging.take(5).await;
+    let lines: Vec<String> = got.iter().map(line).collect();
+    let at = |l: &str| lines.iter().position(|x| x == l).expect(l);
+    assert!(
+        at("GET /old HTTP/1.1") < at("GET /new HTTP/1.1"),
+        "{lines:?}"
+    );
+    let others: Vec<&String> = lines.iter().filter(|l| !l.contains("/new")).collect();
+    assert_eq!(
+        others,
+        [
+            "GET /a HTTP/1.1",
+            "GET /old HTTP/1.1",
+            "GET /b HTTP/1.1",
+            "GET /c HTTP/1.1"
+        ],
+        "in order"
+    );
+    assert!(
+        got.iter().all(|g| g.conn == got[0].conn),
+        "one keep-alive connection"
+    );
+    let mut answers = Vec::new();
+    for _ in paths {
+        answers.push(answer(&next_result(&mut rx).await));
+    }
+    answers.sort();
+    let ok = || (200, Bytes::from_static(b"ok"));
+    assert_eq!(
+        answers,
+        [(200, Bytes::from_static(b"new")), ok(), ok(), ok()]
+    );
+    let s = r.shutdown(WAIT).await;
+    assert_eq!(
+        (t0(&s).sent, t0(&s).redirects_followed, t0(&s).status_2xx),
+        (5, 1, 4)
+    );
+    staging.stop().await;
+}
