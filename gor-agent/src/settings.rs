@@ -177,6 +177,13 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 }
 
 /// A positive whole number.
+/// A whole number, 0 included: `0`, `2`.
+pub fn parse_whole(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .map_err(|_| "a whole number (0 or more)".to_string())
+}
+
 pub fn parse_count(s: &str) -> Result<usize, String> {
     s.trim()
         .parse::<usize>()

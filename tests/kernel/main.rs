@@ -14,6 +14,7 @@ mod fleet;
 mod goreplay_files;
 mod goreplay_http;
 mod goreplay_outputs;
+mod goreplay_redirects;
 mod goreplay_tcp;
 mod http;
 mod middleware;

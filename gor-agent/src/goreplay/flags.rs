@@ -34,7 +34,7 @@ const fn f(name: &'static str, arity: Arity, fate: Fate) -> Flag {
 }
 
 use Arity::{Bool, OptionalLevel, Value};
-use Fate::{Never, NotYet, Translated};
+use Fate::{Never, Translated};
 
 const KAFKA: &str = "gor has no Kafka input or output; save traffic with --output-file \
                      or mirror with --output-http";
@@ -150,11 +150,7 @@ pub const FLAGS: &[Flag] = &[
         Value,
         Never("gor closes a staging connection when its client connection closes"),
     ),
-    f(
-        "output-http-redirects",
-        Value,
-        NotYet("following staging's redirects is not implemented yet (gor never follows them)"),
-    ),
+    f("output-http-redirects", Value, Translated),
     f("output-http-skip-verify", Bool, Translated),
     f("output-http-response-buffer", Value, Translated),
     f(

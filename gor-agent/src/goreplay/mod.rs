@@ -384,6 +384,12 @@ impl Translation {
                 Ok(n) if n <= 0 => {}
                 _ => self.set("--workers", v),
             },
+            "output-http-redirects" => match v.trim().parse::<i64>() {
+                // GoReplay's 0 (and below): never follow, gor's default.
+                Ok(n) if n <= 0 => {}
+                Ok(n) => self.set("--redirects", &n.to_string()),
+                Err(_) => return Err(refuse(shown, format!("`{v}` is not a whole number"))),
+            },
             "output-http-timeout" => {
                 if let Some(d) = go_duration(shown, v)? {
                     self.set("--timeout", &d);

@@ -770,17 +770,44 @@ fn goreplay_set_param_basic_auth_prettify_and_realip_translate() {
 }
 
 #[test]
+fn output_http_redirects_becomes_redirects() {
+    // GoReplay's README, "Follow redirects": `--output-http-redirects 2`.
+    translates(
+        &[
+            "--input-raw",
+            ":80",
+            "--output-http",
+            "http://staging.com",
+            "--output-http-redirects",
+            "2",
+        ],
+        &[
+            "--ports",
+            "80",
+            "--target",
+            "http://staging.com",
+            "--redirects",
+            "2",
+        ],
+    );
+    // 0 (GoReplay's default) and below never follow: gor's default, nothing added.
+    for n in ["0", "-1"] {
+        translates(
+            &["--input-raw", ":80", "--output-http-redirects", n],
+            &["--ports", "80"],
+        );
+    }
+    let e = refused(&["--input-raw", ":80", "--output-http-redirects", "two"]);
+    assert_eq!(e.flag, "--output-http-redirects");
+}
+
+#[test]
 fn flags_gor_does_not_implement_are_refused_by_name() {
     for (flag, value, says) in [
         // One --output-tcp is translated; a second is refused.
         ("--output-tcp", Some("replay:28020"), "more than once"),
         // As another input besides --input-raw.
         ("--input-tcp", Some(":28020"), "not supported by gor yet"),
-        (
-            "--output-http-redirects",
-            Some("2"),
-            "not supported by gor yet",
-        ),
         ("--output-kafka-host", Some("k:9092"), "Kafka"),
         (
             "--output-http-elasticsearch",
@@ -817,7 +844,10 @@ fn every_goreplay_flag_is_translated_or_refused() {
             "output-http" => "http://s:1",
             "input-file" => "r.gor",
             "input-file-max-wait" | "output-http-timeout" => "2s",
-            "output-http-workers" | "output-http-queue-len" | "output-http-stats-ms" => "3",
+            "output-http-workers"
+            | "output-http-queue-len"
+            | "output-http-stats-ms"
+            | "output-http-redirects" => "3",
             "output-file-size-limit"
             | "output-http-response-buffer"
             | "output-file-max-size-limit" => "1mb",

@@ -255,6 +255,10 @@ pub static FAMILIES: &[Family] = &[
     family!("gor_mirror_sent", Counter, PerTarget, "Requests written to the target (retries included).", "/sent"),
     family!("gor_mirror_pipelined", Counter, PerTarget, "Requests written behind another whose response had not come yet (HTTP/1.1 pipelining).", "/pipelined"),
     family!("gor_mirror_retries", Counter, PerTarget, "Requests sent again because staging closed the connection before answering them.", "/retries"),
+    family!("gor_mirror_redirects", Counter, PerTarget, "Redirects of staging followed to the target, and not followed because their Location was elsewhere.", [
+        (&[("result", "followed")], "/redirects_followed"),
+        (&[("result", "elsewhere")], "/redirects_elsewhere"),
+    ]),
     family!("gor_mirror_responses", Counter, PerTarget, "Responses from the target, by status class.", [
         (&[("class", "1xx")], "/status_1xx"),
         (&[("class", "2xx")], "/status_2xx"),

@@ -240,6 +240,8 @@ mod tests {
             sent: next(),
             pipelined: next(),
             retries: next(),
+            redirects_followed: next(),
+            redirects_elsewhere: next(),
             status_1xx: next(),
             status_2xx: next(),
             status_3xx: next(),

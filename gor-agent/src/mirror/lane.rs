@@ -17,6 +17,12 @@
 //! so a dead staging costs no memory and no connection storm, and mirroring resumes by
 //! itself.
 //!
+//! With `redirects` > 0, a redirect response whose Location is on the target
+//! ([`super::redirect`]) is not the request's answer: the request that follows it is sent
+//! once the lane has read the responses of its batch, on the same connection if it is
+//! kept alive (else on a new one), up to `redirects` times per request; the
+//! last response is the request's answer, its latency the whole chain's.
+//!
 //! When a stage subscribed to results ([`super::result`]), each request written (or
 //! given up on) also yields a [`StagingResult`]: the lane takes the subscriber once per
 //! batch, has the response reader keep the final response up to the body limit, and
@@ -35,6 +41,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::conn::{connect, ConnectError, Pool, PortExclusion, StagingConn};
+use super::redirect::{self, Follow, Origin};
 use super::response::{read_response_keeping, ReadError, Response};
 use super::result::{FailureKind, Outcome, Results, Sink, StagingResponse, StagingResult};
 use super::rewrite::{build_request, Rewrite};
@@ -162,6 +169,10 @@ pub(crate) struct TargetCtx {
     pub max_pending_bytes: u64,
     /// Most requests a lane writes before reading their responses (1: no pipelining).
     pub pipeline: usize,
+    /// Most redirects followed per request (0: none).
+    pub redirects: usize,
+    /// The target's scheme, host and port: only redirects there are followed.
+    pub origin: Origin,
     pub backoff: Backoff,
     /// Where staging results go, when something subscribed.
     pub results: Arc<Results>,
@@ -394,6 +405,7 @@ impl Dispatcher {
             buf: BytesMut::new(),
             out: BytesMut::new(),
             held: None,
+            followups: Vec::new(),
             load: load.clone(),
             sink: None,
             began: (Instant::now(), SystemTime::now()),
@@ -433,10 +445,37 @@ struct Pending {
     bytes: Vec<u8>,
     head: bool,
     close: bool,
+    /// See [`Request::idempotent`]; for a follow-up, of its own method.
+    idempotent: bool,
+    /// See [`Request::pipeline_after`].
+    pipeline_after: bool,
     ticket: Ticket,
     id: MessageId,
     /// When it was last written (for its result).
     sent: Option<(Instant, SystemTime)>,
+    /// Redirects followed so far.
+    hops: usize,
+    /// When the first request of its redirect chain was sent, once one was followed: the
+    /// start of its latency and its `sent_at`.
+    chain: Option<(Instant, SystemTime)>,
+}
+
+impl Pending {
+    /// When the request (the first of its chain) was sent.
+    fn first_sent(&self) -> Option<(Instant, SystemTime)> {
+        self.chain.or(self.sent)
+    }
+
+    /// How many of `pending`, from the front, may be written together: each after the
+    /// first must be idempotent and may follow the one before. Batches are gathered so
+    /// (see [`Lane::gather`]); follow-ups of redirects are checked here.
+    fn pipelinable(pending: &VecDeque<Pending>) -> usize {
+        1 + pending
+            .iter()
+            .zip(pending.iter().skip(1))
+            .take_while(|(prev, p)| prev.pipeline_after && p.idempotent)
+            .count()
+    }
 }
 
 struct Lane {
@@ -449,6 +488,8 @@ struct Lane {
     out: BytesMut,
     /// A job taken from the queue that did not fit the previous batch.
     held: Option<Job>,
+    /// Requests of the batch that follow a redirect, sent once the batch is answered.
+    followups: Vec<Pending>,
     /// Shared with the dispatcher: jobs queued here or being processed.
     load: Arc<AtomicUsize>,
     /// The subscriber to results, taken once per batch; `None` keeps nothing.
@@ -556,9 +597,13 @@ impl Lane {
                     bytes,
                     head: job.req.head,
                     close: job.req.close,
+                    idempotent: job.req.idempotent,
+                    pipeline_after: job.req.pipeline_after,
                     ticket: job.ticket,
                     id: job.req.id,
                     sent: None,
+                    hops: 0,
+                    chain: None,
                 }),
                 None => {
                     inc(&c.bad_requests);
@@ -566,7 +611,13 @@ impl Lane {
                 }
             }
         }
-        while !pending.is_empty() {
+        loop {
+            if pending.is_empty() {
+                if self.followups.is_empty() {
+                    break;
+                }
+                pending.extend(self.followups.drain(..));
+            }
             if let Err(kind) = self.attempt(&mut pending).await {
                 let counter = match kind {
                     FailureKind::Connect | FailureKind::Tls => &c.connect_errors,
@@ -590,7 +641,7 @@ impl Lane {
     /// Hands the subscriber the failure of a request, if there is a subscriber.
     fn failed(&self, p: &Pending, kind: FailureKind) {
         let Some(sink) = &self.sink else { return };
-        let (since, sent_at) = p.sent.unwrap_or(self.began);
+        let (since, sent_at) = p.first_sent().unwrap_or(self.began);
         let result = staging_result(
             &self.ctx,
             p,
@@ -635,7 +686,11 @@ impl Lane {
                 }
             }
         };
-        let written = if reused { pending.len() } else { 1 };
+        let written = if reused {
+            Pending::pipelinable(pending)
+        } else {
+            1
+        };
         self.out.clear();
         for p in pending.iter().take(written) {
             self.out.extend_from_slice(&p.bytes);
@@ -699,18 +754,24 @@ impl Lane {
                     return Err(FailureKind::Timeout);
                 }
             };
-            let latency = since.elapsed();
+            let hop_start = since;
             since = Instant::now();
-            c.status(resp.status);
-            c.latency.record(latency);
             ctx.backoff.success();
-            let done = pending.pop_front().expect("front");
+            let mut done = pending.pop_front().expect("front");
             let keep_alive = resp.keep_alive;
-            if let Some(sink) = &self.sink {
-                hand_over_response(sink, &ctx, &done, resp, latency);
+            let close = done.close;
+            if follow(&ctx, &mut done, &resp, hop_start) {
+                self.followups.push(done);
+            } else {
+                let latency = done.chain.map_or(hop_start, |(at, _)| at).elapsed();
+                c.status(resp.status);
+                c.latency.record(latency);
+                if let Some(sink) = &self.sink {
+                    hand_over_response(sink, &ctx, &done, resp, latency);
+                }
+                done.ticket.finish();
             }
-            done.ticket.finish();
-            if !keep_alive || done.close {
+            if !keep_alive || close {
                 // Staging did not process what was written behind this one.
                 self.conn = None;
                 let unanswered = written - answered - 1;
@@ -722,6 +783,33 @@ impl Lane {
             }
         }
         Ok(())
+    }
+}
+
+/// Turns `p` into the request that follows `resp` when it is a redirect to follow
+/// (see [`super::redirect`]), counting what is followed and what is not because it
+/// points elsewhere. `hop_start`: when `p`'s latency started on this hop.
+fn follow(ctx: &TargetCtx, p: &mut Pending, resp: &Response, hop_start: Instant) -> bool {
+    let c = &ctx.counters;
+    let Some(location) = resp.location.as_ref().filter(|_| p.hops < ctx.redirects) else {
+        return false;
+    };
+    match redirect::follow(&p.bytes, resp.status, location, &ctx.origin) {
+        Follow::Request(next) => {
+            let sent_at = p.sent.map_or_else(SystemTime::now, |(_, at)| at);
+            p.chain.get_or_insert((hop_start, sent_at));
+            p.bytes = next.bytes;
+            p.head = next.head;
+            p.idempotent = next.idempotent;
+            p.hops += 1;
+            inc(&c.redirects_followed);
+            true
+        }
+        Follow::Elsewhere => {
+            inc(&c.redirects_elsewhere);
+            false
+        }
+        Follow::No => false,
     }
 }
 
@@ -757,7 +845,7 @@ fn hand_over_response(
         body_len: kept.body_len,
     };
     // Written in this attempt, so `sent` is set.
-    let sent_at = p.sent.map_or_else(SystemTime::now, |(_, at)| at);
+    let sent_at = p.first_sent().map_or_else(SystemTime::now, |(_, at)| at);
     let result = staging_result(
         ctx,
         p,

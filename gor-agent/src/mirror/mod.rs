@@ -11,7 +11,8 @@
 //! keep-alive staging connection (see [`lane`]). Requests are rewritten minimally
 //! ([`rewrite`]): only `Host`, configured headers (and the target's basic auth) and the
 //! base path (or the target's fixed path) change, everything else is sent byte for byte as
-//! the client sent it.
+//! the client sent it. With [`MirrorOptions::redirects`], staging's redirects to the
+//! same target are followed ([`redirect`]), and the last response is the answer.
 //!
 //! `https://` targets are reached over TLS (rustls; system roots plus
 //! [`MirrorOptions::tls_ca`]); everything else is the same for them.
@@ -26,6 +27,7 @@
 
 mod conn;
 mod lane;
+mod redirect;
 mod response;
 mod result;
 mod rewrite;
@@ -101,6 +103,9 @@ pub struct MirrorOptions {
     /// Most requests written on a staging connection before their responses are read
     /// (HTTP/1.1 pipelining, only of requests already waiting); 1 turns it off.
     pub pipeline: usize,
+    /// Most redirects of staging followed per request, each only to the same target
+    /// (see [`redirect`]); 0: none, a redirect is the answer.
+    pub redirects: usize,
     /// Length of each target's queue.
     pub queue: usize,
     /// Keep the client's `Host` header instead of the target's.
@@ -427,6 +432,8 @@ fn start_target(
         max_lanes: (workers * 4).max(64),
         max_pending_bytes: MAX_PENDING_BYTES,
         pipeline: cfg.pipeline.max(1),
+        redirects: cfg.redirects,
+        origin: redirect::Origin::new(t.tls, &t.host, &t.addr),
         backoff: Backoff::default(),
         results: results.clone(),
     });

@@ -31,6 +31,8 @@ pub(crate) struct Response {
     pub keep_alive: bool,
     /// The response itself, when it was asked for.
     pub kept: Option<Kept>,
+    /// The first `Location` of a redirect (301, 302, 303, 307, 308), for following it.
+    pub location: Option<Bytes>,
 }
 
 /// A final response as staging sent it: the head whole, the body up to a bound.
@@ -170,6 +172,15 @@ pub(crate) async fn read_response_keeping<R: AsyncRead + Unpin>(
         let declared = head::declared(&head, r.buf);
         let close = head.lists(r.buf, "connection", "close");
         let keep_alive = head.lists(r.buf, "connection", "keep-alive");
+        let location = matches!(status, 301..=303 | 307 | 308)
+            .then(|| {
+                head.headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("location"))
+                    .and_then(|(_, at)| r.buf.get(at.clone()))
+                    .map(Bytes::copy_from_slice)
+            })
+            .flatten();
         let mut sink = Sink {
             bytes: BytesMut::new(),
             limit: 0,
@@ -186,6 +197,7 @@ pub(crate) async fn read_response_keeping<R: AsyncRead + Unpin>(
                 status: 101,
                 keep_alive: false,
                 kept: keep_body.map(|_| kept(head, sink)),
+                location: None,
             });
         }
         if status < 200 {
@@ -209,6 +221,7 @@ pub(crate) async fn read_response_keeping<R: AsyncRead + Unpin>(
             // trust the connection.
             keep_alive: persistent && kind != BodyKind::UntilClose && (more || r.buf.is_empty()),
             kept: keep_body.map(|_| kept(head, sink)),
+            location,
         });
     }
 }
@@ -301,6 +314,7 @@ mod tests {
             status,
             keep_alive,
             kept: None,
+            location: None,
         }
     }
 

@@ -1,15 +1,16 @@
 //! Mirroring's settings: the staging targets (each with its own rate limit if given),
 //! the default rate limit, copying to every target or splitting across them, the time
-//! limits, the workers and queues per target, the header rewrites and the extra CA
-//! certificates for https targets. [`MirrorArgs::validate`] reads the values only; the CA file is read
-//! and parsed by the resolve step (`config::resolve`), into [`MirrorConfig::tls_ca`].
+//! limits, the workers and queues per target, the redirects followed, the header
+//! rewrites and the extra CA certificates for https targets. [`MirrorArgs::validate`]
+//! reads the values only; the CA file is read and parsed by the resolve step
+//! (`config::resolve`), into [`MirrorConfig::tls_ca`].
 
 use std::{path::PathBuf, time::Duration};
 
 use clap::Args;
 
 use super::{target::redact, CaCert, MirrorOptions, PathMode, PortExclusion, Rate, Target};
-use crate::settings::{parse_count, parse_duration, parse_size, Problems};
+use crate::settings::{parse_count, parse_duration, parse_size, parse_whole, Problems};
 
 /// Mirroring to staging.
 #[derive(Debug, Args)]
@@ -47,6 +48,10 @@ pub struct MirrorArgs {
     /// pipelining of requests already waiting, idempotent ones only); 1: one at a time.
     #[arg(long, env = "GOR_PIPELINE", default_value = "16")]
     pub pipeline: String,
+    /// Redirects of staging (301, 302, 303, 307, 308) followed per request, each only to
+    /// a Location on the same target; 0: never followed, a redirect is the answer.
+    #[arg(long, env = "GOR_REDIRECTS", default_value = "0", value_name = "N")]
+    pub redirects: String,
     /// Requests waiting per target at most; beyond that they are dropped and counted.
     #[arg(long, env = "GOR_QUEUE", default_value = "10000")]
     pub queue: String,
@@ -84,6 +89,8 @@ pub struct MirrorConfig {
     pub timeout: Duration,
     pub workers: usize,
     pub pipeline: usize,
+    /// [`MirrorOptions::redirects`].
+    pub redirects: usize,
     pub queue: usize,
     pub original_host: bool,
     pub set_headers: Vec<(String, String)>,
@@ -109,6 +116,7 @@ impl MirrorConfig {
             timeout: self.timeout,
             workers: self.workers,
             pipeline: self.pipeline,
+            redirects: self.redirects,
             queue: self.queue,
             original_host: self.original_host,
             set_headers: self.set_headers.clone(),
@@ -146,6 +154,7 @@ impl MirrorArgs {
         let timeout = c.parse("timeout", &self.timeout, parse_duration);
         let workers = c.parse("workers", &self.workers, parse_count);
         let pipeline = c.parse("pipeline", &self.pipeline, parse_count);
+        let redirects = c.parse("redirects", &self.redirects, parse_whole);
         let queue = c.parse("queue", &self.queue, parse_count);
         let set_headers = match &self.set_header {
             None => Some(Vec::new()),
@@ -164,6 +173,7 @@ impl MirrorArgs {
             timeout: timeout?,
             workers: workers?,
             pipeline: pipeline?,
+            redirects: redirects?,
             queue: queue?,
             original_host: self.original_host,
             set_headers: set_headers?,
@@ -298,6 +308,7 @@ mod tests {
             timeout: "5s".into(),
             workers: "1".into(),
             pipeline: "1".into(),
+            redirects: "2".into(),
             queue: "1".into(),
             original_host: false,
             set_header: None,
@@ -309,5 +320,6 @@ mod tests {
         let c = args.validate(&mut p).unwrap();
         assert_eq!(c.rates(), [Rate::PerSecond(10), Rate::Percent(5.0)]);
         assert!(c.split && c.options(None).split);
+        assert_eq!(c.options(None).redirects, 2);
     }
 }

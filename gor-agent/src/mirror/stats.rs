@@ -23,6 +23,8 @@ pub(crate) struct Counters {
     pub sent: AtomicU64,
     pub pipelined: AtomicU64,
     pub retries: AtomicU64,
+    pub redirects_followed: AtomicU64,
+    pub redirects_elsewhere: AtomicU64,
     pub status_1xx: AtomicU64,
     pub status_2xx: AtomicU64,
     pub status_3xx: AtomicU64,
@@ -83,6 +85,8 @@ impl Counters {
             sent: get(&self.sent),
             pipelined: get(&self.pipelined),
             retries: get(&self.retries),
+            redirects_followed: get(&self.redirects_followed),
+            redirects_elsewhere: get(&self.redirects_elsewhere),
             status_1xx: get(&self.status_1xx),
             status_2xx: get(&self.status_2xx),
             status_3xx: get(&self.status_3xx),
@@ -128,6 +132,12 @@ pub struct TargetStats {
     /// Requests sent again because staging closed the connection before answering them
     /// (a reused keep-alive connection found closed, or a close with requests pipelined).
     pub retries: u64,
+    /// Redirects of staging followed (`--redirects`): requests sent to their Location,
+    /// counted in `sent` too.
+    pub redirects_followed: u64,
+    /// Redirects not followed because their Location is on another host, scheme or port
+    /// than the target's (gor never sends a mirrored request anywhere but a target).
+    pub redirects_elsewhere: u64,
     /// Final 1xx responses (101 Switching Protocols): the connection is then closed.
     pub status_1xx: u64,
     pub status_2xx: u64,
@@ -171,6 +181,8 @@ impl TargetStats {
         self.sent += o.sent;
         self.pipelined += o.pipelined;
         self.retries += o.retries;
+        self.redirects_followed += o.redirects_followed;
+        self.redirects_elsewhere += o.redirects_elsewhere;
         self.status_1xx += o.status_1xx;
         self.status_2xx += o.status_2xx;
         self.status_3xx += o.status_3xx;

@@ -9,6 +9,7 @@ mod ordering;
 mod outputs;
 mod pipelining;
 mod rate;
+mod redirects;
 mod results;
 mod shutdown;
 mod tls;
@@ -77,6 +78,7 @@ pub(super) fn config(targets: Vec<Target>) -> MirrorOptions {
         timeout: Duration::from_secs(5),
         workers: 4,
         pipeline: 16,
+        redirects: 0,
         queue: 1024,
         original_host: false,
         set_headers: Vec::new(),
@@ -147,6 +149,9 @@ pub(super) enum Mode {
     DropAfter(usize),
     /// Answers every request with these bytes (a whole keep-alive response).
     Answer(&'static [u8]),
+    /// Answers a request for one of these targets with its bytes (closing the connection
+    /// after one that says `Connection: close`), any other as [`Mode::Ok`].
+    Routes(&'static [(&'static str, &'static [u8])]),
 }
 
 /// One request as staging received it.
@@ -241,6 +246,11 @@ async fn serve(
             return linger_close(s).await;
         }
         let mut close = is_close(&raw);
+        let target = raw
+            .split(|&b| b == b' ')
+            .nth(1)
+            .unwrap_or_default()
+            .to_vec();
         let _ = tx.send(Got {
             conn,
             peer_port,
@@ -263,6 +273,20 @@ async fn serve(
                 continue;
             }
             Mode::Answer(_) => {}
+            Mode::Routes(routes) => {
+                if let Some((_, resp)) = routes.iter().find(|(t, _)| t.as_bytes() == target) {
+                    if s.write_all(resp).await.is_err() {
+                        return;
+                    }
+                    if resp
+                        .windows(17)
+                        .any(|w| w.eq_ignore_ascii_case(b"connection: close"))
+                    {
+                        return linger_close(s).await;
+                    }
+                    continue;
+                }
+            }
         }
         let resp: &[u8] = if close {
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
