@@ -393,6 +393,8 @@ pub fn sock_state(ctx: &RawTracePointContext) {
     if new != TCP_CLOSE {
         return;
     }
+    // A socket that closed without ever doing TLS (a health check) leaves nothing behind.
+    let _ = TLS_FRESH.remove(&sk);
     // SAFETY: copied out at once.
     let Some(key) = (unsafe { TLS_SOCKS.get(&sk) }).copied() else {
         return;

@@ -20,7 +20,49 @@ pub fn check(tls: &TlsCapture) -> Vec<Line> {
             (l, f)
         })
         .collect();
-    lines(tls, offsets.map(|_| ()), &found, &comm)
+    let mut out = lines(tls, offsets.map(|_| ()), &found, &comm);
+    out.insert(1, tracepoints_line(&missing_tracepoints()));
+    out
+}
+
+/// The socket tracepoints the probes tie connections with (Linux >= 6.3 has them).
+const TRACEPOINTS: [&str; 3] = [
+    "sock_send_length",
+    "sock_recv_length",
+    "inet_sock_set_state",
+];
+
+/// The tracepoints of [`TRACEPOINTS`] this kernel lacks, from tracefs (or debugfs).
+fn missing_tracepoints() -> Vec<&'static str> {
+    let roots = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+    let listed: String = roots
+        .iter()
+        .find_map(|r| std::fs::read_to_string(format!("{r}/available_events")).ok())
+        .unwrap_or_default();
+    if listed.is_empty() {
+        // tracefs not mounted: the kernel's own list says the same.
+        return Vec::new();
+    }
+    TRACEPOINTS
+        .iter()
+        .copied()
+        .filter(|t| !listed.lines().any(|l| l == format!("sock:{t}")))
+        .collect()
+}
+
+/// The line for the socket tracepoints.
+pub fn tracepoints_line(missing: &[&str]) -> Line {
+    if missing.is_empty() {
+        Line::ok("tls: the socket tracepoints sock_send_length, sock_recv_length and inet_sock_set_state are there")
+    } else {
+        Line::fail(
+            format!(
+                "tls: this kernel has no {} tracepoint (they came in Linux 6.3): the agent cannot tie TLS calls to connections",
+                missing.join(", ")
+            ),
+            "run Linux >= 6.3, or set GOR_TLS=off",
+        )
+    }
 }
 
 /// The lines, from what was read: the offsets' outcome, the libraries with their
@@ -150,6 +192,16 @@ mod tests {
         let l = lines(&tls(), Ok(()), &stripped, &|_| None);
         assert_eq!(l[1].status, Status::Warn);
         assert!(l[1].text.contains("not probed"), "{}", l[1]);
+    }
+
+    #[test]
+    fn a_kernel_without_the_socket_tracepoints_fails() {
+        assert_eq!(tracepoints_line(&[]).status, Status::Ok);
+        let l = tracepoints_line(&["sock_send_length", "sock_recv_length"]);
+        assert_eq!(l.status, Status::Fail);
+        assert!(l.to_string().contains("6.3"), "{l}");
+        // This machine's kernel has them.
+        assert!(missing_tracepoints().is_empty());
     }
 
     #[test]

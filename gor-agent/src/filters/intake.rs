@@ -16,7 +16,7 @@ use crate::http::edit::{EditError, HeadEdit};
 use crate::http::HttpMessage;
 
 /// The most a prettified body may hold, decoded; a larger one is kept as it came.
-pub const PRETTIFY_MAX: usize = 64 * 1024 * 1024;
+pub const PRETTIFY_MAX: usize = 16 * 1024 * 1024;
 
 /// Why a request could not be prettified.
 #[derive(Debug, PartialEq, Eq)]

@@ -205,6 +205,9 @@ impl Source for TcpInput {
     }
 }
 
+/// Senders connected at once at most.
+const MAX_SENDERS: usize = 64;
+
 async fn accept_loop(
     listener: TcpListener,
     acceptor: Option<TlsAcceptor>,
@@ -212,7 +215,17 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
     c: Arc<Counters>,
 ) {
+    // At most MAX_SENDERS connections at once (each may buffer up to a message): the
+    // next sender waits in the listen backlog until one ends.
+    let senders = Arc::new(tokio::sync::Semaphore::new(MAX_SENDERS));
     loop {
+        let permit = tokio::select! {
+            p = senders.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.wait_for(|s| *s) => return,
@@ -221,14 +234,18 @@ async fn accept_loop(
             Ok((tcp, peer)) => {
                 inc(&c.connections);
                 tracing::debug!(%peer, "TCP input: connection");
-                tokio::spawn(connection(
+                let conn = connection(
                     tcp,
                     peer,
                     acceptor.clone(),
                     tx.clone(),
                     stop.clone(),
                     c.clone(),
-                ));
+                );
+                tokio::spawn(async move {
+                    conn.await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 // Out of file descriptors and the like: a pause, not a busy loop.

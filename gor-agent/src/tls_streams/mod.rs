@@ -11,7 +11,9 @@
 //! joined across a hole. A connection the kernel did not see being established starts
 //! `midstream`, and the framer resynchronises on the next request. A connection ends
 //! with its socket's close record, when its `SSL*` moves on to another socket (a new
-//! generation), after the idle timeout, or when the connection limit evicts it.
+//! generation), after the idle timeout, or when the connection limit evicts it; one that
+//! expired or was evicted while its socket lived is taken up again, midstream, by its
+//! next record.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -20,7 +22,8 @@ use serde::Serialize;
 use crate::capture::tls::record::{TlsConnKey, TlsEvent, TlsRecord};
 use crate::stream::{ConnId, Direction, EndReason, StreamEvent};
 
-/// Closed connections remembered, to tell a late record from a new connection.
+/// Ended connections remembered, to tell a late record from a new connection (and an
+/// expired connection that goes on from a new one).
 const RECENTLY_CLOSED: usize = 4096;
 
 /// Counters of the TLS streams (the report's `tls` section, with the source's own).
@@ -45,6 +48,9 @@ pub struct TlsStreamStats {
 struct Conn {
     id: ConnId,
     next: [u64; 2],
+    /// Whether `next` is known; a connection taken up again after it expired starts
+    /// each direction at the first position it sees, with no gap before it.
+    started: [bool; 2],
     last_ns: u64,
 }
 
@@ -54,6 +60,9 @@ pub struct TlsStreams {
     /// The live generation of each `SSL*` of each process.
     current: HashMap<(u32, u64), u64>,
     closed: VecDeque<TlsConnKey>,
+    /// Connections ended by the idle timeout or the connection limit while their socket
+    /// lived: a later record takes them up again, midstream.
+    expired: VecDeque<TlsConnKey>,
     idle_ns: u64,
     max_connections: usize,
     stats: TlsStreamStats,
@@ -65,6 +74,7 @@ impl TlsStreams {
             conns: HashMap::new(),
             current: HashMap::new(),
             closed: VecDeque::new(),
+            expired: VecDeque::new(),
             idle_ns: idle.as_nanos() as u64,
             max_connections: max_connections.max(1),
             stats: TlsStreamStats::default(),
@@ -106,7 +116,19 @@ impl TlsStreams {
                         self.stats.late_records += 1;
                         return;
                     }
-                    self.open(&rec.flow, key, rec.fresh, rec.ts_ns, open, out);
+                    let resumed = match self.expired.iter().position(|k| *k == key) {
+                        Some(i) => {
+                            self.expired.remove(i);
+                            true
+                        }
+                        None => false,
+                    };
+                    self.open(&rec.flow, key, rec.fresh && !resumed, rec.ts_ns, open, out);
+                    if resumed {
+                        if let Some(c) = self.conns.get_mut(&key) {
+                            c.started = [false; 2];
+                        }
+                    }
                 }
                 let Some(mut c) = self.conns.remove(&key) else {
                     return;
@@ -176,6 +198,7 @@ impl TlsStreams {
             Conn {
                 id,
                 next: [0; 2],
+                started: [true; 2],
                 last_ns: ts_ns,
             },
         );
@@ -190,6 +213,11 @@ impl TlsStreams {
         out: &mut Vec<StreamEvent>,
     ) {
         let d = dir.index();
+        if !c.started[d] {
+            c.started[d] = true;
+            c.next[d] = pos;
+            return;
+        }
         if pos > c.next[d] {
             let len = pos - c.next[d];
             self.stats.gaps += 1;
@@ -225,10 +253,14 @@ impl TlsStreams {
         if self.current.get(&(key.tgid, key.ssl)) == Some(&key.generation) {
             self.current.remove(&(key.tgid, key.ssl));
         }
-        if self.closed.len() >= RECENTLY_CLOSED {
-            self.closed.pop_front();
+        let list = match reason {
+            EndReason::Idle | EndReason::Evicted => &mut self.expired,
+            _ => &mut self.closed,
+        };
+        if list.len() >= RECENTLY_CLOSED {
+            list.pop_front();
         }
-        self.closed.push_back(key);
+        list.push_back(key);
     }
 
     /// Ends the connections idle since before `now_ns - idle timeout`.

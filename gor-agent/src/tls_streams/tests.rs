@@ -229,3 +229,24 @@ fn the_connection_limit_evicts_the_least_recent() {
     );
     assert_eq!(h.streams.stats().connections_evicted, 1);
 }
+
+#[test]
+fn a_connection_that_expired_goes_on_midstream_with_its_next_record() {
+    let mut h = Harness::new();
+    h.push(data(1, C2S, 0, b"GET /1 HTTP/1.1\r\n\r\n", true));
+    h.streams.expire(100 + 61_000_000_000, &mut h.out);
+    h.push(data(1, C2S, 19, b"GET /2 HTTP/1.1\r\n\r\n", true));
+    h.push(data(1, S2C, 40, b"HTTP/1.1 200", true));
+    let ev = h.events();
+    assert_eq!(
+        ev[5..],
+        [
+            "open 2 mid=true",
+            "data 2 c2s 19 GET /2 HTTP/1.1\r\n\r\n",
+            "data 2 s2c 40 HTTP/1.1 200"
+        ],
+        "{ev:?}"
+    );
+    assert_eq!(h.streams.stats().late_records, 0);
+    assert_eq!(h.streams.stats().gaps, 0);
+}

@@ -38,30 +38,46 @@ pub fn is_openssl(name: &str) -> bool {
     name == "libssl.so" || name.starts_with("libssl.so.")
 }
 
-/// The OpenSSL libraries on the host now, in a stable order.
+/// The OpenSSL libraries on the host now, in a stable order (every process's maps read).
 pub fn find() -> Vec<Library> {
-    let mut by_file: BTreeMap<(u64, u64), Library> = BTreeMap::new();
-    for dir in SYSTEM_DIRS {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !is_openssl(&name) {
+    Scanner::default().scan()
+}
+
+/// Repeated looks at the host that read the maps of new processes only: a process's
+/// libraries were read when it was first seen, so a rescan costs a listing of `/proc`,
+/// not a read of every process's maps (which takes each process's mmap lock).
+#[derive(Default)]
+pub struct Scanner {
+    seen: std::collections::HashSet<u32>,
+}
+
+impl Scanner {
+    /// The libraries in the system's directories, and those mapped by processes not seen
+    /// before (with those processes); [`Scanner::live`] tells which processes remain.
+    pub fn scan(&mut self) -> Vec<Library> {
+        let mut by_file: BTreeMap<(u64, u64), Library> = BTreeMap::new();
+        for dir in SYSTEM_DIRS {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !is_openssl(&name) {
+                    continue;
+                }
+                // Named by the real file: `libssl.so` is a link to `libssl.so.3`.
+                let Ok(path) = std::fs::canonicalize(Path::new(dir).join(&name)) else {
+                    continue;
+                };
+                add(&mut by_file, &path, path.display().to_string(), None);
+            }
+        }
+        let live = live_pids();
+        self.seen.retain(|p| live.contains(p));
+        for pid in live {
+            if !self.seen.insert(pid) {
                 continue;
             }
-            // Named by the real file: `libssl.so` is a link to `libssl.so.3`.
-            let Ok(path) = std::fs::canonicalize(Path::new(dir).join(&name)) else {
-                continue;
-            };
-            add(&mut by_file, &path, path.display().to_string(), None);
-        }
-    }
-    if let Ok(procs) = std::fs::read_dir("/proc") {
-        for p in procs.flatten() {
-            let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
             let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
                 continue;
             };
@@ -70,8 +86,23 @@ pub fn find() -> Vec<Library> {
                 add(&mut by_file, &path, shown, Some(pid));
             }
         }
+        by_file.into_values().collect()
     }
-    by_file.into_values().collect()
+
+    /// Whether process `pid` was alive at the last scan.
+    pub fn live(&self, pid: u32) -> bool {
+        self.seen.contains(&pid)
+    }
+}
+
+fn live_pids() -> std::collections::HashSet<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|p| p.file_name().to_string_lossy().parse::<u32>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn add(by_file: &mut BTreeMap<(u64, u64), Library>, path: &Path, shown: String, pid: Option<u32>) {
@@ -144,6 +175,21 @@ mod tests {
                 "/opt/app/lib/libssl.so.1.1"
             ]
         );
+    }
+
+    /// A rescan reads only new processes: a process seen before brings no pids again.
+    #[test]
+    fn a_rescan_reads_new_processes_only() {
+        let mut s = Scanner::default();
+        let first = s.scan();
+        assert!(s.live(std::process::id()));
+        let again = s.scan();
+        assert_eq!(
+            first.len(),
+            again.len(),
+            "the system's libraries are always there"
+        );
+        assert!(again.iter().all(|l| !l.pids.contains(&std::process::id())));
     }
 
     /// This machine has Debian's libssl3: found once, however many paths lead to it.

@@ -16,7 +16,10 @@ use std::collections::BTreeSet;
 use anyhow::{Context, Result};
 use aya::{
     maps::Array,
-    programs::{uprobe::UProbeScope, RawTracePoint, UProbe},
+    programs::{
+        uprobe::{UProbeLinkId, UProbeScope},
+        RawTracePoint, UProbe,
+    },
     Ebpf,
 };
 use gor_common::{
@@ -39,6 +42,9 @@ const FUNCTIONS: [(&str, &str); 4] = [
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ProbedLibrary {
     pub path: String,
+    /// The file (device, inode): the same path in two containers is two libraries.
+    #[serde(skip)]
+    pub file: (u64, u64),
     /// The functions probed (a library without the `_ex` forms has two).
     pub functions: Vec<&'static str>,
     /// Processes that mapped it when it was last scanned.
@@ -50,6 +56,7 @@ pub struct ProbedLibrary {
 pub struct TlsProbes {
     files: BTreeSet<(u64, u64)>,
     libraries: Vec<ProbedLibrary>,
+    scanner: libs::Scanner,
     /// Libraries that could not be probed (no symbols, unreadable), by path, with why.
     pub failed: Vec<(String, String)>,
 }
@@ -92,14 +99,24 @@ impl TlsProbes {
         Ok(this)
     }
 
-    /// Probes the OpenSSL libraries that appeared since the last scan.
+    /// Probes the OpenSSL libraries that appeared since the last scan (told apart by
+    /// device and inode: a container's library at the host's path is another file).
     pub fn rescan(&mut self, bpf: &mut Ebpf) {
-        for lib in libs::find() {
-            if let Some(known) = self.libraries.iter_mut().find(|l| l.path == lib.shown) {
-                known.pids = lib.pids;
+        let found = self.scanner.scan();
+        for l in &mut self.libraries {
+            l.pids.retain(|&p| self.scanner.live(p));
+        }
+        for lib in found {
+            let file = (lib.dev, lib.ino);
+            if let Some(known) = self.libraries.iter_mut().find(|l| l.file == file) {
+                for p in lib.pids {
+                    if !known.pids.contains(&p) {
+                        known.pids.push(p);
+                    }
+                }
                 continue;
             }
-            if !self.files.insert((lib.dev, lib.ino)) {
+            if !self.files.insert(file) {
                 continue;
             }
             match probe(bpf, &lib) {
@@ -107,6 +124,7 @@ impl TlsProbes {
                     info!(library = %lib.shown, ?functions, processes = lib.pids.len(), "TLS capture: probing OpenSSL");
                     self.libraries.push(ProbedLibrary {
                         path: lib.shown,
+                        file,
                         functions,
                         pids: lib.pids,
                     });
@@ -133,26 +151,49 @@ fn load_uprobe(bpf: &mut Ebpf, name: &str) -> Result<()> {
         .with_context(|| format!("loading {name} (the verifier's log is above)"))
 }
 
-/// Attaches the entry and return probes of every function `lib` has; the functions probed.
+/// Attaches the entry and return probes of every function `lib` has; the functions
+/// probed. On an error nothing stays attached to `lib`: a half-probed library would cost
+/// its processes the traps for nothing, or capture one direction only.
 fn probe(bpf: &mut Ebpf, lib: &Library) -> Result<Vec<&'static str>> {
     let mut done = Vec::new();
+    let mut links: Vec<(&'static str, UProbeLinkId)> = Vec::new();
     let mut last_error = None;
     for (function, prog) in FUNCTIONS {
         let entry: &mut UProbe = bpf.program_mut(prog).expect("loaded").try_into()?;
-        if let Err(e) = entry.attach(function, &lib.path, UProbeScope::AllProcesses) {
-            last_error = Some(anyhow::Error::new(e).context(format!("attaching to {function}")));
-            continue;
+        match entry.attach(function, &lib.path, UProbeScope::AllProcesses) {
+            Ok(id) => links.push((prog, id)),
+            Err(e) => {
+                last_error =
+                    Some(anyhow::Error::new(e).context(format!("attaching to {function}")));
+                continue;
+            }
         }
         let ret: &mut UProbe = bpf
             .program_mut(PROG_SSL_RETURN)
             .expect("loaded")
             .try_into()?;
-        ret.attach(function, &lib.path, UProbeScope::AllProcesses)
-            .with_context(|| format!("attaching the return probe to {function}"))?;
+        match ret.attach(function, &lib.path, UProbeScope::AllProcesses) {
+            Ok(id) => links.push((PROG_SSL_RETURN, id)),
+            Err(e) => {
+                last_error = Some(
+                    anyhow::Error::new(e)
+                        .context(format!("attaching the return probe to {function}")),
+                );
+                break;
+            }
+        }
         done.push(function);
     }
-    // Without SSL_read and SSL_write it is not an OpenSSL the probes understand.
-    if !done.contains(&"SSL_read") || !done.contains(&"SSL_write") {
+    // Without SSL_read and SSL_write (and every return probe) it is not an OpenSSL the
+    // probes understand.
+    let complete =
+        done.contains(&"SSL_read") && done.contains(&"SSL_write") && links.len() == 2 * done.len();
+    if !complete {
+        for (prog, id) in links {
+            if let Ok(p) = <&mut UProbe>::try_from(bpf.program_mut(prog).expect("loaded")) {
+                let _ = p.detach(id);
+            }
+        }
         return Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no SSL_read/SSL_write")));
     }
     Ok(done)
