@@ -13,42 +13,11 @@ use gor_tests::{
     agent::{counter, temp_dir, Agent},
     clients::curl,
     nginx::Nginx,
-    staging::{read_request, Staging},
-    traffic::listen,
+    staging::{read_request, with_host, Staging},
+    traffic::{free_port, listen},
 };
 
 const MONKEYS: &str = "\u{1F435}\u{1F648}\u{1F649}";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// `req` with its Host header's value replaced by `host`: what staging receives.
-fn with_host(req: &[u8], host: &str) -> Vec<u8> {
-    let head_end = req
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a head")
-        + 2;
-    let (head, body) = req.split_at(head_end);
-    let mut out = Vec::new();
-    for line in head.split_inclusive(|&b| b == b'\n') {
-        if String::from_utf8_lossy(line)
-            .to_ascii_lowercase()
-            .starts_with("host:")
-        {
-            let name = &line[..line.iter().position(|&b| b == b':').unwrap_or(0)];
-            out.extend_from_slice(&[name, format!(": {host}\r\n").as_bytes()].concat());
-        } else {
-            out.extend_from_slice(line);
-        }
-    }
-    out.extend_from_slice(body);
-    out
-}
 
 /// The requests in a byte stream (curl's trace of one connection), one by one.
 fn split_requests(mut bytes: &[u8]) -> Vec<Vec<u8>> {

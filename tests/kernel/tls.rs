@@ -9,10 +9,10 @@ use std::time::Duration;
 use gor_tests::{
     agent::{run_check, temp_dir, Agent, Captured},
     clients::{curl, wrk, wrk_request},
-    nginx::{free_port, Nginx},
+    nginx::Nginx,
     staging::{Received, Staging},
     tls_apps::{held_request, py_raw, py_requests, self_signed, HeldConnection, PySslServer},
-    traffic::{listen, pattern},
+    traffic::{free_port, listen, pattern},
 };
 
 fn tls_env(target: &str) -> Vec<(&str, &str)> {

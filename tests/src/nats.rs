@@ -6,7 +6,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     os::unix::net::UnixDatagram,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -16,13 +16,7 @@ use std::{
 use serde_json::Value;
 
 use crate::agent::{agent_bin, replay_server_command, temp_dir, terminate};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+use crate::traffic::free_port;
 
 /// A plain HTTP/1.0 GET to `addr` (the server closes after its answer); the status and
 /// the body, or `None` if nothing answered.

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::traffic::pattern;
+use crate::traffic::{free_port, pattern};
 
 pub struct Nginx {
     child: Child,
@@ -29,14 +29,6 @@ pub struct Logged {
     pub bytes_sent: usize,
 }
 
-/// A loopback port free now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// Size of `big.bin` in the document root.
 pub const BIG_FILE: usize = 3 << 20;
 
@@ -48,13 +40,7 @@ impl Nginx {
     /// Closes each connection after `n` requests (the last response says
     /// `Connection: close`), as nginx does by default after 1,000.
     pub fn with_keepalive_requests(dir: PathBuf, n: usize) -> Nginx {
-        let free = || {
-            TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port()
-        };
-        Nginx::launch(dir, n, "127.0.0.1", free(), free(), None)
+        Nginx::launch(dir, n, "127.0.0.1", free_port(), free_port(), None)
     }
 
     /// nginx serving HTTPS (HTTP/1.1, no http2) with `cert` and `key` (PEM), on a free

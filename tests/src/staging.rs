@@ -221,6 +221,31 @@ fn reset(s: &TcpStream) {
     let _ = s.shutdown(std::net::Shutdown::Both);
 }
 
+/// `req` with its Host header's value replaced by `host` (the header's name as the client
+/// spelled it): what staging receives of a request mirrored without `GOR_ORIGINAL_HOST`.
+pub fn with_host(req: &[u8], host: &str) -> Vec<u8> {
+    let head_end = req
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 2;
+    let (head, body) = req.split_at(head_end);
+    let mut out = Vec::new();
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        if String::from_utf8_lossy(line)
+            .to_ascii_lowercase()
+            .starts_with("host:")
+        {
+            let name = &line[..line.iter().position(|&b| b == b':').unwrap_or(0)];
+            out.extend_from_slice(&[name, format!(": {host}\r\n").as_bytes()].concat());
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
 /// Reads one request (head, then a Content-Length or chunked body); its exact bytes.
 pub fn read_request(r: &mut impl BufRead) -> Option<Vec<u8>> {
     let (mut raw, headers) = crate::traffic::read_head(r)?;

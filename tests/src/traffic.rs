@@ -168,6 +168,14 @@ impl Client {
     }
 }
 
+/// A loopback port free now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// Binds a listener on `ip` with a free port.
 pub fn listen(ip: &str) -> TcpListener {
     TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}: {e}"))

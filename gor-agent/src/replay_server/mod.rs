@@ -329,11 +329,6 @@ impl Source for ReplayServer {
         Waits::ForMiddlewareAndStaging
     }
 
-    /// The wall clock: the messages are not a recording with a time of its own.
-    fn now_ns(&self) -> u64 {
-        crate::clock::realtime_ns()
-    }
-
     async fn ready(&mut self) -> Result<Ready> {
         loop {
             if self.next.is_some() {

@@ -18,7 +18,11 @@ use tokio::io::unix::AsyncFd;
 use tracing::debug;
 
 use crate::capture::tls::record::{self as tls_record, TlsRecord};
-use crate::capture::{record, tc::TcCapture, Segment};
+use crate::capture::{
+    record::{self, RecordError},
+    tc::TcCapture,
+    Segment,
+};
 use crate::clock::Clock;
 use crate::config::CaptureConfig;
 use crate::driver::{Level, Ready, Source};
@@ -46,7 +50,7 @@ pub struct LiveCapture {
     /// ring is polled while they do.
     poll: tokio::time::Interval,
     found_at: Option<Instant>,
-    taken: Taken,
+    taken: Taken<Segment>,
     tls: Option<TlsSide>,
 }
 
@@ -54,45 +58,16 @@ pub struct LiveCapture {
 struct TlsSide {
     ring: AsyncFd<RingBuf<MapData>>,
     streams: TlsStreams,
-    records: Vec<TlsRecord>,
+    taken: Taken<TlsRecord>,
     /// Stream events made outside a delivery (idle expiry), delivered next.
     events: Vec<StreamEvent>,
-    received: u64,
-    decode_errors: u64,
     tick: tokio::time::Interval,
     rescanned: Instant,
 }
 
 impl TlsSide {
-    /// Decodes up to [`TAKE_BATCH`] records; returns how many it read.
-    fn take(
-        records: &mut Vec<TlsRecord>,
-        counts: (&mut u64, &mut u64),
-        ring: &mut RingBuf<MapData>,
-    ) -> usize {
-        let (received, decode_errors) = counts;
-        let mut n = 0;
-        while n < TAKE_BATCH {
-            let Some(item) = ring.next() else { break };
-            n += 1;
-            *received += 1;
-            match tls_record::decode(&item) {
-                Ok(r) => records.push(r),
-                Err(e) => {
-                    *decode_errors += 1;
-                    debug!("skipping a TLS ring-buffer record: {e}");
-                }
-            }
-        }
-        n
-    }
-
     fn take_all(&mut self) -> usize {
-        Self::take(
-            &mut self.records,
-            (&mut self.received, &mut self.decode_errors),
-            self.ring.get_mut(),
-        )
+        self.taken.take(self.ring.get_mut())
     }
 
     /// Waits for records (takes them) or for the expiry tick (ends idle connections);
@@ -101,7 +76,7 @@ impl TlsSide {
         tokio::select! {
             guard = self.ring.readable_mut() => {
                 let mut guard = guard?;
-                let n = Self::take(&mut self.records, (&mut self.received, &mut self.decode_errors), guard.get_inner_mut());
+                let n = self.taken.take(guard.get_inner_mut());
                 // As for the chunk ring: edge-triggered, cleared only when emptied.
                 if n < TAKE_BATCH {
                     guard.clear_ready();
@@ -120,12 +95,12 @@ impl TlsSide {
     }
 
     fn pending(&self) -> bool {
-        !self.records.is_empty() || !self.events.is_empty()
+        !self.taken.items.is_empty() || !self.events.is_empty()
     }
 
     fn deliver(&mut self, pipeline: &mut Pipeline) {
         let open = || pipeline.open_conn();
-        for r in self.records.drain(..) {
+        for r in self.taken.items.drain(..) {
             self.streams.push(r, &open, &mut self.events);
         }
         for ev in self.events.drain(..) {
@@ -134,16 +109,25 @@ impl TlsSide {
     }
 }
 
-/// Segments decoded from the ring buffer and not yet delivered, with the counts of
-/// records read.
-#[derive(Default)]
-struct Taken {
-    segments: Vec<Segment>,
+/// Records decoded from a ring buffer (TC segments or TLS plaintext) and not yet
+/// delivered, with the counts of records read.
+struct Taken<T> {
+    items: Vec<T>,
     records: u64,
     decode_errors: u64,
+    decode: fn(&[u8]) -> Result<T, RecordError>,
 }
 
-impl Taken {
+impl<T> Taken<T> {
+    fn new(decode: fn(&[u8]) -> Result<T, RecordError>) -> Self {
+        Taken {
+            items: Vec::with_capacity(TAKE_BATCH),
+            records: 0,
+            decode_errors: 0,
+            decode,
+        }
+    }
+
     /// Decodes up to [`TAKE_BATCH`] records; returns how many it read.
     fn take(&mut self, ring: &mut RingBuf<MapData>) -> usize {
         let mut n = 0;
@@ -151,8 +135,8 @@ impl Taken {
             let Some(item) = ring.next() else { break };
             n += 1;
             self.records += 1;
-            match record::decode(&item) {
-                Ok((_, seg)) => self.segments.push(seg),
+            match (self.decode)(&item) {
+                Ok(r) => self.items.push(r),
                 Err(e) => {
                     self.decode_errors += 1;
                     debug!("skipping a ring-buffer record: {e}");
@@ -184,10 +168,8 @@ impl LiveCapture {
                     Duration::from_nanos(cfg.reassembly.idle_timeout_ns),
                     cfg.reassembly.max_connections,
                 ),
-                records: Vec::with_capacity(TAKE_BATCH),
+                taken: Taken::new(tls_record::decode),
                 events: Vec::new(),
-                received: 0,
-                decode_errors: 0,
                 tick: tokio::time::interval(TLS_EXPIRE_EVERY),
                 rescanned: Instant::now(),
             }),
@@ -215,10 +197,7 @@ impl LiveCapture {
                 logger,
                 poll,
                 found_at: None,
-                taken: Taken {
-                    segments: Vec::with_capacity(TAKE_BATCH),
-                    ..Taken::default()
-                },
+                taken: Taken::new(|r| record::decode(r).map(|(_, seg)| seg)),
                 tls,
             },
             exclusions,
@@ -250,7 +229,7 @@ impl Source for LiveCapture {
 
     async fn ready(&mut self) -> Result<Ready> {
         loop {
-            if !self.taken.segments.is_empty() || self.tls.as_ref().is_some_and(TlsSide::pending) {
+            if !self.taken.items.is_empty() || self.tls.as_ref().is_some_and(TlsSide::pending) {
                 return Ok(Ready::Input);
             }
             let polling = self
@@ -306,7 +285,7 @@ impl Source for LiveCapture {
     }
 
     fn deliver(&mut self, pipeline: &mut Pipeline) {
-        for seg in self.taken.segments.drain(..) {
+        for seg in self.taken.items.drain(..) {
             pipeline.segment(seg);
         }
         if let Some(t) = self.tls.as_mut() {
@@ -351,8 +330,8 @@ impl Source for LiveCapture {
                     .iter()
                     .map(|l| l.path.clone())
                     .collect(),
-                records: t.received,
-                decode_errors: t.decode_errors,
+                records: t.taken.records,
+                decode_errors: t.taken.decode_errors,
                 open_connections: t.streams.connections(),
                 streams: t.streams.stats().clone(),
             });

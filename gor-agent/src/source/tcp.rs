@@ -168,10 +168,6 @@ impl Source for TcpInput {
         Waits::ForMiddlewareAndStaging
     }
 
-    fn now_ns(&self) -> u64 {
-        crate::clock::realtime_ns()
-    }
-
     async fn ready(&mut self) -> Result<Ready> {
         if self.next.is_none() {
             self.next = self.rx.recv().await;
