@@ -212,12 +212,31 @@ pub struct CaptureConfig {
     /// Empty: every interface that is up.
     pub interfaces: Vec<String>,
     pub ring_bytes: u32,
+    /// What the kernel copies of each server packet (`GOR_RESPONSE_SNAP`), 0: all of it;
+    /// always 0 when something needs whole responses ([`Config::needs_responses`]).
+    pub response_snap: u32,
     pub reassembly: crate::reassembly::Limits,
     /// Read this capture file instead of attaching to interfaces.
     pub input_pcap: Option<std::path::PathBuf>,
     pub http: crate::http::Limits,
     /// HTTPS plaintext from OpenSSL (`GOR_TLS=openssl`).
     pub tls: Option<crate::capture::settings::TlsCapture>,
+}
+
+impl Config {
+    /// Whether a stage takes production's responses (or whole streams): the comparison,
+    /// tracked responses (files, stdout records, middleware, NATS, TCP output), the
+    /// messages file, the stream outputs. Otherwise responses are only framed, and the
+    /// kernel copies only their heads (`GOR_RESPONSE_SNAP`).
+    pub fn needs_responses(&self) -> bool {
+        let o = &self.outputs;
+        self.compare.is_some()
+            || o.track_responses
+            || o.gor_file.as_ref().is_some_and(|f| f.track_responses)
+            || o.messages_file.is_some()
+            || o.stdout
+            || o.streams_dir.is_some()
+    }
 }
 
 impl CaptureConfig {
@@ -364,11 +383,12 @@ fn validate(
     // No error was reported, so every stage returned its config.
     const MISSING: &str = "validation reported no error but a value is missing";
     let source = source.expect(MISSING);
-    Ok(Config {
+    let mut cfg = Config {
         capture: CaptureConfig {
             ports: source.ports,
             interfaces: source.interfaces,
             ring_bytes: source.ring_bytes,
+            response_snap: source.response_snap,
             reassembly: reassembly.expect(MISSING),
             input_pcap: source.input_pcap,
             http: http.expect(MISSING),
@@ -386,7 +406,11 @@ fn validate(
         replay_server,
         tcp_output: tcp_output.expect(MISSING),
         tcp_input,
-    })
+    };
+    if cfg.needs_responses() {
+        cfg.capture.response_snap = 0;
+    }
+    Ok(cfg)
 }
 
 #[cfg(test)]

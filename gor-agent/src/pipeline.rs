@@ -91,7 +91,14 @@ impl Pipeline {
             conn_ids,
             outputs,
             events: Vec::new(),
-            framer: HttpFramer::with_origin(cfg.capture.http, origin, clock),
+            framer: {
+                let framer = HttpFramer::with_origin(cfg.capture.http, origin, clock);
+                if cfg.needs_responses() {
+                    framer
+                } else {
+                    framer.without_responses()
+                }
+            },
             messages: Vec::new(),
             dispatch: Dispatch::with_hooks(cfg, clock, exclusion, hooks)?,
             last_tick_ns: 0,

@@ -107,6 +107,16 @@ pub enum StreamEvent {
         len: u64,
         ts_ns: u64,
     },
+    /// `len` bytes at `offset` were left out on purpose (a server's bytes beyond the
+    /// kernel's response snap, when nothing needs whole responses): not lost, only not
+    /// copied. The next `Data` of that direction starts at `offset + len`.
+    Skipped {
+        conn: ConnId,
+        dir: Direction,
+        offset: u64,
+        len: u64,
+        ts_ns: u64,
+    },
     /// No more bytes will come in this direction.
     End {
         conn: ConnId,
@@ -124,6 +134,7 @@ impl StreamEvent {
             StreamEvent::Open { conn, .. }
             | StreamEvent::Data { conn, .. }
             | StreamEvent::Gap { conn, .. }
+            | StreamEvent::Skipped { conn, .. }
             | StreamEvent::End { conn, .. }
             | StreamEvent::Close { conn, .. } => *conn,
         }

@@ -43,6 +43,7 @@ pub const MAP_SCRATCH: &str = "SCRATCH";
 pub const MAP_EXCLUDED: &str = "EXCLUDED";
 pub const MAP_TLS_CHUNKS: &str = "TLS_CHUNKS";
 pub const MAP_TLS_CONF: &str = "TLS_CONF";
+pub const MAP_TC_CONF: &str = "TC_CONF";
 
 /// Connections excluded from capture at most (the agent's own connections to staging).
 pub const MAX_EXCLUDED: u32 = 65536;
@@ -123,8 +124,11 @@ pub mod counter {
     /// TLS: calls with data whose `SSL*` had not been tied to a socket yet (served from
     /// OpenSSL's buffer on a connection that was open before the agent started).
     pub const TLS_UNMAPPED_CALLS: u32 = 18;
+    /// Server payload bytes left out by the response snap ([`super::TcConf`]): not
+    /// needed, not lost.
+    pub const SNAPPED_BYTES: u32 = 19;
     /// Number of counters.
-    pub const COUNT: u32 = 19;
+    pub const COUNT: u32 = 20;
 
     /// Names, indexed like the counters, for logs and reports.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -147,6 +151,7 @@ pub mod counter {
         "tls_dropped_bytes",
         "tls_truncated_bytes",
         "tls_unmapped_calls",
+        "snapped_bytes",
     ];
 }
 
@@ -182,11 +187,16 @@ pub struct ChunkHeader {
     pub direction: u8,
     /// Index of this chunk within its packet.
     pub chunk_index: u8,
-    pub _pad: [u8; 2],
+    /// 1 when the `truncated` bytes were left out on purpose: a server's bytes beyond
+    /// [`TcConf::response_snap`], the rest of a response the agent does not need. They
+    /// follow the record's bytes directly and are not lost.
+    pub snapped: u8,
+    pub _pad: u8,
     pub ifindex: u32,
     /// TCP payload bytes of the whole packet.
     pub payload_len: u32,
-    /// Payload bytes of the whole packet that were not copied (see [`MAX_CHUNKS_PER_SKB`]).
+    /// Payload bytes of the whole packet that were not copied: beyond
+    /// [`MAX_CHUNKS_PER_SKB`] (lost), or beyond the response snap (see `snapped`).
     pub truncated: u32,
 }
 
@@ -217,6 +227,19 @@ const _: () = assert!(core::mem::size_of::<ExcludeKey>() == 16 + 2 + 2 + 1 + 3);
 pub struct Chunk {
     pub header: ChunkHeader,
     pub data: [u8; CHUNK_DATA_LEN],
+}
+
+/// The TC programs' settings, from the agent (map `TC_CONF`, one entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcConf {
+    /// 0: copy every payload byte. N (at most [`CHUNK_DATA_LEN`]): of a packet a server
+    /// sends, copy only the first N bytes; the rest is counted as
+    /// [`counter::SNAPPED_BYTES`] and marked [`ChunkHeader::snapped`]. The agent sets it
+    /// when nothing it runs needs responses, only their heads (to keep the request side
+    /// framed: upgrades, CONNECT).
+    pub response_snap: u32,
+    pub _pad: u32,
 }
 
 /// Size of [`ChunkHeader`] in bytes.
@@ -329,6 +352,8 @@ mod user {
     unsafe impl aya::Pod for super::TlsHeader {}
     // SAFETY: as above: eight u32.
     unsafe impl aya::Pod for super::TlsConf {}
+    // SAFETY: as above: two u32.
+    unsafe impl aya::Pod for super::TcConf {}
     // SAFETY: plain-old-data, `repr(C)`, no padding (asserted above), any bit pattern valid.
     unsafe impl aya::Pod for super::ChunkHeader {}
     // SAFETY: as above (size asserted).

@@ -12,7 +12,7 @@ use gor_common::{
 
 use crate::{
     headers::{self, Skip},
-    maps::{count, excluded, peak, port_captured, CHUNKS, SCRATCH},
+    maps::{count, excluded, peak, port_captured, response_snap, CHUNKS, SCRATCH},
     wakeup::{wakeup_flags, RING_CHUNKS},
 };
 
@@ -65,9 +65,23 @@ pub fn packet(ctx: &TcContext, dir: u8) {
     // SAFETY: the per-CPU scratch value lives as long as the program runs, and TC programs
     // are not re-entered on the same CPU.
     let chunk = unsafe { &mut *chunk };
-    let max = (MAX_CHUNKS_PER_SKB * CHUNK_DATA_LEN) as u32;
+    // A server's bytes past the snap are not needed (the agent frames only response
+    // heads): left out on purpose, and marked so, not lost.
+    let snap = if dir == direction::TO_CLIENT {
+        response_snap()
+    } else {
+        u32::MAX
+    };
+    let snapped = tcp.payload_len > snap;
+    let max = if snapped {
+        snap
+    } else {
+        (MAX_CHUNKS_PER_SKB * CHUNK_DATA_LEN) as u32
+    };
     let truncated = tcp.payload_len.saturating_sub(max);
-    if truncated > 0 {
+    if snapped {
+        count(counter::SNAPPED_BYTES, truncated as u64);
+    } else if truncated > 0 {
         count(counter::TRUNCATED_PACKETS, 1);
         count(counter::TRUNCATED_BYTES, truncated as u64);
         warn!(
@@ -87,7 +101,8 @@ pub fn packet(ctx: &TcContext, dir: u8) {
     h.flags = tcp.flags;
     h.family = tcp.family;
     h.direction = dir;
-    h._pad = [0; 2];
+    h.snapped = snapped as u8;
+    h._pad = 0;
     // SAFETY: reads a field of the program's own context.
     h.ifindex = unsafe { (*ctx.skb.skb).ifindex };
     h.payload_len = tcp.payload_len;
@@ -137,12 +152,14 @@ pub fn packet(ctx: &TcContext, dir: u8) {
         }
         // A packet's SYN belongs to its first byte and its FIN/RST to its end, so
         // they go on the first and the last chunk only (none on a truncated packet: its
-        // end was not copied, and the missing bytes must show as a gap before the FIN).
+        // end was not copied, and the missing bytes must show as a gap before the FIN;
+        // a snapped packet's end is known, so its FIN stays).
         let mut flags = tcp.flags;
         if i > 0 {
             flags &= !tcp_flags::SYN;
         }
-        if off + n < tcp.payload_len {
+        let whole = if snapped { copied } else { tcp.payload_len };
+        if off + n < whole {
             flags &= !(tcp_flags::FIN | tcp_flags::RST);
         }
         chunk.header.flags = flags;

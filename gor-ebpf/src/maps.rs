@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use gor_common::{
-    counter, port, Chunk, ExcludeKey, TlsConf, DEFAULT_RING_BYTES, DEFAULT_TLS_RING_BYTES,
+    counter, port, Chunk, ExcludeKey, TcConf, TlsConf, DEFAULT_RING_BYTES, DEFAULT_TLS_RING_BYTES,
     MAX_EXCLUDED, PORTS_LEN,
 };
 
@@ -54,6 +54,11 @@ pub static TLS_SOCKS: LruHashMap<u64, SslKey> = LruHashMap::with_max_entries(655
 #[map(name = "TLS_FRESH")]
 pub static TLS_FRESH: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
 
+/// The TC programs' settings (`TcConf`), from the agent; all zero (copy everything)
+/// until it writes them.
+#[map(name = "TC_CONF")]
+pub static TC_CONF: Array<TcConf> = Array::with_max_entries(1, 0);
+
 /// Per-CPU counters, indexed by `gor_common::counter`.
 #[map(name = "COUNTERS")]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
@@ -94,6 +99,16 @@ pub fn peak(idx: u32, v: u64) {
                 *c = v;
             }
         }
+    }
+}
+
+/// How many payload bytes of a server's packet to copy: all (`u32::MAX`) unless the
+/// agent set a response snap.
+#[inline(always)]
+pub fn response_snap() -> u32 {
+    match TC_CONF.get(0) {
+        Some(c) if c.response_snap > 0 => c.response_snap,
+        _ => u32::MAX,
     }
 }
 

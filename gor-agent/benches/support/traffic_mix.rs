@@ -65,6 +65,7 @@ pub fn workload(connections: usize, exchanges_per_conn: usize) -> (Vec<Segment>,
             ack,
             flags,
             payload: Bytes::copy_from_slice(payload),
+            elided: 0,
         };
         let mut segs = vec![
             seg(Direction::ClientToServer, cseq, 0, SYN, b""),

@@ -32,6 +32,9 @@ pub struct Segment {
     pub ack: u32,
     pub flags: u8,
     pub payload: Bytes,
+    /// Bytes that follow `payload` in the packet and were left out on purpose (a server's
+    /// bytes beyond the kernel's response snap): the stream goes on after them.
+    pub elided: u32,
 }
 
 impl Segment {

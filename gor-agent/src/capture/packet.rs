@@ -305,6 +305,7 @@ fn tcp(ip: IpPacket<'_>, ts_ns: u64, ports: &[u16]) -> Result<Segment, Skipped> 
         ack: be32(t, 8).unwrap_or_default(),
         flags: t[13],
         payload: Bytes::copy_from_slice(&t[data_offset..ip.tcp_len]),
+        elided: 0,
     })
 }
 

@@ -60,6 +60,7 @@ pub fn decode(record: &[u8]) -> Result<(ChunkHeader, Segment), RecordError> {
         ack: h.ack,
         flags: h.flags,
         payload: Bytes::copy_from_slice(&payload[..h.len as usize]),
+        elided: if h.snapped != 0 { h.truncated } else { 0 },
     };
     Ok((h, seg))
 }
@@ -86,7 +87,8 @@ mod tests {
             family: FAMILY_V4,
             direction: direction::TO_SERVER,
             chunk_index: 0,
-            _pad: [0; 2],
+            snapped: 0,
+            _pad: 0,
             ifindex: 1,
             payload_len: 3,
             truncated: 0,

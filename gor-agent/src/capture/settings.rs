@@ -33,6 +33,17 @@ pub struct SourceArgs {
     /// Size of the kernel ring buffer for TLS plaintext (power of two), e.g. `8MiB`.
     #[arg(long, env = "GOR_TLS_RING_BUFFER", default_value = "8MiB")]
     pub tls_ring_buffer: String,
+    /// When nothing needs production's responses whole (no comparison, no tracked
+    /// responses, no stream or message outputs), the kernel copies only this much of each
+    /// packet a server sends: the response heads, which keep requests framed (upgrades,
+    /// CONNECT). `0` copies every byte. At most 16KiB.
+    #[arg(
+        long,
+        env = "GOR_RESPONSE_SNAP",
+        default_value = "2KiB",
+        value_name = "SIZE"
+    )]
+    pub response_snap: String,
 }
 
 /// A capture file instead of live capture. A group of its own only so that `--help`
@@ -51,6 +62,8 @@ pub struct CaptureSource {
     /// Empty: every interface that is up.
     pub interfaces: Vec<String>,
     pub ring_bytes: u32,
+    /// See [`SourceArgs::response_snap`]; 0: off.
+    pub response_snap: u32,
     /// Read this capture file instead of attaching to interfaces.
     pub input_pcap: Option<PathBuf>,
     /// HTTPS plaintext from OpenSSL (`GOR_TLS=openssl`).
@@ -91,6 +104,7 @@ impl SourceArgs {
         };
         let ring_bytes = c.parse("ring_buffer", &self.ring_buffer, parse_ring_size);
         let tls_ring = c.parse("tls_ring_buffer", &self.tls_ring_buffer, parse_ring_size);
+        let response_snap = c.parse("response_snap", &self.response_snap, parse_response_snap);
         let tls_on = c.parse("tls", &self.tls, |v| match v {
             "off" => Ok(false),
             "openssl" => Ok(true),
@@ -141,6 +155,7 @@ impl SourceArgs {
             ports,
             interfaces: interfaces?,
             ring_bytes: ring_bytes?,
+            response_snap: response_snap?,
             input_pcap: pcap.input_pcap.clone(),
             tls,
         })
@@ -176,6 +191,19 @@ pub fn parse_interface_names(s: &str) -> Result<Vec<String>, String> {
             }
         })
         .collect()
+}
+
+/// `0` (off), or 128 bytes to 16 KiB (one ring-buffer record).
+pub fn parse_response_snap(s: &str) -> Result<u32, String> {
+    let expected = format!(
+        "0 (copy whole responses) or a size from 128 to {}, e.g. `2KiB`",
+        gor_common::CHUNK_DATA_LEN
+    );
+    let n = crate::settings::parse_size(s).map_err(|_| expected.clone())?;
+    if n != 0 && !(128..=gor_common::CHUNK_DATA_LEN).contains(&n) {
+        return Err(expected);
+    }
+    Ok(n as u32)
 }
 
 /// A power of two between 64 KiB and 1 GiB: the kernel wants a power-of-two multiple of

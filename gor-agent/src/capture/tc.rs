@@ -26,10 +26,10 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use gor_common::{
-    counter, port, ExcludeKey, FAMILY_V4, FAMILY_V6, MAP_CHUNKS, MAP_COUNTERS, MAP_EXCLUDED,
-    MAP_PORTS, MAP_TLS_CHUNKS, PROG_EGRESS, PROG_INGRESS, PROG_SOCK_RECV, PROG_SOCK_SEND,
-    PROG_SOCK_STATE, PROG_SSL_READ, PROG_SSL_READ_EX, PROG_SSL_RETURN, PROG_SSL_WRITE,
-    PROG_SSL_WRITE_EX,
+    counter, port, ExcludeKey, TcConf, FAMILY_V4, FAMILY_V6, MAP_CHUNKS, MAP_COUNTERS,
+    MAP_EXCLUDED, MAP_PORTS, MAP_TC_CONF, MAP_TLS_CHUNKS, PROG_EGRESS, PROG_INGRESS,
+    PROG_SOCK_RECV, PROG_SOCK_SEND, PROG_SOCK_STATE, PROG_SSL_READ, PROG_SSL_READ_EX,
+    PROG_SSL_RETURN, PROG_SSL_WRITE, PROG_SSL_WRITE_EX,
 };
 
 use super::settings::TlsCapture;
@@ -76,12 +76,14 @@ pub struct TcCapture {
 impl TcCapture {
     /// Loads the programs, sets the ports, and attaches to `interfaces` (empty: all up);
     /// with `tls`, its ports are left to the OpenSSL probes, which are attached too. The
-    /// TC programs are not attached when every port is a TLS port.
+    /// TC programs are not attached when every port is a TLS port. `response_snap`: see
+    /// `gor_common::TcConf` (0: servers' packets are copied whole).
     pub fn start(
         ports: &[u16],
         tls: Option<&TlsCapture>,
         interfaces: &[String],
         ring_bytes: u32,
+        response_snap: u32,
     ) -> Result<Self> {
         if EBPF_OBJECT.is_empty() {
             bail!("this gor-agent was built without its eBPF object: run `cargo xtask build-ebpf`, then build again");
@@ -123,6 +125,17 @@ impl TcCapture {
                 map.set(u32::from(p), bits, 0)
                     .with_context(|| format!("writing port {p} to the PORTS map"))?;
             }
+        }
+        {
+            let mut map: Array<_, TcConf> = Array::try_from(
+                bpf.map_mut(MAP_TC_CONF)
+                    .context("map TC_CONF missing from the object")?,
+            )?;
+            let conf = TcConf {
+                response_snap,
+                _pad: 0,
+            };
+            map.set(0, conf, 0).context("writing TC_CONF")?;
         }
         let tls = match tls {
             Some(_) => Some(TlsProbes::attach(&mut bpf, btf::running_kernel()?)?),

@@ -29,6 +29,8 @@ pub(super) struct Cx<'a> {
     pub out: &'a mut Vec<HttpMessage>,
     pub conn: ConnKey,
     pub clock: Clock,
+    /// Responses are emitted; otherwise only framed (see `Fate::Unneeded`).
+    pub responses: bool,
 }
 
 impl Cx<'_> {
@@ -136,6 +138,10 @@ enum Fate {
     Oversize,
     /// Part of it was lost in a gap, but its framing is still known.
     Lost,
+    /// A response when nothing takes responses: framed (it answers its request, and may
+    /// switch the connection away from HTTP) but neither buffered nor emitted. Its body
+    /// may be missing on purpose (the kernel's response snap).
+    Unneeded,
 }
 
 enum Framing {
@@ -293,23 +299,31 @@ impl Conn {
         }
     }
 
-    pub(super) fn on_gap(&mut self, d: usize, len: u64, ts: u64, cx: &mut Cx<'_>) {
+    /// `len` bytes of direction `d` are missing: `lost` in capture, or left out on
+    /// purpose by the kernel's response snap (a response's bytes that were not needed).
+    pub(super) fn on_gap(&mut self, d: usize, len: u64, ts: u64, lost: bool, cx: &mut Cx<'_>) {
         let h = &mut self.halves[d];
         match &mut h.mode {
             Mode::Tunnel => {}
             Mode::Held { .. } => h.held.push(Held::Gap { ts, len }),
+            Mode::Resync if !lost => h.resync(d),
             Mode::Resync => {
                 cx.stats.not_http_bytes += h.buf.len() as u64;
                 h.resync(d);
             }
             Mode::Head { .. } => {
                 // Even at a message boundary, a gap swallows at least one message start.
-                cx.incomplete(d);
+                if lost {
+                    cx.incomplete(d);
+                } else {
+                    cx.stats.snapped_heads += 1;
+                }
                 h.resync(d);
             }
             Mode::Body(b) => {
                 // A gap inside a body of known extent loses that message only: skip the
                 // missing bytes and stay in sync for the next message.
+                let unneeded = b.fate == Fate::Unneeded;
                 let skipped = match &mut b.framing {
                     Framing::Length(rem) if len <= *rem => {
                         *rem -= len;
@@ -319,11 +333,29 @@ impl Conn {
                     Framing::Chunked(dec) => dec.skip(len),
                     Framing::Close => true,
                 };
+                if !skipped && unneeded {
+                    // The bytes left out run past this response's end, over the start
+                    // of the next one: this one is framed, the next head is unknown.
+                    if let Framing::Length(rem) = &mut b.framing {
+                        *rem = 0;
+                        self.finish(d, ts, cx);
+                    }
+                    let h = &mut self.halves[d];
+                    if lost {
+                        cx.incomplete(d);
+                    } else {
+                        cx.stats.snapped_heads += 1;
+                    }
+                    h.resync(d);
+                    return;
+                }
                 if !skipped {
                     self.body_failed(d, cx);
                     return;
                 }
-                b.fate = Fate::Lost;
+                if !unneeded {
+                    b.fate = Fate::Lost;
+                }
                 let done = matches!(b.framing, Framing::Length(0));
                 h.buf.release();
                 if done {
@@ -672,7 +704,10 @@ impl Conn {
 
     fn start_body(&mut self, d: usize, mut body: Body, ts: u64, cx: &mut Cx<'_>) {
         let h = &mut self.halves[d];
-        if matches!(body.framing, Framing::Length(n) if n > cx.limits.max_body) {
+        if d == S2C && !cx.responses {
+            body.fate = Fate::Unneeded;
+            h.buf.release();
+        } else if matches!(body.framing, Framing::Length(n) if n > cx.limits.max_body) {
             // Known to be too big: skip it without buffering, framing stays in sync.
             body.fate = Fate::Oversize;
             h.buf.release();
@@ -760,6 +795,7 @@ impl Conn {
                 cx.incomplete(d);
                 self.request_lost(d, b.id);
             }
+            Fate::Unneeded => cx.stats.responses += 1,
         }
     }
 
@@ -845,7 +881,7 @@ impl Conn {
                 Held::Data { ts, pos, bytes } => {
                     self.on_data(C2S, ts, &mut Input::new(bytes, pos), cx);
                 }
-                Held::Gap { ts, len } => self.on_gap(C2S, len, ts, cx),
+                Held::Gap { ts, len } => self.on_gap(C2S, len, ts, true, cx),
                 Held::End { ts, reason } => self.on_end(C2S, ts, reason, cx),
             }
         }

@@ -138,6 +138,7 @@ impl HttpMessage {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct HttpStats {
     pub requests: u64,
+    /// Responses framed (emitted too, unless the framer runs without responses).
     pub responses: u64,
     /// Requests damaged by a gap, cut by the end of the stream, or with unusable framing.
     pub incomplete_requests: u64,
@@ -159,6 +160,10 @@ pub struct HttpStats {
     pub unanswered_requests: u64,
     /// Times a direction regained sync after damage, garbage or a midstream start.
     pub resyncs: u64,
+    /// Response heads the kernel's response snap left out (responses coalesced into one
+    /// packet past the snap, or a head longer than it): not framed; requests are not
+    /// affected.
+    pub snapped_heads: u64,
 }
 
 /// Frames HTTP/1.x messages for many connections.
@@ -169,6 +174,8 @@ pub struct HttpFramer {
     /// Makes the connections' numbers unique across the fleet in message ids.
     origin: Origin,
     clock: Clock,
+    /// Emit responses (the default), or only frame them.
+    responses: bool,
 }
 
 impl HttpFramer {
@@ -185,7 +192,17 @@ impl HttpFramer {
             stats: HttpStats::default(),
             origin,
             clock,
+            responses: true,
         }
+    }
+
+    /// Responses are framed (they answer their requests, and may switch a connection
+    /// away from HTTP) but not emitted, and their bodies are neither buffered nor needed:
+    /// for a pipeline where nothing takes responses, which lets the kernel leave response
+    /// bodies out (the response snap).
+    pub fn without_responses(mut self) -> Self {
+        self.responses = false;
+        self
     }
 
     /// Consumes one stream event, appending any messages it completes to `out`.
@@ -196,6 +213,7 @@ impl HttpFramer {
             stats,
             origin,
             clock,
+            responses,
         } = self;
         let mut cx = Cx {
             limits,
@@ -206,6 +224,7 @@ impl HttpFramer {
                 conn: ev.conn(),
             },
             clock: *clock,
+            responses: *responses,
         };
         match ev {
             StreamEvent::Open {
@@ -235,7 +254,17 @@ impl HttpFramer {
                 ..
             } => {
                 let c = conns.entry(*conn).or_insert_with(Conn::unknown);
-                c.on_gap(dir.index(), *len, *ts_ns, &mut cx);
+                c.on_gap(dir.index(), *len, *ts_ns, true, &mut cx);
+            }
+            StreamEvent::Skipped {
+                conn,
+                dir,
+                len,
+                ts_ns,
+                ..
+            } => {
+                let c = conns.entry(*conn).or_insert_with(Conn::unknown);
+                c.on_gap(dir.index(), *len, *ts_ns, false, &mut cx);
             }
             StreamEvent::End {
                 conn,

@@ -907,3 +907,85 @@ proptest! {
         }
     }
 }
+
+// ---- without responses (the kernel's response snap) ---------------------------------
+
+impl Harness {
+    fn without_responses() -> Self {
+        let mut h = Harness::new();
+        h.f = HttpFramer::new(Limits::default()).without_responses();
+        h.ev(StreamEvent::Open {
+            conn: 1,
+            flow: flow(),
+            ts_ns: 0,
+            midstream: false,
+        });
+        h
+    }
+
+    fn snapped(&mut self, dir: Direction, len: u64) -> &mut Self {
+        let offset = self.off[dir.index()];
+        self.off[dir.index()] += len;
+        self.ev(StreamEvent::Skipped {
+            conn: 1,
+            dir,
+            offset,
+            len,
+            ts_ns: self.ts,
+        });
+        self
+    }
+}
+
+#[test]
+fn without_responses_requests_are_exact_and_responses_only_framed() {
+    let mut h = Harness::without_responses();
+    h.c(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    // The head and the first bytes of the body, the rest left out by the snap.
+    h.s(b"HTTP/1.1 200 OK\r\nContent-Length: 8192\r\n\r\nabc");
+    h.snapped(S, 8189);
+    h.c(b"POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz");
+    h.s(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(h.dir(S).len(), 0, "no response is emitted");
+    let reqs = h.dir(C);
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(
+        &reqs[1].raw[..],
+        b"POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz"
+    );
+    let s = h.stats();
+    assert_eq!((s.requests, s.responses), (2, 2), "both responses framed");
+    assert_eq!((s.incomplete_responses, s.snapped_heads), (0, 0));
+    assert_eq!(h.f.buffered_bytes(), 0, "response bodies are not buffered");
+}
+
+#[test]
+fn a_snap_over_the_next_response_head_resyncs_the_response_side_only() {
+    let mut h = Harness::without_responses();
+    h.c(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n");
+    // Responses 1 and 2 coalesced in one packet: the snap cut into response 2's head.
+    h.s(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 2");
+    h.snapped(S, 40);
+    h.s(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    assert_eq!(h.dir(C).len(), 3, "requests are not affected");
+    let s = h.stats();
+    assert_eq!(s.snapped_heads, 1);
+    assert_eq!(s.responses, 2, "responses 1 and 3 framed");
+    assert_eq!(s.incomplete_responses, 0);
+}
+
+#[test]
+fn without_responses_a_snapped_101_still_tunnels() {
+    let mut h = Harness::without_responses();
+    h.c(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    h.s(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x02");
+    h.snapped(S, 4000);
+    h.c(b"\x81\x02hi");
+    assert_eq!(h.dir(C).len(), 1);
+    assert_eq!(h.stats().upgraded_connections, 1);
+    assert_eq!(
+        h.stats().not_http_bytes,
+        0,
+        "websocket frames are not taken for HTTP"
+    );
+}

@@ -79,6 +79,7 @@ pub static FAMILIES: &[Family] = &[
     family!("gor_kernel_ringbuf_peak_bytes", Gauge, Report, "Most bytes found waiting in the ring buffer for the agent since it started (how close the ring came to full).", "/kernel/ring_peak_bytes"),
     family!("gor_kernel_truncated_packets", Counter, Report, "Packets with more payload than a record chain holds.", "/kernel/truncated_packets"),
     family!("gor_kernel_truncated_bytes", Counter, Report, "Payload bytes beyond that limit, not copied.", "/kernel/truncated_bytes"),
+    family!("gor_kernel_snapped_bytes", Counter, Report, "Server payload bytes left out on purpose by the response snap (GOR_RESPONSE_SNAP): not needed, not lost.", "/kernel/snapped_bytes"),
     family!("gor_kernel_skipped_packets", Counter, Report, "Packets not captured, by reason.", [
         (&[("reason", "fragment")], "/kernel/fragments"),
         (&[("reason", "malformed")], "/kernel/malformed"),
@@ -128,6 +129,7 @@ pub static FAMILIES: &[Family] = &[
     family!("gor_reassembly_duplicate_bytes", Counter, Report, "Bytes seen more than once (retransmissions), delivered once.", "/reassembly/duplicate_bytes"),
     family!("gor_reassembly_gaps", Counter, Report, "Holes in a stream that were never filled.", "/reassembly/gaps"),
     family!("gor_reassembly_gap_bytes", Counter, Report, "Bytes missing in those holes.", "/reassembly/gap_bytes"),
+    family!("gor_reassembly_snapped_bytes", Counter, Report, "Bytes the kernel left out on purpose (the response snap), passed over in order.", "/reassembly/snapped_bytes"),
     family!("gor_reassembly_buffer_overflows", Counter, Report, "Holes given up because a buffer limit was reached.", "/reassembly/buffer_overflows"),
     // HTTP framing.
     family!("gor_http_messages", Counter, Report, "HTTP messages framed.", [
@@ -140,6 +142,7 @@ pub static FAMILIES: &[Family] = &[
     ]),
     family!("gor_http_oversize_messages", Counter, Report, "Messages over the head or body limits (not framed).", "/http/oversize_messages"),
     family!("gor_http_not_http_bytes", Counter, Report, "Bytes skipped because they were not HTTP/1.x (TLS, garbage, remains after a gap).", "/http/not_http_bytes"),
+    family!("gor_http_snapped_heads", Counter, Report, "Response heads the response snap left out (coalesced responses, or a head longer than the snap): not framed; requests are not affected.", "/http/snapped_heads"),
     family!("gor_http_unanswered_requests", Counter, Report, "Requests never answered on their connection.", "/http/unanswered_requests"),
     family!("gor_http_tunneled_bytes", Counter, Report, "Bytes of upgraded or tunnelled connections, not parsed.", "/http/tunneled_bytes"),
     // Saved traffic being replayed.

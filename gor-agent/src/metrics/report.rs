@@ -292,6 +292,7 @@ mod tests {
                 buffer_overflows: next(),
                 late_segments: next(),
                 ignored_segments: next(),
+                snapped_bytes: next(),
             },
             http: HttpStats {
                 requests: next(),
@@ -306,6 +307,7 @@ mod tests {
                 unpaired_responses: next(),
                 unanswered_requests: next(),
                 resyncs: next(),
+                snapped_heads: next(),
             },
             open_connections: next() as usize,
             buffered_bytes: next() as usize,

@@ -104,6 +104,20 @@ impl<W: Write + Send> StreamOutput for StdoutStreams<W> {
                     dir.short()
                 )?;
             }
+            // Not met here: the agent snaps responses only when no stream output runs.
+            StreamEvent::Skipped {
+                conn,
+                dir,
+                offset,
+                len,
+                ..
+            } => {
+                writeln!(
+                    buf,
+                    "[conn {conn}] {} @{offset} SKIPPED: {len} bytes left out by the response snap",
+                    dir.short()
+                )?;
+            }
             StreamEvent::End {
                 conn, dir, reason, ..
             } => {

@@ -76,6 +76,9 @@ pub struct Stats {
     pub late_segments: u64,
     /// Segments that start nothing (pure FIN/RST of an unknown connection).
     pub ignored_segments: u64,
+    /// Bytes the kernel left out on purpose (the response snap), passed on as
+    /// [`StreamEvent::Skipped`].
+    pub snapped_bytes: u64,
 }
 
 /// How long a closed connection's addresses are remembered, so that late
@@ -119,6 +122,24 @@ struct Half {
 struct Pending {
     ts_ns: u64,
     bytes: Bytes,
+    /// Bytes left out on purpose right after `bytes`.
+    elided: u32,
+}
+
+impl Pending {
+    /// Stream length covered: the bytes and what was left out after them.
+    fn span(&self) -> u64 {
+        self.bytes.len() as u64 + u64::from(self.elided)
+    }
+
+    /// Drops the first `n` (< span) stream bytes, already delivered: counted as
+    /// duplicates where they were bytes.
+    fn trim_front(&mut self, n: u64, s: &mut Sink) {
+        let from_bytes = n.min(self.bytes.len() as u64);
+        s.stats.duplicate_bytes += from_bytes;
+        self.bytes = self.bytes.slice(from_bytes as usize..);
+        self.elided -= (n - from_bytes) as u32;
+    }
 }
 
 /// Where a half's events go: the connection, the direction, the output and the counters.
@@ -141,49 +162,67 @@ impl Half {
         Some(self.offset as i64 + i64::from(seq.wrapping_sub(next) as i32))
     }
 
-    fn insert(&mut self, at: i64, ts_ns: u64, mut bytes: Bytes, s: &mut Sink) {
-        let end = at + bytes.len() as i64;
+    fn insert(&mut self, at: i64, ts_ns: u64, bytes: Bytes, elided: u32, s: &mut Sink) {
+        let mut p = Pending {
+            ts_ns,
+            bytes,
+            elided,
+        };
+        let end = at + p.span() as i64;
         let offset = self.offset as i64;
         if end <= offset {
-            s.stats.duplicate_bytes += bytes.len() as u64;
+            s.stats.duplicate_bytes += p.bytes.len() as u64;
             return;
         }
         let mut at = at;
         if at < offset {
-            s.stats.duplicate_bytes += (offset - at) as u64;
-            bytes = bytes.slice((offset - at) as usize..);
+            p.trim_front((offset - at) as u64, s);
             at = offset;
         }
         let at = at as u64;
         if at == self.offset {
-            self.deliver(ts_ns, bytes, s);
+            self.deliver(p, s);
             self.drain(s);
             return;
         }
-        let len = bytes.len();
+        let len = p.bytes.len();
         match self.pending.get(&at) {
-            Some(p) if p.bytes.len() >= len => s.stats.duplicate_bytes += len as u64,
+            Some(old) if old.span() >= p.span() => s.stats.duplicate_bytes += len as u64,
             old => {
-                let old_len = old.map_or(0, |p| p.bytes.len());
+                let old_len = old.map_or(0, |o| o.bytes.len());
                 s.stats.duplicate_bytes += old_len as u64;
                 self.pending_bytes = self.pending_bytes + len - old_len;
                 *s.buffered = *s.buffered + len - old_len;
-                self.pending.insert(at, Pending { ts_ns, bytes });
+                self.pending.insert(at, p);
             }
         }
     }
 
-    fn deliver(&mut self, ts_ns: u64, bytes: Bytes, s: &mut Sink) {
-        let len = bytes.len() as u64;
-        s.out.push(StreamEvent::Data {
-            conn: s.conn,
-            dir: s.dir,
-            offset: self.offset,
-            ts_ns,
-            bytes,
-        });
-        s.stats.bytes += len;
-        self.offset += len;
+    fn deliver(&mut self, p: Pending, s: &mut Sink) {
+        let len = p.bytes.len() as u64;
+        if len > 0 {
+            s.out.push(StreamEvent::Data {
+                conn: s.conn,
+                dir: s.dir,
+                offset: self.offset,
+                ts_ns: p.ts_ns,
+                bytes: p.bytes,
+            });
+            s.stats.bytes += len;
+            self.offset += len;
+        }
+        if p.elided > 0 {
+            let len = u64::from(p.elided);
+            s.out.push(StreamEvent::Skipped {
+                conn: s.conn,
+                dir: s.dir,
+                offset: self.offset,
+                len,
+                ts_ns: p.ts_ns,
+            });
+            s.stats.snapped_bytes += len;
+            self.offset += len;
+        }
     }
 
     /// Delivers what became contiguous.
@@ -193,17 +232,15 @@ impl Half {
             if at > self.offset {
                 break;
             }
-            let p = entry.remove();
+            let mut p = entry.remove();
             self.pending_bytes -= p.bytes.len();
             *s.buffered -= p.bytes.len();
-            let end = at + p.bytes.len() as u64;
-            if end <= self.offset {
+            if at + p.span() <= self.offset {
                 s.stats.duplicate_bytes += p.bytes.len() as u64;
                 continue;
             }
-            let skip = (self.offset - at) as usize;
-            s.stats.duplicate_bytes += skip as u64;
-            self.deliver(p.ts_ns, p.bytes.slice(skip..), s);
+            p.trim_front(self.offset - at, s);
+            self.deliver(p, s);
         }
     }
 
@@ -246,11 +283,7 @@ impl Half {
 
     /// Delivers everything known, holes reported as gaps, up to the FIN if it was seen.
     fn flush(&mut self, ts_ns: u64, s: &mut Sink) {
-        let last = self
-            .pending
-            .iter()
-            .next_back()
-            .map(|(at, p)| at + p.bytes.len() as u64);
+        let last = self.pending.iter().next_back().map(|(at, p)| at + p.span());
         let upto = last.unwrap_or(0).max(self.fin_at.unwrap_or(0));
         self.give_up_before(upto, ts_ns, s);
     }
@@ -375,11 +408,12 @@ impl Reassembler {
         let at = mine.offset_of(seg.seq);
         if let Some(at) = at {
             let len = seg.payload.len() as i64;
-            if seg.has(FIN) && at + len >= mine.offset as i64 {
-                mine.fin_at = Some((at + len) as u64);
+            let span = len + i64::from(seg.elided);
+            if seg.has(FIN) && at + span >= mine.offset as i64 {
+                mine.fin_at = Some((at + span) as u64);
             }
             if len > 0 && !mine.ended {
-                mine.insert(at, seg.ts_ns, seg.payload, &mut s);
+                mine.insert(at, seg.ts_ns, seg.payload, seg.elided, &mut s);
             }
         }
         let over_total = self.limits.max_total_buffer;

@@ -21,6 +21,7 @@ fn seg(dir: Direction, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Segment
         ack,
         flags,
         payload: Bytes::copy_from_slice(payload),
+        elided: 0,
     }
 }
 
@@ -403,4 +404,62 @@ fn a_new_syn_on_the_same_addresses_starts_a_new_connection() {
         _ => None,
     });
     assert_eq!(last.as_deref(), Some(&b"two"[..]));
+}
+
+fn snapped(mut s: Segment, elided: u32) -> Segment {
+    s.elided = elided;
+    s
+}
+
+#[test]
+fn bytes_left_out_by_the_snap_are_skipped_in_order_not_lost() {
+    let mut segs = handshake();
+    segs.push(c2s_at(0, 0, 0, b"GET / HTTP/1.1\r\n\r\n"));
+    // 10 bytes copied of a 100-byte packet, then the next packet: in order at once.
+    segs.push(snapped(s2c(0, 18, 0, b"HTTP/1.1 2"), 90));
+    // Out of order: the packet after the next arrives first.
+    segs.push(snapped(s2c(200, 18, 0, b"CC"), 8));
+    segs.push(snapped(s2c(100, 18, 0, b"BB"), 98));
+    // A retransmission of the first packet, copied the same way: a duplicate.
+    segs.push(snapped(s2c(0, 18, 0, b"HTTP/1.1 2"), 90));
+    segs.push(s2c(210, 18, FIN, b""));
+    let (out, r) = run(segs);
+    let server: Vec<(u64, u64, bool)> = out
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Data {
+                dir: Direction::ServerToClient,
+                offset,
+                bytes,
+                ..
+            } => Some((*offset, bytes.len() as u64, true)),
+            StreamEvent::Skipped { offset, len, .. } => Some((*offset, *len, false)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        server,
+        vec![
+            (0, 10, true),
+            (10, 90, false),
+            (100, 2, true),
+            (102, 98, false),
+            (200, 2, true),
+            (202, 8, false),
+        ]
+    );
+    let s = r.stats();
+    assert_eq!((s.gaps, s.snapped_bytes), (0, 196));
+    assert_eq!(s.duplicate_bytes, 10);
+    assert!(
+        out.iter().any(|e| matches!(
+            e,
+            StreamEvent::End {
+                dir: Direction::ServerToClient,
+                reason: EndReason::Fin,
+                ..
+            }
+        )),
+        "the FIN after the snapped bytes ends the stream"
+    );
 }

@@ -156,6 +156,7 @@ impl LiveCapture {
             cfg.tls.as_ref(),
             &cfg.interfaces,
             cfg.ring_bytes,
+            cfg.response_snap,
         )?;
         let tls = match capture.take_tls_ring()? {
             None => None,

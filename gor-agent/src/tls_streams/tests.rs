@@ -97,6 +97,7 @@ impl Harness {
                     len,
                     ..
                 } => format!("gap {conn} {} {offset}+{len}", dir.short()),
+                StreamEvent::Skipped { .. } => unreachable!("TLS records are never snapped"),
                 StreamEvent::End {
                     conn, dir, reason, ..
                 } => {
