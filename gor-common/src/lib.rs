@@ -239,7 +239,9 @@ pub struct TcConf {
     /// when nothing it runs needs responses, only their heads (to keep the request side
     /// framed: upgrades, CONNECT).
     pub response_snap: u32,
-    pub _pad: u32,
+    /// 1 while the agent holds connections in the `EXCLUDED` map; 0: the programs skip
+    /// looking packets up in it.
+    pub exclusions: u32,
 }
 
 /// Size of [`ChunkHeader`] in bytes.

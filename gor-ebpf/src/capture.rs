@@ -21,7 +21,7 @@ use crate::{
 pub fn packet(ctx: &TcContext, dir: u8) {
     let tcp = match headers::parse(ctx) {
         Ok(tcp) => tcp,
-        Err(Skip::NotOurs) => return,
+        Err(Skip::NotOurs | Skip::NotLinear) => return,
         Err(Skip::Fragment) => return count(counter::FRAGMENTS, 1),
         Err(Skip::Malformed) => return count(counter::MALFORMED, 1),
     };

@@ -1,6 +1,8 @@
 //! Header parsing: Ethernet (with up to two VLAN tags), IPv4 (options), IPv6 (extension
-//! headers), TCP (options). All reads go through `bpf_skb_load_bytes` via `TcContext::load`,
-//! so non-linear (paged, GRO/GSO) skbs are read the same way as linear ones.
+//! headers), TCP (options). Headers are read in place from the skb's linear part when
+//! they are there (nearly always: the stack builds them there, GRO pulls them there),
+//! with no helper call; otherwise through `bpf_skb_load_bytes` via `TcContext::load`, so
+//! non-linear (paged) skbs are read the same way. Neither changes the packet.
 
 use aya_ebpf::programs::TcContext;
 use gor_common::{FAMILY_V4, FAMILY_V6};
@@ -15,6 +17,9 @@ const IPPROTO_TCP: u8 = 6;
 const MAX_VLAN_TAGS: u32 = 2;
 /// IPv6 extension headers we walk before giving up on finding TCP.
 const MAX_IPV6_EXT_HEADERS: u32 = 6;
+/// Offsets read in place stay below this, so the verifier can bound every packet
+/// pointer (Ethernet + 2 VLAN tags + IPv4 with options + TCP is 98 bytes).
+const MAX_LINEAR_OFF: u32 = 512;
 
 /// Why a packet is not captured.
 pub enum Skip {
@@ -24,6 +29,8 @@ pub enum Skip {
     Fragment,
     /// Headers shorter or longer than the packet.
     Malformed,
+    /// Internal: a header is not in the linear part; read it with the helper instead.
+    NotLinear,
 }
 
 /// Where the interesting parts of a TCP/IP packet are.
@@ -42,41 +49,92 @@ pub struct Tcp {
     pub payload_len: u32,
 }
 
-#[inline(always)]
-fn load_u8(ctx: &TcContext, off: u32) -> Result<u8, Skip> {
-    ctx.load::<u8>(off as usize).map_err(|_| Skip::Malformed)
+/// Reads `N` header bytes at an offset of the packet.
+trait Reader {
+    fn bytes<const N: usize>(&self, off: u32) -> Result<[u8; N], Skip>;
+}
+
+/// The skb's linear part, read in place.
+struct Linear {
+    data: usize,
+    end: usize,
+}
+
+impl Reader for Linear {
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, off: u32) -> Result<[u8; N], Skip> {
+        if off >= MAX_LINEAR_OFF {
+            return Err(Skip::NotLinear);
+        }
+        // Hidden from the optimiser: otherwise it folds `+ N` into the variable offset,
+        // and the verifier only learns a packet range from a comparison of the pointer
+        // plus a constant.
+        let p = core::hint::black_box(self.data + off as usize);
+        if p + N > self.end {
+            return Err(Skip::NotLinear);
+        }
+        // SAFETY: [p, p + N) is inside the packet's linear data, checked just above
+        // (the verifier checks it again); any alignment is fine for a byte array.
+        Ok(unsafe { core::ptr::read_unaligned(p as *const [u8; N]) })
+    }
+}
+
+/// Anywhere in the skb, through `bpf_skb_load_bytes`.
+struct Loaded<'a>(&'a TcContext);
+
+impl Reader for Loaded<'_> {
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, off: u32) -> Result<[u8; N], Skip> {
+        self.0
+            .load::<[u8; N]>(off as usize)
+            .map_err(|_| Skip::Malformed)
+    }
 }
 
 #[inline(always)]
-fn load_be16(ctx: &TcContext, off: u32) -> Result<u16, Skip> {
-    ctx.load::<u16>(off as usize)
-        .map(u16::from_be)
-        .map_err(|_| Skip::Malformed)
+fn load_u8(r: &impl Reader, off: u32) -> Result<u8, Skip> {
+    r.bytes::<1>(off).map(|b| b[0])
 }
 
 #[inline(always)]
-fn load_be32(ctx: &TcContext, off: u32) -> Result<u32, Skip> {
-    ctx.load::<u32>(off as usize)
-        .map(u32::from_be)
-        .map_err(|_| Skip::Malformed)
+fn load_be16(r: &impl Reader, off: u32) -> Result<u16, Skip> {
+    r.bytes::<2>(off).map(u16::from_be_bytes)
 }
 
 #[inline(always)]
-fn load_addr<const N: usize>(ctx: &TcContext, off: u32) -> Result<[u8; 16], Skip> {
+fn load_be32(r: &impl Reader, off: u32) -> Result<u32, Skip> {
+    r.bytes::<4>(off).map(u32::from_be_bytes)
+}
+
+#[inline(always)]
+fn load_addr<const N: usize>(r: &impl Reader, off: u32) -> Result<[u8; 16], Skip> {
     let mut out = [0u8; 16];
-    let part = ctx
-        .load::<[u8; N]>(off as usize)
-        .map_err(|_| Skip::Malformed)?;
+    let part = r.bytes::<N>(off)?;
     out[..N].copy_from_slice(&part);
     Ok(out)
 }
 
-/// Parses the headers of an Ethernet frame carrying TCP over IPv4 or IPv6.
+/// Parses the headers of an Ethernet frame carrying TCP over IPv4 or IPv6: in place
+/// when they are in the linear part, else through the helper.
 #[inline(always)]
 pub fn parse(ctx: &TcContext) -> Result<Tcp, Skip> {
-    let skb_len = ctx.len();
+    let linear = Linear {
+        data: ctx.data(),
+        end: ctx.data_end(),
+    };
+    match parse_with(&linear, ctx.len()) {
+        Err(Skip::NotLinear) => parse_with(&Loaded(ctx), ctx.len()),
+        r => r,
+    }
+}
+
+#[inline(always)]
+fn parse_with(ctx: &impl Reader, skb_len: u32) -> Result<Tcp, Skip> {
     let mut l3 = ETH_HLEN;
-    let mut proto = load_be16(ctx, 12).map_err(|_| Skip::NotOurs)?;
+    let mut proto = match load_be16(ctx, 12) {
+        Err(Skip::NotLinear) => return Err(Skip::NotLinear),
+        r => r.map_err(|_| Skip::NotOurs)?,
+    };
     for _ in 0..MAX_VLAN_TAGS {
         if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
             break;

@@ -72,9 +72,13 @@ pub static SCRATCH: PerCpuArray<Chunk> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "EXCLUDED")]
 pub static EXCLUDED: HashMap<ExcludeKey, u8> = HashMap::with_max_entries(MAX_EXCLUDED, 0);
 
-/// `true` if the packet belongs to one of the agent's own connections.
+/// `true` if the packet belongs to one of the agent's own connections (looked up only
+/// while the agent says it has any).
 #[inline(always)]
 pub fn excluded(key: &ExcludeKey) -> bool {
+    if !matches!(TC_CONF.get(0), Some(c) if c.exclusions != 0) {
+        return false;
+    }
     // SAFETY: the value is only tested for presence, never held across a map update.
     unsafe { EXCLUDED.get(key) }.is_some()
 }

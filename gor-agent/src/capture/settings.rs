@@ -199,6 +199,9 @@ pub fn parse_response_snap(s: &str) -> Result<u32, String> {
         "0 (copy whole responses) or a size from 128 to {}, e.g. `2KiB`",
         gor_common::CHUNK_DATA_LEN
     );
+    if s.trim() == "0" {
+        return Ok(0);
+    }
     let n = crate::settings::parse_size(s).map_err(|_| expected.clone())?;
     if n != 0 && !(128..=gor_common::CHUNK_DATA_LEN).contains(&n) {
         return Err(expected);

@@ -133,7 +133,7 @@ impl TcCapture {
             )?;
             let conf = TcConf {
                 response_snap,
-                _pad: 0,
+                exclusions: 0,
             };
             map.set(0, conf, 0).context("writing TC_CONF")?;
         }
@@ -237,13 +237,22 @@ impl TcCapture {
     }
 
     /// The handle through which the agent's own connections to staging are kept out of
-    /// capture (can be taken once).
-    pub fn take_exclusions(&mut self) -> Result<Exclusions> {
-        let map = self
+    /// capture (can be taken once); `captured`: the TC programs' ports.
+    pub fn take_exclusions(&mut self, captured: Vec<u16>) -> Result<Exclusions> {
+        let entries = self
             .bpf
             .take_map(MAP_EXCLUDED)
             .context("map EXCLUDED missing or already taken")?;
-        Ok(Exclusions::new(HashMap::try_from(map)?))
+        let conf = self
+            .bpf
+            .take_map(MAP_TC_CONF)
+            .context("map TC_CONF missing or already taken")?;
+        let map = KernelExclusions {
+            entries: HashMap::try_from(entries)?,
+            conf: Array::try_from(conf)?,
+            held: 0,
+        };
+        Ok(Exclusions::new(map, captured))
     }
 
     /// The eBPF logger, to be polled by the caller; it owns the log map's fd, so the
@@ -412,30 +421,72 @@ pub trait ExcludeMap: Send {
     fn remove(&mut self, key: &ExcludeKey);
 }
 
-impl ExcludeMap for HashMap<MapData, ExcludeKey, u8> {
+/// The kernel's `EXCLUDED` map, and the `TC_CONF` switch that tells the programs
+/// whether to look packets up in it at all (a hash lookup per packet saved while it is
+/// empty, which it is unless staging listens on a captured port).
+pub struct KernelExclusions {
+    entries: HashMap<MapData, ExcludeKey, u8>,
+    conf: Array<MapData, TcConf>,
+    /// Entries in `entries`.
+    held: usize,
+}
+
+impl KernelExclusions {
+    fn switch(&mut self, on: bool) -> Result<(), String> {
+        let mut conf = self.conf.get(&0, 0).map_err(|e| e.to_string())?;
+        conf.exclusions = u32::from(on);
+        self.conf.set(0, conf, 0).map_err(|e| e.to_string())
+    }
+}
+
+impl ExcludeMap for KernelExclusions {
     fn insert(&mut self, key: ExcludeKey) -> Result<(), String> {
-        HashMap::insert(self, key, 1, 0).map_err(|e| e.to_string())
+        HashMap::insert(&mut self.entries, key, 1, 0).map_err(|e| e.to_string())?;
+        self.held += 1;
+        // The entry is there before the switch is on, and both before the connection
+        // sends its first packet.
+        if self.held == 1 {
+            self.switch(true)?;
+        }
+        Ok(())
     }
 
     fn remove(&mut self, key: &ExcludeKey) {
-        let _ = HashMap::remove(self, key);
+        if HashMap::remove(&mut self.entries, key).is_ok() {
+            self.held = self.held.saturating_sub(1);
+            if self.held == 0 {
+                if let Err(e) = self.switch(false) {
+                    warn!("turning the kernel's exclusion lookups off: {e}");
+                }
+            }
+        }
     }
 }
 
 /// The kernel's list of connections not to capture: the agent's own connections to
-/// staging. Cheap to clone; entries are added before a connection is opened and removed
-/// after it is closed.
-pub struct Exclusions<M = HashMap<MapData, ExcludeKey, u8>>(Arc<Mutex<M>>);
+/// staging on a captured port (a connection to another port is not captured anyway).
+/// Cheap to clone; entries are added before a connection is opened and removed after it
+/// is closed.
+pub struct Exclusions<M = KernelExclusions> {
+    map: Arc<Mutex<M>>,
+    captured: Arc<[u16]>,
+}
 
 impl<M> Clone for Exclusions<M> {
     fn clone(&self) -> Self {
-        Exclusions(Arc::clone(&self.0))
+        Exclusions {
+            map: Arc::clone(&self.map),
+            captured: Arc::clone(&self.captured),
+        }
     }
 }
 
 impl<M: ExcludeMap> Exclusions<M> {
-    pub fn new(map: M) -> Self {
-        Exclusions(Arc::new(Mutex::new(map)))
+    pub fn new(map: M, captured: Vec<u16>) -> Self {
+        Exclusions {
+            map: Arc::new(Mutex::new(map)),
+            captured: captured.into(),
+        }
     }
 
     fn key(local_port: u16, server: SocketAddr) -> ExcludeKey {
@@ -468,10 +519,13 @@ impl<M: ExcludeMap> Exclusions<M> {
     /// consistent (each update is one syscall), and skipping the update would let the
     /// kernel capture our own staging traffic and mirror it again, a silent loop.
     fn map(&self) -> std::sync::MutexGuard<'_, M> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn add(&self, local_port: u16, server: SocketAddr) {
+        if !self.captured.contains(&server.port()) {
+            return;
+        }
         let key = Self::key(local_port, server);
         if let Err(e) = self.map().insert(key) {
             // Full map: this connection may be captured; its traffic then shows up as
@@ -481,6 +535,9 @@ impl<M: ExcludeMap> Exclusions<M> {
     }
 
     pub fn remove(&self, local_port: u16, server: SocketAddr) {
+        if !self.captured.contains(&server.port()) {
+            return;
+        }
         let key = Self::key(local_port, server);
         self.map().remove(&key);
     }
@@ -520,17 +577,17 @@ mod tests {
 
     #[test]
     fn exclusions_still_update_after_a_panic_while_the_map_was_locked() {
-        let excl = Exclusions::new(Keys::default());
+        let excl = Exclusions::new(Keys::default(), vec![9000]);
         let staging: SocketAddr = "127.0.0.1:9000".parse().unwrap();
         excl.add(40000, staging);
         let holder = excl.clone();
         let panicked = std::thread::spawn(move || {
-            let _guard = holder.0.lock().unwrap();
+            let _guard = holder.map.lock().unwrap();
             panic!("poisoning the exclusion map's lock");
         })
         .join();
         assert!(panicked.is_err());
-        assert!(excl.0.is_poisoned());
+        assert!(excl.map.is_poisoned());
         excl.add(40001, staging);
         assert_eq!(
             ports(&excl),
@@ -543,10 +600,20 @@ mod tests {
 
     #[test]
     fn ipv4_mapped_staging_addresses_are_excluded_as_ipv4() {
-        let excl = Exclusions::new(Keys::default());
+        let excl = Exclusions::new(Keys::default(), vec![9000]);
         excl.add(40000, "[::ffff:127.0.0.1]:9000".parse().unwrap());
         excl.add(40001, "[::1]:9000".parse().unwrap());
         let families: Vec<u8> = excl.map().0.iter().map(|k| k.family).collect();
         assert_eq!(families, [FAMILY_V4, FAMILY_V6]);
+    }
+
+    #[test]
+    fn only_connections_to_a_captured_port_are_excluded() {
+        let excl = Exclusions::new(Keys::default(), vec![9000]);
+        excl.add(40000, "127.0.0.1:9000".parse().unwrap());
+        excl.add(40001, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!(ports(&excl), [40000], "port 9001 is not captured: nothing to exclude");
+        excl.remove(40001, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!(ports(&excl), [40000]);
     }
 }

@@ -188,7 +188,7 @@ impl LiveCapture {
             ),
             None => None,
         };
-        let exclusions: Arc<dyn PortExclusion> = Arc::new(capture.take_exclusions()?);
+        let exclusions: Arc<dyn PortExclusion> = Arc::new(capture.take_exclusions(cfg.tc_ports())?);
         let mut poll = tokio::time::interval(Duration::from_nanos(wakeup::INTERVAL_NS));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ok((
