@@ -125,11 +125,33 @@ fn bench(quick: bool) -> Result<()> {
         criterion.extend(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
     }
     util::cargo(&criterion, false)?;
+    // The counting-allocator test's figures, for the report.
+    let allocations = util::root().join("target/allocations.txt");
+    let out = util::cargo_command(&[
+        "test",
+        "--release",
+        "-p",
+        "gor-agent",
+        "--test",
+        "allocations",
+        "--",
+        "--nocapture",
+    ])
+    .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "the allocation test failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    std::fs::write(&allocations, &out.stdout)?;
     let mut cmd = std::process::Command::new(release_tool("gor-bench")?);
     cmd.arg("--out")
         .arg(util::root().join("BENCHMARKS.md"))
         .arg("--criterion")
-        .arg(util::root().join("target/criterion"));
+        .arg(util::root().join("target/criterion"))
+        .arg("--allocations")
+        .arg(&allocations);
     if quick {
         cmd.arg("--quick");
     }

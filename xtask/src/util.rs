@@ -36,6 +36,15 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// Runs the workspace's cargo (the one that runs xtask) in the workspace root.
 pub fn cargo(args: &[&str], release: bool) -> Result<()> {
+    let mut cmd = cargo_command(args);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)
+}
+
+/// The workspace's cargo with `args`, in the workspace root, as [`cargo`] runs it.
+pub fn cargo_command(args: &[&str]) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root()).args(args);
     // `cargo run` gave xtask its package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_NAME,
@@ -55,10 +64,7 @@ pub fn cargo(args: &[&str], release: bool) -> Result<()> {
             cmd.env_remove(&*name);
         }
     }
-    if release {
-        cmd.arg("--release");
-    }
-    run(&mut cmd)
+    cmd
 }
 
 /// Replaces this process with `bin args` (keeps the environment).

@@ -612,7 +612,11 @@ mod tests {
         let excl = Exclusions::new(Keys::default(), vec![9000]);
         excl.add(40000, "127.0.0.1:9000".parse().unwrap());
         excl.add(40001, "127.0.0.1:9001".parse().unwrap());
-        assert_eq!(ports(&excl), [40000], "port 9001 is not captured: nothing to exclude");
+        assert_eq!(
+            ports(&excl),
+            [40000],
+            "port 9001 is not captured: nothing to exclude"
+        );
         excl.remove(40001, "127.0.0.1:9001".parse().unwrap());
         assert_eq!(ports(&excl), [40000]);
     }

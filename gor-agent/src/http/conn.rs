@@ -168,7 +168,7 @@ enum Mode {
         line_checked: bool,
         from_resync: bool,
     },
-    Body(Box<Body>),
+    Body(Body),
     /// Request side after a request that may switch protocols: bytes are held until its
     /// response says whether they are HTTP (refused) or not (101 / CONNECT 2xx).
     Held {
@@ -547,6 +547,19 @@ impl Conn {
         cx: &mut Cx<'_>,
     ) {
         let h = &self.halves[d];
+        if d == S2C && !cx.responses {
+            // Framing only: the status and the body's extent, nothing owned.
+            return match head::parse_response_framing(&h.buf) {
+                HeadResult::Complete((head, declared)) if head.len == h.buf.len() => {
+                    if from_resync {
+                        cx.stats.resyncs += 1;
+                    }
+                    self.on_response_head(head, declared, ts, cx)
+                }
+                HeadResult::TooManyHeaders => self.oversize_head(d, cx),
+                _ => self.head_failed(d, input, cx),
+            };
+        }
         match head::parse(DIRS[d], &h.buf) {
             HeadResult::Complete(head) if head.len == h.buf.len() => {
                 if from_resync {
@@ -555,7 +568,8 @@ impl Conn {
                 if d == C2S {
                     self.on_request_head(head, ts, cx);
                 } else {
-                    self.on_response_head(head, ts, cx);
+                    let declared = head::declared(&head, &self.halves[S2C].buf);
+                    self.on_response_head(head, declared, ts, cx);
                 }
             }
             HeadResult::TooManyHeaders => self.oversize_head(d, cx),
@@ -613,7 +627,8 @@ impl Conn {
         self.start_body(C2S, body, ts, cx);
     }
 
-    fn on_response_head(&mut self, head: Head, ts: u64, cx: &mut Cx<'_>) {
+    /// `declared`: the head's framing headers (see [`head::declared`]).
+    fn on_response_head(&mut self, head: Head, declared: Declared, ts: u64, cx: &mut Cx<'_>) {
         let status = head.status();
         if (100..200).contains(&status) && status != 101 {
             // RFC 9110 §15.2: interim responses have no body and the final response follows
@@ -652,7 +667,7 @@ impl Conn {
         let framing = if tunnel || is_head || status == 204 || status == 304 {
             Framing::Length(0)
         } else {
-            match head::declared(&head, &self.halves[S2C].buf) {
+            match declared {
                 Declared::Chunked => Framing::Chunked(ChunkedDecoder::new(cx.limits.max_head)),
                 Declared::Length(n) => Framing::Length(n),
                 // §6.3 items 4 and 8: read until the server closes.
@@ -713,7 +728,7 @@ impl Conn {
             h.buf.release();
         }
         let done = matches!(body.framing, Framing::Length(0));
-        h.mode = Mode::Body(Box::new(body));
+        h.mode = Mode::Body(body);
         if done {
             self.finish(d, ts, cx);
         }
@@ -778,7 +793,7 @@ impl Conn {
         match b.fate {
             Fate::Keep => {
                 let id = b.id;
-                let msg = self.message(d, *b, raw, offset, first_ts, last_ts, cx.conn, cx.clock);
+                let msg = self.message(d, b, raw, offset, first_ts, last_ts, cx.conn, cx.clock);
                 if d == C2S {
                     cx.stats.requests += 1;
                     self.request_done(id, last_ts);

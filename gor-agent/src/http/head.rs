@@ -243,8 +243,8 @@ impl Head {
     }
 }
 
-pub(crate) enum HeadResult {
-    Complete(Head),
+pub(crate) enum HeadResult<H = Head> {
+    Complete(H),
     Partial,
     Invalid,
     /// More than [`MAX_HEADERS`] header lines.
@@ -281,7 +281,7 @@ fn parse_into<'b>(
     }
 }
 
-fn result(res: Result<Option<Head>, httparse::Error>) -> HeadResult {
+fn result<H>(res: Result<Option<H>, httparse::Error>) -> HeadResult<H> {
     match res {
         Err(httparse::Error::TooManyHeaders) => HeadResult::TooManyHeaders,
         Err(_) => HeadResult::Invalid,
@@ -330,6 +330,46 @@ fn parse_response<'b>(
     }))
 }
 
+/// A response head read for its framing only, when the response itself is not needed:
+/// its status and length, and how it declares its body; no header is kept, nothing is
+/// allocated unless the head has more than 32 header lines.
+pub(crate) fn parse_response_framing(buf: &[u8]) -> HeadResult<(Head, Declared)> {
+    let mut small = [httparse::EMPTY_HEADER; FIRST_HEADERS];
+    match framing_into(buf, &mut small) {
+        Err(httparse::Error::TooManyHeaders) => {}
+        res => return result(res),
+    }
+    let mut cap = FIRST_HEADERS * 2;
+    loop {
+        let mut slots = vec![httparse::EMPTY_HEADER; cap];
+        match framing_into(buf, &mut slots) {
+            Err(httparse::Error::TooManyHeaders) if cap < MAX_HEADERS => cap *= 2,
+            res => return result(res),
+        }
+    }
+}
+
+fn framing_into<'b>(
+    buf: &'b [u8],
+    slots: &mut [httparse::Header<'b>],
+) -> Result<Option<(Head, Declared)>, httparse::Error> {
+    let mut resp = httparse::Response::new(slots);
+    let httparse::Status::Complete(len) = resp.parse(buf)? else {
+        return Ok(None);
+    };
+    let head = Head {
+        kind: Kind::Response {
+            status: resp.code.unwrap_or_default(),
+            reason: String::new(),
+            version: resp.version.unwrap_or(1),
+        },
+        headers: Vec::new(),
+        len,
+    };
+    let declared = declared_of(resp.headers.iter().map(|h| (h.name, h.value)));
+    Ok(Some((head, declared)))
+}
+
 /// Header names in original case and order, values as ranges of `buf`.
 fn ranges(buf: &[u8], headers: &[httparse::Header<'_>]) -> Vec<(String, Range<usize>)> {
     let base = buf.as_ptr() as usize;
@@ -364,12 +404,20 @@ pub(crate) enum Declared {
 
 /// Reads the framing headers. Transfer-Encoding overrides Content-Length (§6.3 item 3).
 pub(crate) fn declared(head: &Head, raw: &[u8]) -> Declared {
+    declared_of(
+        head.headers
+            .iter()
+            .map(|(name, r)| (name.as_str(), raw.get(r.clone()).unwrap_or_default())),
+    )
+}
+
+/// [`declared`] of headers as (name, value).
+fn declared_of<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> Declared {
     let mut te_seen = false;
     let mut chunked_last = false;
     let mut cl: Option<u64> = None;
     let mut bad = false;
-    for (name, r) in &head.headers {
-        let value = raw.get(r.clone()).unwrap_or_default();
+    for (name, value) in headers {
         if name.eq_ignore_ascii_case("transfer-encoding") {
             te_seen = true;
             for coding in value

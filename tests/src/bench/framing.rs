@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::{
-    markdown::{Section, Table},
+    markdown::{Section, Table, Target},
     ratio, Outcome,
 };
 
@@ -65,6 +65,11 @@ pub fn summary(criterion: &Path, quick: bool) -> Option<Outcome> {
             tables: vec![table],
             notes: Vec::new(),
         },
-        targets: Vec::new(),
+        targets: vec![Target {
+            what: "reassembly and HTTP framing time, ratio to copying the payload once".into(),
+            goal: "<= 3".into(),
+            measured: format!("{:.1}", ratio(framing.0, copy.0)),
+            pass: ratio(framing.0, copy.0) <= 3.0,
+        }],
     })
 }

@@ -8,6 +8,7 @@
 //! checks. `markdown` turns the results into the file; `load` drives the traffic;
 //! `probe` reads the machine and processes (CPU time, versions).
 
+pub mod capture_cost;
 pub mod completeness;
 pub mod fleet;
 pub mod framing;

@@ -2,13 +2,14 @@
 //! every figure against a baseline measured in the same run, written to BENCHMARKS.md.
 //! See `gor_tests::bench` for the experiments.
 //!
-//! `gor-bench [--quick] [--only EXPERIMENT] [--out FILE] [--criterion DIR]`: `--quick`
-//! shortens every duration (development only; the file says so); `--only` runs one
-//! experiment (`overhead`, `completeness`, `replay`, `latency`, `rate`, `fleet` or
-//! `tls`) and writes
+//! `gor-bench [--quick] [--only EXPERIMENT] [--out FILE] [--criterion DIR]
+//! [--allocations FILE]`: `--quick` shortens every duration (development only; the file
+//! says so); `--only` runs one experiment (`overhead`, `cost`, `completeness`, `replay`,
+//! `latency`, `rate`, `fleet` or `tls`) and writes
 //! `target/bench-EXPERIMENT.md` unless told otherwise; FILE defaults to BENCHMARKS.md at
 //! the workspace root; DIR is where the criterion framing benchmark just wrote its
-//! estimates (`target/criterion`), to summarise them too.
+//! estimates (`target/criterion`), to summarise them too; the allocations FILE is what the
+//! counting-allocator test printed (`gor-agent/tests/allocations.rs`).
 
 use std::{path::PathBuf, time::Instant};
 
@@ -16,16 +17,18 @@ use anyhow::{bail, Context, Result};
 use gor_tests::{
     agent::temp_dir,
     bench::{
-        completeness, fleet, framing, latency, markdown, overhead, probe, rate_limit, replay, tls,
-        Plan,
+        capture_cost, completeness, fleet, framing, latency, markdown, overhead, probe, rate_limit,
+        replay, tls, Plan,
     },
 };
 
-const USAGE: &str = "gor-bench [--quick] [--only EXPERIMENT] [--out FILE] [--criterion DIR]";
+const USAGE: &str =
+    "gor-bench [--quick] [--only EXPERIMENT] [--out FILE] [--criterion DIR] [--allocations FILE]";
 
 /// The experiments, in the order they run; `--only` takes one of these names.
-const EXPERIMENTS: [&str; 7] = [
+const EXPERIMENTS: [&str; 8] = [
     "overhead",
+    "cost",
     "completeness",
     "replay",
     "latency",
@@ -41,6 +44,7 @@ fn main() -> Result<()> {
     let root = std::fs::canonicalize(&root).unwrap_or(root);
     let mut out = None;
     let mut criterion = None;
+    let mut allocations = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -56,6 +60,11 @@ fn main() -> Result<()> {
             "--criterion" => {
                 criterion = Some(PathBuf::from(
                     args.next().context("--criterion needs a directory")?,
+                ))
+            }
+            "--allocations" => {
+                allocations = Some(PathBuf::from(
+                    args.next().context("--allocations needs a file")?,
                 ))
             }
             _ => bail!("unknown argument {a:?}; usage: {USAGE}"),
@@ -85,6 +94,9 @@ fn main() -> Result<()> {
         max_rps = overhead.max_rps;
         outcomes.push(overhead.outcome);
     }
+    if run("cost") {
+        outcomes.push(capture_cost::run(&plan, &dir.join("cost"))?);
+    }
     if run("completeness") {
         outcomes.extend(completeness::run(
             &plan,
@@ -112,6 +124,12 @@ fn main() -> Result<()> {
             framing::summary(c, quick)
                 .with_context(|| format!("no criterion estimates under {}", c.display()))?,
         );
+    }
+
+    if let Some(a) = &allocations {
+        let printed = std::fs::read_to_string(a)
+            .with_context(|| format!("reading the allocation test's output {}", a.display()))?;
+        outcomes.push(capture_cost::allocations(&printed));
     }
 
     let wall = started.elapsed().as_secs();
