@@ -20,6 +20,10 @@ use std::{
 /// tcpdump's buffer (no `-U`, which cost a write per packet) and flushed when it stops.
 pub const FLAGS: &[&str] = &["-i", "lo", "--immediate-mode", "-s", "0", "-B", "262144"];
 
+/// tcpdump as its users run it to record traffic (`-s 0 -w`): buffered, woken per block
+/// of packets, not per packet; the capture-cost reference.
+pub const PLAIN: &[&str] = &["-i", "lo", "-s", "0"];
+
 /// tcpdump writing `tcp port PORT` to a file; `stop` ends it (SIGINT) and waits.
 pub struct Tcpdump {
     child: Child,
@@ -37,8 +41,13 @@ pub struct DumpStats {
 impl Tcpdump {
     /// Starts it and waits until it says it is listening.
     pub fn start(file: &Path, port: u16) -> Tcpdump {
+        Tcpdump::start_with(FLAGS, file, port)
+    }
+
+    /// As [`Tcpdump::start`], with other flags before `-w`.
+    pub fn start_with(flags: &[&str], file: &Path, port: u16) -> Tcpdump {
         let mut child = Command::new("tcpdump")
-            .args(FLAGS)
+            .args(flags)
             .arg("-w")
             .arg(file)
             .arg(format!("tcp port {port}"))

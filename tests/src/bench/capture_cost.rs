@@ -75,7 +75,11 @@ pub fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Outcome> {
                 match mode {
                     Mode::Without => {}
                     Mode::Tcpdump => {
-                        dump = Some(Tcpdump::start(&dir.join("capture-cost.pcap"), port))
+                        dump = Some(Tcpdump::start_with(
+                            tcpdump::PLAIN,
+                            &dir.join("capture-cost.pcap"),
+                            port,
+                        ))
                     }
                     Mode::Capture => {
                         agent = Some(Agent::start_bare("bench-cost", &[port], &["lo"], &[]))
@@ -225,7 +229,7 @@ fn report(plan: &Plan, runs: &[Run]) -> Outcome {
         .join(" "),
         format!(
             "tcpdump {} -w <file> tcp port <production>",
-            tcpdump::FLAGS.join(" ")
+            tcpdump::PLAIN.join(" ")
         ),
         "GOR_PORTS=<production> GOR_INTERFACES=lo gor-agent".into(),
         "GOR_PORTS=<production> GOR_INTERFACES=lo GOR_TARGET=http://127.0.0.1:<recording staging> GOR_RATE=100 gor-agent".into(),
