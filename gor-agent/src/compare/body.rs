@@ -18,7 +18,7 @@ use std::io::{self, Cursor, Read};
 use bytes::{Bytes, BytesMut};
 use flate2::read::{DeflateDecoder, MultiGzDecoder, ZlibDecoder};
 
-use crate::http::HttpMessage;
+use crate::http::{HttpMessage, Text};
 
 /// A decoded body.
 ///
@@ -53,7 +53,7 @@ pub fn decode(msg: &HttpMessage, wire_complete: bool, max: usize) -> DecodedBody
 
 /// [`decode`] from a message's headers and wire body.
 pub fn decode_parts(
-    headers: &[(String, Bytes)],
+    headers: &[(Text, Bytes)],
     wire: &Bytes,
     wire_complete: bool,
     max: usize,
@@ -138,7 +138,7 @@ fn undecoded(
 }
 
 /// The comma-separated items of every `name` header, trimmed, lowercase, in order.
-fn header_list(headers: &[(String, Bytes)], name: &str) -> Vec<String> {
+fn header_list(headers: &[(Text, Bytes)], name: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (_, v) in headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
         let items = String::from_utf8_lossy(v);
@@ -303,9 +303,9 @@ mod tests {
         0x6f, 0xd3, 0x10, 0x49, 0xe6, 0xa9, 0x03, 0x52, 0x1a, 0xf1, 0x78, 0xd1, 0x0c,
     ];
 
-    fn headers(list: &[(&str, &str)]) -> Vec<(String, Bytes)> {
+    fn headers(list: &[(&str, &str)]) -> Vec<(Text, Bytes)> {
         list.iter()
-            .map(|(n, v)| (n.to_string(), Bytes::copy_from_slice(v.as_bytes())))
+            .map(|(n, v)| (Text::new(n), Bytes::copy_from_slice(v.as_bytes())))
             .collect()
     }
 

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::Difference;
 use crate::http::token::is_token;
+use crate::http::Text;
 
 /// The headers ignored by default: those that change per response (`Date`, `ETag`, ...),
 /// per server (`Server`), per hop (`Connection`, `Keep-Alive`), and the framing and coding
@@ -71,8 +72,8 @@ impl Default for IgnoreHeaders {
 /// Appends one [`Difference::Header`] per header name (lowercase, sorted) whose values
 /// (trimmed, lossy UTF-8, in order) differ, or which is present on one side only.
 pub fn diff(
-    production: &[(String, Bytes)],
-    staging: &[(String, Bytes)],
+    production: &[(Text, Bytes)],
+    staging: &[(Text, Bytes)],
     ignore: &IgnoreHeaders,
     out: &mut Vec<Difference>,
 ) {
@@ -99,7 +100,7 @@ pub fn diff(
 }
 
 /// The values of each header not ignored, by lowercase name.
-fn values(headers: &[(String, Bytes)], ignore: &IgnoreHeaders) -> BTreeMap<String, Vec<String>> {
+fn values(headers: &[(Text, Bytes)], ignore: &IgnoreHeaders) -> BTreeMap<String, Vec<String>> {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let cookie_names = ignore.contains("set-cookie");
     for (name, value) in headers {
@@ -127,9 +128,9 @@ fn values(headers: &[(String, Bytes)], ignore: &IgnoreHeaders) -> BTreeMap<Strin
 mod tests {
     use super::*;
 
-    fn h(list: &[(&str, &str)]) -> Vec<(String, Bytes)> {
+    fn h(list: &[(&str, &str)]) -> Vec<(Text, Bytes)> {
         list.iter()
-            .map(|(n, v)| (n.to_string(), Bytes::copy_from_slice(v.as_bytes())))
+            .map(|(n, v)| (Text::new(n), Bytes::copy_from_slice(v.as_bytes())))
             .collect()
     }
 

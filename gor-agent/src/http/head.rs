@@ -12,7 +12,7 @@ use std::ops::Range;
 use crate::stream::Direction;
 
 use super::token::is_tchar;
-use super::Kind;
+use super::{Kind, Text};
 
 /// Methods accepted as the start of a request when resynchronising.
 const KNOWN_METHODS: [&[u8]; 9] = [
@@ -173,7 +173,7 @@ impl Cur<'_> {
 #[derive(Clone, Debug)]
 pub(crate) struct Head {
     pub kind: Kind,
-    pub headers: Vec<(String, Range<usize>)>,
+    pub headers: Vec<(Text, Range<usize>)>,
     /// Length of the head, through the empty line.
     pub len: usize,
 }
@@ -195,7 +195,7 @@ impl Head {
 
     /// The headers with their values as slices of `raw` (the bytes the head was parsed
     /// from, or a message that starts with them).
-    pub(crate) fn header_values(&self, raw: &bytes::Bytes) -> Vec<(String, bytes::Bytes)> {
+    pub(crate) fn header_values(&self, raw: &bytes::Bytes) -> Vec<(Text, bytes::Bytes)> {
         self.headers
             .iter()
             .map(|(n, r)| {
@@ -212,9 +212,9 @@ impl Head {
     /// As [`Head::header_values`], giving up the head's own names instead of copying
     /// them (the framer emits each head once).
     pub(crate) fn into_header_values(
-        headers: Vec<(String, Range<usize>)>,
+        headers: Vec<(Text, Range<usize>)>,
         raw: &bytes::Bytes,
-    ) -> Vec<(String, bytes::Bytes)> {
+    ) -> Vec<(Text, bytes::Bytes)> {
         headers
             .into_iter()
             .map(|(n, r)| {
@@ -299,8 +299,8 @@ fn parse_request<'b>(
         return Ok(None);
     };
     let kind = Kind::Request {
-        method: req.method.unwrap_or_default().to_owned(),
-        target: req.path.unwrap_or_default().to_owned(),
+        method: Text::new(req.method.unwrap_or_default()),
+        target: Text::new(req.path.unwrap_or_default()),
         version: req.version.unwrap_or(1),
     };
     Ok(Some(Head {
@@ -320,7 +320,7 @@ fn parse_response<'b>(
     };
     let kind = Kind::Response {
         status: resp.code.unwrap_or_default(),
-        reason: resp.reason.unwrap_or_default().to_owned(),
+        reason: Text::new(resp.reason.unwrap_or_default()),
         version: resp.version.unwrap_or(1),
     };
     Ok(Some(Head {
@@ -360,7 +360,7 @@ fn framing_into<'b>(
     let head = Head {
         kind: Kind::Response {
             status: resp.code.unwrap_or_default(),
-            reason: String::new(),
+            reason: Text::default(),
             version: resp.version.unwrap_or(1),
         },
         headers: Vec::new(),
@@ -371,7 +371,7 @@ fn framing_into<'b>(
 }
 
 /// Header names in original case and order, values as ranges of `buf`.
-fn ranges(buf: &[u8], headers: &[httparse::Header<'_>]) -> Vec<(String, Range<usize>)> {
+fn ranges(buf: &[u8], headers: &[httparse::Header<'_>]) -> Vec<(Text, Range<usize>)> {
     let base = buf.as_ptr() as usize;
     headers
         .iter()
@@ -384,7 +384,7 @@ fn ranges(buf: &[u8], headers: &[httparse::Header<'_>]) -> Vec<(String, Range<us
                 .filter(|s| s + len <= buf.len())
                 .unwrap_or(0);
             let range = if len == 0 { 0..0 } else { start..start + len };
-            (h.name.to_owned(), range)
+            (Text::new(h.name), range)
         })
         .collect()
 }
@@ -491,16 +491,15 @@ pub(crate) fn head_end(buf: &[u8], input: &[u8]) -> Option<usize> {
         }
     };
     let base = buf.len();
-    for (j, _) in input.iter().enumerate().filter(|(_, &b)| b == b'\n') {
+    memchr::memchr_iter(b'\n', input).find_map(|j| {
         let k = base + j;
-        if (k >= 1 && at(k - 1) == b'\n') || (k >= 2 && at(k - 1) == b'\r' && at(k - 2) == b'\n') {
-            return Some(j + 1);
-        }
-    }
-    None
+        let end =
+            (k >= 1 && at(k - 1) == b'\n') || (k >= 2 && at(k - 1) == b'\r' && at(k - 2) == b'\n');
+        end.then_some(j + 1)
+    })
 }
 
 /// Length of the first line of `s` through its LF, if complete.
 pub(crate) fn line_len(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == b'\n').map(|p| p + 1)
+    memchr::memchr(b'\n', s).map(|p| p + 1)
 }

@@ -28,8 +28,11 @@ mod msgbuf;
 pub mod settings;
 #[cfg(test)]
 mod tests;
+mod text;
 pub mod token;
 pub mod validate;
+
+pub use text::Text;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -67,14 +70,14 @@ impl Default for Limits {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     Request {
-        method: String,
-        target: String,
+        method: Text,
+        target: Text,
         /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
         version: u8,
     },
     Response {
         status: u16,
-        reason: String,
+        reason: Text,
         /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
         version: u8,
     },
@@ -101,7 +104,7 @@ pub struct HttpMessage {
     pub raw: Bytes,
     pub kind: Kind,
     /// Header names in original case and order, duplicates kept; values share `raw`.
-    pub headers: Vec<(String, Bytes)>,
+    pub headers: Vec<(Text, Bytes)>,
     /// Where the body starts in `raw` (the head length).
     pub body_offset: usize,
     /// For a response: its last byte's time minus its request's last byte's time.
@@ -341,7 +344,7 @@ pub fn parse_whole(dir: Direction, raw: &Bytes) -> Result<WholeHead, WholeError>
 pub struct WholeHead {
     pub kind: Kind,
     /// As in [`HttpMessage::headers`].
-    pub headers: Vec<(String, Bytes)>,
+    pub headers: Vec<(Text, Bytes)>,
     pub body_offset: usize,
 }
 

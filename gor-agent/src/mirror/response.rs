@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::http::chunked::{ChunkedDecoder, Progress};
 use crate::http::head::{self, Declared, Head, HeadResult};
-use crate::http::{Kind, DEFAULT_MAX_HEAD};
+use crate::http::{Kind, Text, DEFAULT_MAX_HEAD};
 use crate::stream::Direction;
 
 /// Largest response head accepted, and largest trailer section: the framer's.
@@ -42,7 +42,7 @@ pub(crate) struct Kept {
     pub raw: Bytes,
     pub kind: Kind,
     /// As in [`crate::http::HttpMessage::headers`], sharing `raw`.
-    pub headers: Vec<(String, Bytes)>,
+    pub headers: Vec<(Text, Bytes)>,
     /// Where the body starts in `raw`.
     pub body_offset: usize,
     /// The length of the whole body on the wire; more than `raw` holds if it was cut.
@@ -449,7 +449,7 @@ mod tests {
         assert_eq!(&k.raw[..k.body_offset], &head[..]);
         assert_eq!(&k.raw[k.body_offset..], b"0123");
         assert_eq!(k.body_len, 10);
-        assert_eq!(k.headers[0], ("X-A".to_string(), Bytes::from_static(b"1")));
+        assert_eq!(k.headers[0], (Text::new("X-A"), Bytes::from_static(b"1")));
         assert!(matches!(k.kind, Kind::Response { status: 201, .. }));
         // Chunked bodies are kept with their framing, as on the wire.
         let body = b"3;x=y\r\nabc\r\n0\r\nT: v\r\n\r\n";
