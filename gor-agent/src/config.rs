@@ -461,7 +461,7 @@ mod tests {
         assert_eq!(c.capture.ports, vec![80, 8080]);
         assert_eq!(c.capture.interfaces, vec!["lo"]);
         assert_eq!(c.capture.reassembly.idle_timeout_ns, 300_000_000_000);
-        assert_eq!(c.capture.ring_bytes, 32 << 20);
+        assert_eq!(c.capture.ring_bytes, 16 << 20);
     }
 
     #[test]

@@ -16,7 +16,10 @@ pub const RING_TLS: u32 = 1;
 
 /// The submit flags for a record of `ring` seen at `now_ns`, with `waiting` bytes unread
 /// ahead of it: a forced wake-up when no record of this ring asked for one in the last
-/// interval or the ring is filling up, else none (the agent is polling). Forced, not the
+/// interval or the ring is filling up (then at most every eighth of the interval: a wake-up
+/// is an interrupt, and an agent that is already awake but not running, because the CPUs
+/// are busy with production, is not woken faster by one per record), else none (the agent
+/// is polling). Forced, not the
 /// default "wake if the agent waits for this very record": while an earlier record that
 /// skipped its wake-up is still unread, the default would not wake the agent either, and
 /// the record would wait for the agent's next poll.
@@ -29,7 +32,8 @@ pub fn wakeup_flags(ring: &RingBuf, slot: u32, now_ns: u64, waiting: u64) -> u64
     // wake-up or one fewer skipped.
     let last_ns = unsafe { *last };
     let filling = waiting >= ring.query(BPF_RB_RING_SIZE as u64) / wakeup::FILL_DIVISOR;
-    if now_ns.wrapping_sub(last_ns) >= wakeup::INTERVAL_NS || filling {
+    let since = now_ns.wrapping_sub(last_ns);
+    if since >= wakeup::INTERVAL_NS || (filling && since >= wakeup::INTERVAL_NS / 8) {
         // SAFETY: as above.
         unsafe { *last = now_ns };
         BPF_RB_FORCE_WAKEUP as u64

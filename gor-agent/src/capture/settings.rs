@@ -18,8 +18,8 @@ pub struct SourceArgs {
     /// Interfaces to watch, comma-separated. Default: every interface that is up, `lo` included.
     #[arg(long, env = "GOR_INTERFACES", value_name = "IFACES")]
     pub interfaces: Option<String>,
-    /// Size of the kernel ring buffer (power of two, at least one page), e.g. `32MiB`.
-    #[arg(long, env = "GOR_RING_BUFFER", default_value = "32MiB")]
+    /// Size of the kernel ring buffer (power of two, at least one page), e.g. `16MiB`.
+    #[arg(long, env = "GOR_RING_BUFFER", default_value = "16MiB")]
     pub ring_buffer: String,
     /// HTTPS plaintext from this host's TLS library: `openssl` (probes on every libssl in
     /// use, for the TLS ports), or `off`.

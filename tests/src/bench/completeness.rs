@@ -163,7 +163,7 @@ fn completeness(plan: &Plan, steps: &[Step], max_rps: f64) -> Outcome {
         "tcpdump / served",
         "tcpdump dropped (packets)",
         "gor ring-buffer drops",
-        "gor ring-buffer peak use (of 32 MiB)",
+        "gor ring-buffer peak use (of 16 MiB)",
         "gor queue full (target + lane)",
     ]);
     for s in steps {
@@ -211,7 +211,7 @@ fn completeness(plan: &Plan, steps: &[Step], max_rps: f64) -> Outcome {
                 "tcpdump {} -w step-N.pcap tcp port <production>",
                 tcpdump::FLAGS.join(" ")
             ),
-            "GOR_PORTS=<production> GOR_INTERFACES=lo GOR_TARGET=http://127.0.0.1:<staging> gor-agent   # defaults otherwise: GOR_RING_BUFFER=32MiB GOR_QUEUE=10000 GOR_WORKERS=64".into(),
+            "GOR_PORTS=<production> GOR_INTERFACES=lo GOR_TARGET=http://127.0.0.1:<staging> gor-agent   # defaults otherwise: GOR_RING_BUFFER=16MiB GOR_QUEUE=10000 GOR_WORKERS=64".into(),
             format!(
                 "{}   # the last step",
                 wrk_command(
@@ -307,7 +307,7 @@ fn cost(steps: &[Step]) -> Outcome {
         notes: vec![
             "The ring buffer's pages are mapped twice in a row into the agent (so a record \
              that wraps around the end reads as one piece), and resident memory counts them \
-             twice: a 32 MiB ring buffer shows as 64 MiB of RSS, 32 MiB of memory. All of \
+             twice: a 16 MiB ring buffer shows as 32 MiB of RSS, 16 MiB of memory. All of \
              it is mapped (so resident) from the start, whatever the load; the last column \
              is the peak with those pages counted once, the memory the agent really holds."
                 .into(),
@@ -342,7 +342,7 @@ fn cost(steps: &[Step]) -> Outcome {
                 what: "agent peak RSS at full load, ring buffer pages counted once".into(),
                 goal: "<= 32 MiB".into(),
                 measured: format!(
-                    "{:.1} MiB, {:.1} MiB of it the ring buffer (GOR_RING_BUFFER=32MiB)",
+                    "{:.1} MiB, {:.1} MiB of it the ring buffer (GOR_RING_BUFFER=16MiB)",
                     peak_mib - maps_mib / 2.0,
                     maps_mib / 2.0
                 ),
