@@ -10,6 +10,7 @@ pub mod packet;
 pub mod pcap;
 pub mod record;
 pub mod settings;
+pub mod slab;
 pub mod tc;
 pub mod tls;
 

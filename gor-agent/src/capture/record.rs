@@ -3,10 +3,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use bytes::Bytes;
 use gor_common::{direction, ChunkHeader, CHUNK_HEADER_LEN, FAMILY_V4, FAMILY_V6};
 
-use super::{flow_of, Segment};
+use super::{flow_of, slab::Slab, Segment};
 use crate::stream::Direction;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -23,8 +22,8 @@ pub enum RecordError {
     Kind(u8),
 }
 
-/// Decodes one record.
-pub fn decode(record: &[u8]) -> Result<(ChunkHeader, Segment), RecordError> {
+/// Decodes one record, copying its payload into `payloads`.
+pub fn decode(record: &[u8], payloads: &mut Slab) -> Result<(ChunkHeader, Segment), RecordError> {
     if record.len() < CHUNK_HEADER_LEN {
         return Err(RecordError::Short(record.len()));
     }
@@ -59,7 +58,7 @@ pub fn decode(record: &[u8]) -> Result<(ChunkHeader, Segment), RecordError> {
         seq: h.seq,
         ack: h.ack,
         flags: h.flags,
-        payload: Bytes::copy_from_slice(&payload[..h.len as usize]),
+        payload: payloads.copy(&payload[..h.len as usize]),
         elided: if h.snapped != 0 { h.truncated } else { 0 },
     };
     Ok((h, seg))
@@ -105,7 +104,7 @@ mod tests {
 
     #[test]
     fn decodes_a_client_chunk() {
-        let (_, seg) = decode(&bytes_of(&header(), b"GET")).unwrap();
+        let (_, seg) = decode(&bytes_of(&header(), b"GET"), &mut Slab::default()).unwrap();
         assert_eq!(seg.flow.client, "10.0.0.1:40000".parse().unwrap());
         assert_eq!(seg.flow.server, "10.0.0.2:80".parse().unwrap());
         assert_eq!(seg.dir, Direction::ClientToServer);
@@ -118,20 +117,26 @@ mod tests {
         h.direction = direction::TO_CLIENT;
         std::mem::swap(&mut h.saddr, &mut h.daddr);
         std::mem::swap(&mut h.sport, &mut h.dport);
-        let (_, seg) = decode(&bytes_of(&h, b"abc")).unwrap();
+        let (_, seg) = decode(&bytes_of(&h, b"abc"), &mut Slab::default()).unwrap();
         assert_eq!(seg.flow.client, "10.0.0.1:40000".parse().unwrap());
         assert_eq!(seg.dir, Direction::ServerToClient);
     }
 
     #[test]
     fn rejects_damaged_records() {
-        assert_eq!(decode(&[0u8; 10]), Err(RecordError::Short(10)));
+        assert_eq!(
+            decode(&[0u8; 10], &mut Slab::default()),
+            Err(RecordError::Short(10))
+        );
         assert!(matches!(
-            decode(&bytes_of(&header(), b"GE")),
+            decode(&bytes_of(&header(), b"GE"), &mut Slab::default()),
             Err(RecordError::Length { .. })
         ));
         let mut h = header();
         h.family = 9;
-        assert_eq!(decode(&bytes_of(&h, b"GET")), Err(RecordError::Family(9)));
+        assert_eq!(
+            decode(&bytes_of(&h, b"GET"), &mut Slab::default()),
+            Err(RecordError::Family(9))
+        );
     }
 }

@@ -20,6 +20,7 @@ use tracing::debug;
 use crate::capture::tls::record::{self as tls_record, TlsRecord};
 use crate::capture::{
     record::{self, RecordError},
+    slab::Slab,
     tc::TcCapture,
     Segment,
 };
@@ -115,16 +116,19 @@ struct Taken<T> {
     items: Vec<T>,
     records: u64,
     decode_errors: u64,
-    decode: fn(&[u8]) -> Result<T, RecordError>,
+    decode: fn(&[u8], &mut Slab) -> Result<T, RecordError>,
+    /// Where the records' payloads are copied.
+    payloads: Slab,
 }
 
 impl<T> Taken<T> {
-    fn new(decode: fn(&[u8]) -> Result<T, RecordError>) -> Self {
+    fn new(decode: fn(&[u8], &mut Slab) -> Result<T, RecordError>) -> Self {
         Taken {
             items: Vec::with_capacity(TAKE_BATCH),
             records: 0,
             decode_errors: 0,
             decode,
+            payloads: Slab::default(),
         }
     }
 
@@ -135,7 +139,7 @@ impl<T> Taken<T> {
             let Some(item) = ring.next() else { break };
             n += 1;
             self.records += 1;
-            match (self.decode)(&item) {
+            match (self.decode)(&item, &mut self.payloads) {
                 Ok(r) => self.items.push(r),
                 Err(e) => {
                     self.decode_errors += 1;
@@ -198,7 +202,7 @@ impl LiveCapture {
                 logger,
                 poll,
                 found_at: None,
-                taken: Taken::new(|r| record::decode(r).map(|(_, seg)| seg)),
+                taken: Taken::new(|r, payloads| record::decode(r, payloads).map(|(_, seg)| seg)),
                 tls,
             },
             exclusions,

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use bytes::Bytes;
 use gor_common::{direction, tls_kind, TlsHeader, FAMILY_V4, FAMILY_V6, TLS_HEADER_LEN};
 
-use crate::capture::record::RecordError;
+use crate::capture::{record::RecordError, slab::Slab};
 use crate::stream::{Direction, Flow};
 
 /// A connection as the kernel names it: the process, its `SSL*`, and the generation of
@@ -42,8 +42,8 @@ pub enum TlsEvent {
     Close { end: [u64; 2] },
 }
 
-/// Decodes one record.
-pub fn decode(record: &[u8]) -> Result<TlsRecord, RecordError> {
+/// Decodes one record, copying its plaintext into `payloads`.
+pub fn decode(record: &[u8], payloads: &mut Slab) -> Result<TlsRecord, RecordError> {
     if record.len() < TLS_HEADER_LEN {
         return Err(RecordError::Short(record.len()));
     }
@@ -78,7 +78,7 @@ pub fn decode(record: &[u8]) -> Result<TlsRecord, RecordError> {
             TlsEvent::Data {
                 dir,
                 pos: h.pos,
-                bytes: Bytes::copy_from_slice(&payload[..h.len as usize]),
+                bytes: payloads.copy(&payload[..h.len as usize]),
             }
         }
         tls_kind::CLOSE => TlsEvent::Close {
@@ -135,13 +135,10 @@ pub(crate) mod tests {
 
     #[test]
     fn decodes_data_from_a_larger_reservation() {
-        let r = decode(&record(
-            tls_kind::DATA,
-            direction::TO_SERVER,
-            7,
-            b"GET /",
-            1024,
-        ))
+        let r = decode(
+            &record(tls_kind::DATA, direction::TO_SERVER, 7, b"GET /", 1024),
+            &mut Slab::default(),
+        )
         .unwrap();
         assert_eq!(r.key.tgid, 42);
         assert_eq!(r.flow.server, "10.0.0.1:443".parse().unwrap());
@@ -159,13 +156,22 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_records_are_errors() {
-        assert_eq!(decode(&[0; 8]), Err(RecordError::Short(8)));
+        assert_eq!(
+            decode(&[0; 8], &mut Slab::default()),
+            Err(RecordError::Short(8))
+        );
         let mut r = record(tls_kind::DATA, direction::TO_SERVER, 0, b"abc", 3);
         r.truncate(TLS_HEADER_LEN + 2);
-        assert!(matches!(decode(&r), Err(RecordError::Length { .. })));
-        assert_eq!(decode(&record(9, 0, 0, b"", 0)), Err(RecordError::Kind(9)));
+        assert!(matches!(
+            decode(&r, &mut Slab::default()),
+            Err(RecordError::Length { .. })
+        ));
         assert_eq!(
-            decode(&record(tls_kind::DATA, 7, 0, b"x", 1)),
+            decode(&record(9, 0, 0, b"", 0), &mut Slab::default()),
+            Err(RecordError::Kind(9))
+        );
+        assert_eq!(
+            decode(&record(tls_kind::DATA, 7, 0, b"x", 1), &mut Slab::default()),
             Err(RecordError::Direction(7))
         );
     }
