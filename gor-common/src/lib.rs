@@ -26,13 +26,17 @@ pub const DEFAULT_RING_BYTES: u32 = 16 * 1024 * 1024;
 /// context switch per packet (most of the agent's CPU under load, and it competes with
 /// production for the cores). So a record wakes it only if no record asked to in the
 /// last [`wakeup::INTERVAL_NS`], or if 1/[`wakeup::FILL_DIVISOR`] of the ring is waiting
-/// and none did in the last eighth of it;
+/// and none did in the last [`wakeup::FILL_INTERVAL_NS`];
 /// in between, the agent polls the ring every `INTERVAL_NS` for as long as it keeps
 /// finding records (and [`wakeup::POLL_IDLE_NS`] more), so nothing waits longer than that.
 /// At low rates every record still wakes it at once.
 pub mod wakeup {
     pub const INTERVAL_NS: u64 = 1_000_000;
     pub const FILL_DIVISOR: u64 = 64;
+    /// While the ring is filling, the least time between two forced wake-ups: a wake-up is
+    /// an interrupt, and an agent that is awake but not running (the CPUs busy with
+    /// production) is not woken sooner by one per record.
+    pub const FILL_INTERVAL_NS: u64 = INTERVAL_NS / 8;
     /// How long the agent goes on polling after a poll found nothing. Must be well above
     /// `INTERVAL_NS`: a record that skipped its wake-up followed one that asked less than
     /// `INTERVAL_NS` before, which the agent found, so the agent is still polling.

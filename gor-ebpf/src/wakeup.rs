@@ -16,13 +16,11 @@ pub const RING_TLS: u32 = 1;
 
 /// The submit flags for a record of `ring` seen at `now_ns`, with `waiting` bytes unread
 /// ahead of it: a forced wake-up when no record of this ring asked for one in the last
-/// interval or the ring is filling up (then at most every eighth of the interval: a wake-up
-/// is an interrupt, and an agent that is already awake but not running, because the CPUs
-/// are busy with production, is not woken faster by one per record), else none (the agent
-/// is polling). Forced, not the
-/// default "wake if the agent waits for this very record": while an earlier record that
-/// skipped its wake-up is still unread, the default would not wake the agent either, and
-/// the record would wait for the agent's next poll.
+/// interval, or the ring is filling up and none did in the last `FILL_INTERVAL_NS`; else
+/// none (the agent is polling). Forced, not the default "wake if the agent waits for this
+/// very record": while an earlier record that skipped its wake-up is still unread, the
+/// default would not wake the agent either, and the record would wait for the agent's
+/// next poll.
 #[inline(always)]
 pub fn wakeup_flags(ring: &RingBuf, slot: u32, now_ns: u64, waiting: u64) -> u64 {
     let Some(last) = WAKEUP.get_ptr_mut(slot) else {
@@ -33,7 +31,7 @@ pub fn wakeup_flags(ring: &RingBuf, slot: u32, now_ns: u64, waiting: u64) -> u64
     let last_ns = unsafe { *last };
     let filling = waiting >= ring.query(BPF_RB_RING_SIZE as u64) / wakeup::FILL_DIVISOR;
     let since = now_ns.wrapping_sub(last_ns);
-    if since >= wakeup::INTERVAL_NS || (filling && since >= wakeup::INTERVAL_NS / 8) {
+    if since >= wakeup::INTERVAL_NS || (filling && since >= wakeup::FILL_INTERVAL_NS) {
         // SAFETY: as above.
         unsafe { *last = now_ns };
         BPF_RB_FORCE_WAKEUP as u64

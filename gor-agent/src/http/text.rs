@@ -3,9 +3,7 @@
 //! name, most reason phrases and short targets) is stored inline; longer text is copied
 //! once into a shared buffer, so clones cost no allocation either.
 
-use std::borrow::Borrow;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 use bytes::Bytes;
@@ -76,24 +74,6 @@ impl Deref for Text {
     }
 }
 
-impl AsRef<str> for Text {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl AsRef<[u8]> for Text {
-    fn as_ref(&self) -> &[u8] {
-        self.as_str().as_bytes()
-    }
-}
-
-impl Borrow<str> for Text {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
 impl From<&str> for Text {
     fn from(s: &str) -> Text {
         Text::new(s)
@@ -106,18 +86,6 @@ impl From<String> for Text {
             Some(t) => t,
             None => Text(Repr::Shared(Bytes::from(s.into_bytes()))),
         }
-    }
-}
-
-impl From<&String> for Text {
-    fn from(s: &String) -> Text {
-        Text::new(s)
-    }
-}
-
-impl From<Text> for String {
-    fn from(t: Text) -> String {
-        t.as_str().to_owned()
     }
 }
 
@@ -147,18 +115,6 @@ impl PartialEq<String> for Text {
     }
 }
 
-impl PartialEq<Text> for str {
-    fn eq(&self, other: &Text) -> bool {
-        self == other.as_str()
-    }
-}
-
-impl PartialEq<Text> for &str {
-    fn eq(&self, other: &Text) -> bool {
-        *self == other.as_str()
-    }
-}
-
 impl PartialOrd for Text {
     fn partial_cmp(&self, other: &Text) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
@@ -168,12 +124,6 @@ impl PartialOrd for Text {
 impl Ord for Text {
     fn cmp(&self, other: &Text) -> std::cmp::Ordering {
         self.as_str().cmp(other.as_str())
-    }
-}
-
-impl Hash for Text {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.as_str().hash(h)
     }
 }
 
