@@ -56,9 +56,11 @@ pub const MAP_TC_CONF: &str = "TC_CONF";
 /// Connections excluded from capture at most (the agent's own connections to staging).
 pub const MAX_EXCLUDED: u32 = 65536;
 
-/// Program names, one per TC hook.
+/// Program names: one per TC hook, and on a loopback interface one for both directions
+/// on its egress hook (every packet there passes egress, then ingress).
 pub const PROG_INGRESS: &str = "gor_ingress";
 pub const PROG_EGRESS: &str = "gor_egress";
+pub const PROG_LOOPBACK: &str = "gor_loopback";
 
 /// Entries in the `PORTS` array: one per TCP port, a set of [`port`] bits.
 pub const PORTS_LEN: u32 = 65536;

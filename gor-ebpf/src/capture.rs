@@ -16,23 +16,34 @@ use crate::{
     wakeup::{wakeup_flags, RING_CHUNKS},
 };
 
+/// Where a program runs, which says which packets are a captured server's.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Arriving packets: those for a captured port are a client's.
+    Ingress,
+    /// Leaving packets: those from a captured port are a server's.
+    Egress,
+    /// A loopback interface's egress, which every packet on it passes once: a client's if
+    /// it goes to a captured port, else a server's if it comes from one.
+    Loopback,
+}
+
 /// Observes one packet. Whatever happens here, the caller lets the packet through.
 #[inline(always)]
-pub fn packet(ctx: &TcContext, dir: u8) {
+pub fn packet(ctx: &TcContext, hook: Hook) {
     let tcp = match headers::parse(ctx) {
         Ok(tcp) => tcp,
         Err(Skip::NotOurs | Skip::NotLinear) => return,
         Err(Skip::Fragment) => return count(counter::FRAGMENTS, 1),
         Err(Skip::Malformed) => return count(counter::MALFORMED, 1),
     };
-    let port = if dir == direction::TO_SERVER {
-        tcp.dport
-    } else {
-        tcp.sport
+    let dir = match hook {
+        Hook::Ingress if port_captured(tcp.dport) => direction::TO_SERVER,
+        Hook::Egress if port_captured(tcp.sport) => direction::TO_CLIENT,
+        Hook::Loopback if port_captured(tcp.dport) => direction::TO_SERVER,
+        Hook::Loopback if port_captured(tcp.sport) => direction::TO_CLIENT,
+        _ => return,
     };
-    if !port_captured(port) {
-        return;
-    }
     let key = if dir == direction::TO_SERVER {
         ExcludeKey {
             server_addr: tcp.daddr,

@@ -1,12 +1,12 @@
-//! gor's kernel side: two TC classifiers that copy the TCP payload of chosen ports into a
+//! gor's kernel side: TC classifiers that copy the TCP payload of chosen ports into a
 //! ring buffer, and never touch the packets they see; and, for ports where this host's
 //! processes terminate TLS with OpenSSL, probes that copy the plaintext (see [`tls`]).
 //!
 //! ```text
-//! ingress (dst port captured) ─┐
-//!                               ├─ capture::packet ─> CHUNKS ring buffer ─> gor-agent
-//! egress  (src port captured) ─┘        │
-//!                                       └─> COUNTERS (per CPU)
+//! ingress (dst port captured) ──┐
+//! egress  (src port captured) ──┼─ capture::packet ─> CHUNKS ring buffer ─> gor-agent
+//! lo egress (either, once) ─────┘        │
+//!                                        └─> COUNTERS (per CPU)
 //! SSL_read/SSL_write (+ _ex) ───┐
 //! sock_{send,recv}_length ──────┼─ tls ─> TLS_CHUNKS ring buffer ─> gor-agent
 //! inet_sock_set_state ──────────┘
@@ -26,6 +26,8 @@ use aya_ebpf::{
 };
 use gor_common::direction;
 
+use crate::capture::Hook;
+
 /// What every program returns: "no opinion", so the packet continues unchanged.
 ///
 /// `TC_ACT_UNSPEC` (-1) is `TCX_NEXT` on tcx links (kernel >= 6.6) and "continue with the
@@ -36,14 +38,23 @@ const TC_ACT_UNSPEC: i32 = -1;
 /// Client -> server: segments arriving for a captured port.
 #[classifier]
 pub fn gor_ingress(ctx: TcContext) -> i32 {
-    capture::packet(&ctx, direction::TO_SERVER);
+    capture::packet(&ctx, Hook::Ingress);
     TC_ACT_UNSPEC
 }
 
 /// Server -> client: segments leaving from a captured port.
 #[classifier]
 pub fn gor_egress(ctx: TcContext) -> i32 {
-    capture::packet(&ctx, direction::TO_CLIENT);
+    capture::packet(&ctx, Hook::Egress);
+    TC_ACT_UNSPEC
+}
+
+/// Both directions on a loopback interface, where every packet leaves through egress and
+/// comes back through ingress: one run per packet instead of two (half of them turning
+/// the packet away).
+#[classifier]
+pub fn gor_loopback(ctx: TcContext) -> i32 {
+    capture::packet(&ctx, Hook::Loopback);
     TC_ACT_UNSPEC
 }
 

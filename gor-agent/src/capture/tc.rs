@@ -27,7 +27,7 @@ use aya::{
 use aya_log::EbpfLogger;
 use gor_common::{
     counter, port, ExcludeKey, TcConf, FAMILY_V4, FAMILY_V6, MAP_CHUNKS, MAP_COUNTERS,
-    MAP_EXCLUDED, MAP_PORTS, MAP_TC_CONF, MAP_TLS_CHUNKS, PROG_EGRESS, PROG_INGRESS,
+    MAP_EXCLUDED, MAP_PORTS, MAP_TC_CONF, MAP_TLS_CHUNKS, PROG_EGRESS, PROG_INGRESS, PROG_LOOPBACK,
     PROG_SOCK_RECV, PROG_SOCK_SEND, PROG_SOCK_STATE, PROG_SSL_READ, PROG_SSL_READ_EX,
     PROG_SSL_RETURN, PROG_SSL_WRITE, PROG_SSL_WRITE_EX,
 };
@@ -157,7 +157,7 @@ impl TcCapture {
             detached: false,
         };
         let tcx = attaches_with_tcx();
-        for name in [PROG_INGRESS, PROG_EGRESS] {
+        for name in TC_PROGRAMS {
             let prog: &mut SchedClassifier = this
                 .bpf
                 .program_mut(name)
@@ -178,10 +178,7 @@ impl TcCapture {
                     }
                 }
             }
-            for (name, attach) in [
-                (PROG_INGRESS, TcAttachType::Ingress),
-                (PROG_EGRESS, TcAttachType::Egress),
-            ] {
+            for &(name, attach) in hooks_of(iface) {
                 let prog: &mut SchedClassifier = this
                     .bpf
                     .program_mut(name)
@@ -282,7 +279,7 @@ impl TcCapture {
         if std::mem::replace(&mut self.detached, true) {
             return;
         }
-        for name in [PROG_INGRESS, PROG_EGRESS] {
+        for name in TC_PROGRAMS {
             if let Some(Ok(prog)) = self
                 .bpf
                 .program_mut(name)
@@ -396,14 +393,33 @@ pub(crate) fn raise_memlock() {
 }
 
 /// Every interface that is up (IFF_UP), `lo` included.
+/// The TC programs, loaded whatever the interfaces.
+const TC_PROGRAMS: [&str; 3] = [PROG_INGRESS, PROG_EGRESS, PROG_LOOPBACK];
+
+/// Which program goes on which hook of `iface`. A loopback interface's packets pass its
+/// egress and then its ingress, so one program on egress sees each once, both directions.
+fn hooks_of(iface: &str) -> &'static [(&'static str, TcAttachType)] {
+    if interface_flags(iface) & libc::IFF_LOOPBACK as u32 != 0 {
+        &[(PROG_LOOPBACK, TcAttachType::Egress)]
+    } else {
+        &[
+            (PROG_INGRESS, TcAttachType::Ingress),
+            (PROG_EGRESS, TcAttachType::Egress),
+        ]
+    }
+}
+
+/// An interface's `IFF_*` flags (0 if it cannot be read).
+fn interface_flags(name: &str) -> u32 {
+    let flags = std::fs::read_to_string(format!("/sys/class/net/{name}/flags")).unwrap_or_default();
+    u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(0)
+}
+
 pub fn interfaces_up() -> Result<Vec<String>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/sys/class/net").context("listing /sys/class/net")? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        let flags =
-            std::fs::read_to_string(format!("/sys/class/net/{name}/flags")).unwrap_or_default();
-        let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(0);
-        if flags & libc::IFF_UP as u32 != 0 {
+        if interface_flags(&name) & libc::IFF_UP as u32 != 0 {
             out.push(name);
         }
     }
@@ -555,6 +571,19 @@ impl<M: ExcludeMap> crate::mirror::PortExclusion for Exclusions<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_gets_one_program_on_egress_other_interfaces_two() {
+        assert_eq!(hooks_of("lo"), &[(PROG_LOOPBACK, TcAttachType::Egress)]);
+        // No such interface: no flags, so not loopback.
+        assert_eq!(
+            hooks_of("gor-no-such-if"),
+            &[
+                (PROG_INGRESS, TcAttachType::Ingress),
+                (PROG_EGRESS, TcAttachType::Egress)
+            ]
+        );
+    }
 
     /// The kernel map's stand-in: the keys it holds.
     #[derive(Default)]

@@ -15,7 +15,7 @@
 use std::{ffi::CString, fmt, io};
 
 use aya::programs::{ProgramError, SchedClassifier, TcAttachType};
-use gor_common::{PROG_EGRESS, PROG_INGRESS};
+use gor_common::{PROG_EGRESS, PROG_INGRESS, PROG_LOOPBACK};
 
 use super::{
     netlink::{self, Filter, Link, Qdisc},
@@ -56,7 +56,7 @@ pub struct Seen {
 }
 
 fn is_gor(name: &str) -> bool {
-    name == PROG_INGRESS || name == PROG_EGRESS
+    [PROG_INGRESS, PROG_EGRESS, PROG_LOOPBACK].contains(&name)
 }
 
 fn describe_prog(p: &Prog) -> String {
