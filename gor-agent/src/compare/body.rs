@@ -18,7 +18,7 @@ use std::io::{self, Cursor, Read};
 use bytes::{Bytes, BytesMut};
 use flate2::read::{DeflateDecoder, MultiGzDecoder, ZlibDecoder};
 
-use crate::http::{HttpMessage, Text};
+use crate::http::{Headers, HttpMessage};
 
 /// A decoded body.
 ///
@@ -48,12 +48,12 @@ pub struct DecodedBody {
 /// Decodes the body of `msg` ([`HttpMessage::body`], as on the wire); `wire_complete` is
 /// false when the wire body was cut before its end.
 pub fn decode(msg: &HttpMessage, wire_complete: bool, max: usize) -> DecodedBody {
-    decode_parts(&msg.headers, &msg.body(), wire_complete, max)
+    decode_parts(msg.headers(), &msg.body(), wire_complete, max)
 }
 
 /// [`decode`] from a message's headers and wire body.
 pub fn decode_parts(
-    headers: &[(Text, Bytes)],
+    headers: Headers<'_>,
     wire: &Bytes,
     wire_complete: bool,
     max: usize,
@@ -138,7 +138,7 @@ fn undecoded(
 }
 
 /// The comma-separated items of every `name` header, trimmed, lowercase, in order.
-fn header_list(headers: &[(Text, Bytes)], name: &str) -> Vec<String> {
+fn header_list(headers: Headers<'_>, name: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (_, v) in headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
         let items = String::from_utf8_lossy(v);
@@ -295,6 +295,7 @@ mod tests {
     use flate2::Compression;
 
     use super::*;
+    use crate::http::OwnedHeaders;
 
     const TEXT: &[u8] = b"hello hello hello hello brotli";
     /// `TEXT` compressed by Python's `brotli.compress` (brotli 1.2.1).
@@ -303,14 +304,9 @@ mod tests {
         0x6f, 0xd3, 0x10, 0x49, 0xe6, 0xa9, 0x03, 0x52, 0x1a, 0xf1, 0x78, 0xd1, 0x0c,
     ];
 
-    fn headers(list: &[(&str, &str)]) -> Vec<(Text, Bytes)> {
-        list.iter()
-            .map(|(n, v)| (Text::new(n), Bytes::copy_from_slice(v.as_bytes())))
-            .collect()
-    }
-
     fn decode_with(list: &[(&str, &str)], wire: &[u8], complete: bool, max: usize) -> DecodedBody {
-        decode_parts(&headers(list), &Bytes::copy_from_slice(wire), complete, max)
+        let headers = OwnedHeaders::of(list);
+        decode_parts(headers.view(), &Bytes::copy_from_slice(wire), complete, max)
     }
 
     fn gzip(data: &[u8]) -> Vec<u8> {

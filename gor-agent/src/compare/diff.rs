@@ -207,8 +207,8 @@ pub fn compare(
         });
     }
     headers::diff(
-        &production.headers,
-        &staging.headers,
+        production.headers(),
+        staging.headers(),
         &rules.ignore_headers,
         &mut differences,
     );
@@ -226,7 +226,7 @@ pub fn compare(
         let json = |m: &HttpMessage, b: &DecodedBody| {
             b.error.is_none()
                 && !b.bytes.is_empty()
-                && m.header("content-type").is_some_and(|v| is_json_type(v))
+                && m.header("content-type").is_some_and(is_json_type)
         };
         (production_json, staging_json) = (json(production, &p_body), json(staging, &s_body));
     } else if body_compared {

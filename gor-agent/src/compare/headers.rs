@@ -3,11 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bytes::Bytes;
-
 use super::Difference;
 use crate::http::token::is_token;
-use crate::http::Text;
+use crate::http::Headers;
 
 /// The headers ignored by default: those that change per response (`Date`, `ETag`, ...),
 /// per server (`Server`), per hop (`Connection`, `Keep-Alive`), and the framing and coding
@@ -72,8 +70,8 @@ impl Default for IgnoreHeaders {
 /// Appends one [`Difference::Header`] per header name (lowercase, sorted) whose values
 /// (trimmed, lossy UTF-8, in order) differ, or which is present on one side only.
 pub fn diff(
-    production: &[(Text, Bytes)],
-    staging: &[(Text, Bytes)],
+    production: Headers<'_>,
+    staging: Headers<'_>,
     ignore: &IgnoreHeaders,
     out: &mut Vec<Difference>,
 ) {
@@ -100,10 +98,10 @@ pub fn diff(
 }
 
 /// The values of each header not ignored, by lowercase name.
-fn values(headers: &[(Text, Bytes)], ignore: &IgnoreHeaders) -> BTreeMap<String, Vec<String>> {
+fn values(headers: Headers<'_>, ignore: &IgnoreHeaders) -> BTreeMap<String, Vec<String>> {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let cookie_names = ignore.contains("set-cookie");
-    for (name, value) in headers {
+    for (name, value) in headers.iter() {
         let name = name.to_ascii_lowercase();
         let value = String::from_utf8_lossy(value);
         let value = value.trim();
@@ -127,16 +125,12 @@ fn values(headers: &[(Text, Bytes)], ignore: &IgnoreHeaders) -> BTreeMap<String,
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn h(list: &[(&str, &str)]) -> Vec<(Text, Bytes)> {
-        list.iter()
-            .map(|(n, v)| (Text::new(n), Bytes::copy_from_slice(v.as_bytes())))
-            .collect()
-    }
+    use crate::http::OwnedHeaders;
 
     fn run(p: &[(&str, &str)], s: &[(&str, &str)], ignore: &IgnoreHeaders) -> Vec<Difference> {
         let mut out = Vec::new();
-        diff(&h(p), &h(s), ignore, &mut out);
+        let (p, s) = (OwnedHeaders::of(p), OwnedHeaders::of(s));
+        diff(p.view(), s.view(), ignore, &mut out);
         out
     }
 

@@ -42,7 +42,7 @@ pub(crate) fn realip(msg: &HttpMessage, name: &str) -> Result<Option<HttpMessage
 /// The request with its body decoded, or `Ok(None)` when it has no coding to undo.
 pub(crate) fn prettify(msg: &HttpMessage) -> Result<Option<HttpMessage>, PrettifyError> {
     let listed = |name: &str| {
-        msg.headers
+        msg.headers()
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .flat_map(|(_, v)| v.split(|&b| b == b','))
@@ -55,7 +55,7 @@ pub(crate) fn prettify(msg: &HttpMessage) -> Result<Option<HttpMessage>, Prettif
     if !chunked && !coded {
         return Ok(None);
     }
-    let decoded = decode_parts(&msg.headers, &msg.body(), true, PRETTIFY_MAX);
+    let decoded = decode_parts(msg.headers(), &msg.body(), true, PRETTIFY_MAX);
     if let Some(e) = decoded.error {
         return Err(PrettifyError::Decode(e));
     }

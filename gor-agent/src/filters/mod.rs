@@ -263,7 +263,7 @@ impl Filters {
                 Rule::DisallowHeader(name, re) if any_header(msg, name, re) => {
                     dropped_by = Some(DropBy::DisallowHeader);
                 }
-                Rule::HashHeader(name, pct) => match msg.header(name).map(|v| trim(v)) {
+                Rule::HashHeader(name, pct) => match msg.header(name).map(trim) {
                     // GoReplay also treats an empty value as absent.
                     Some(v) if !v.is_empty() => {
                         if !sample::keep(v, *pct) {
@@ -394,7 +394,7 @@ fn basic_auth(msg: &HttpMessage) -> Option<Vec<u8>> {
 
 /// Whether any header named `name` (case-insensitive) has a value matching `re`.
 fn any_header(msg: &HttpMessage, name: &str, re: &Regex) -> bool {
-    msg.headers
+    msg.headers()
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case(name) && re.is_match(trim(v)))
 }

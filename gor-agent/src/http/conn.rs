@@ -826,7 +826,6 @@ impl Conn {
         conn: ConnKey,
         clock: Clock,
     ) -> HttpMessage {
-        let headers = Head::into_header_values(b.head.headers, &raw);
         HttpMessage {
             id: MessageId::Framed { conn, seq: b.id },
             clock,
@@ -837,7 +836,7 @@ impl Conn {
             last_ts_ns: last_ts,
             raw,
             kind: b.head.kind,
-            headers,
+            headers: b.head.headers,
             body_offset: b.head.len,
             latency_ns: b.req_last_ts.map(|t| last_ts.saturating_sub(t)),
         }

@@ -285,7 +285,7 @@ fn reparse(orig: &HttpMessage, raw: Bytes, head_len: usize) -> Result<HttpMessag
         _ => return Err(EditError),
     };
     Ok(HttpMessage {
-        headers: head.header_values(&raw),
+        headers: head.headers,
         kind: head.kind,
         body_offset: head.len,
         raw,

@@ -193,41 +193,6 @@ impl Head {
         }
     }
 
-    /// The headers with their values as slices of `raw` (the bytes the head was parsed
-    /// from, or a message that starts with them).
-    pub(crate) fn header_values(&self, raw: &bytes::Bytes) -> Vec<(Text, bytes::Bytes)> {
-        self.headers
-            .iter()
-            .map(|(n, r)| {
-                let v = if r.end <= raw.len() {
-                    raw.slice(r.clone())
-                } else {
-                    bytes::Bytes::new()
-                };
-                (n.clone(), v)
-            })
-            .collect()
-    }
-
-    /// As [`Head::header_values`], giving up the head's own names instead of copying
-    /// them (the framer emits each head once).
-    pub(crate) fn into_header_values(
-        headers: Vec<(Text, Range<usize>)>,
-        raw: &bytes::Bytes,
-    ) -> Vec<(Text, bytes::Bytes)> {
-        headers
-            .into_iter()
-            .map(|(n, r)| {
-                let v = if r.end <= raw.len() {
-                    raw.slice(r)
-                } else {
-                    bytes::Bytes::new()
-                };
-                (n, v)
-            })
-            .collect()
-    }
-
     /// Whether any header named `name` lists `token` (see [`lists`]).
     pub(crate) fn lists(&self, raw: &[u8], name: &str, token: &str) -> bool {
         self.headers

@@ -24,6 +24,7 @@ pub(crate) mod chunked;
 mod conn;
 pub(crate) mod edit;
 pub(crate) mod head;
+mod headers;
 mod msgbuf;
 pub mod settings;
 #[cfg(test)]
@@ -32,6 +33,9 @@ mod text;
 pub mod token;
 pub mod validate;
 
+#[cfg(test)]
+pub(crate) use headers::OwnedHeaders;
+pub use headers::{HeaderLines, Headers};
 pub use text::Text;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -103,8 +107,9 @@ pub struct HttpMessage {
     /// Exactly the wire bytes: head and body, with chunked framing and trailers.
     pub raw: Bytes,
     pub kind: Kind,
-    /// Header names in original case and order, duplicates kept; values share `raw`.
-    pub headers: Vec<(Text, Bytes)>,
+    /// Header names in original case and order, duplicates kept; values are ranges of
+    /// `raw` (read them with [`HttpMessage::headers`]).
+    pub headers: HeaderLines,
     /// Where the body starts in `raw` (the head length).
     pub body_offset: usize,
     /// For a response: its last byte's time minus its request's last byte's time.
@@ -128,12 +133,14 @@ impl HttpMessage {
         self.raw.slice(self.body_offset.min(self.raw.len())..)
     }
 
+    /// The header lines with their values.
+    pub fn headers(&self) -> Headers<'_> {
+        Headers::new(&self.headers, &self.raw)
+    }
+
     /// The first value of a header, by case-insensitive name.
-    pub fn header(&self, name: &str) -> Option<&Bytes> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers().get(name)
     }
 }
 
@@ -333,7 +340,7 @@ pub fn parse_whole(dir: Direction, raw: &Bytes) -> Result<WholeHead, WholeError>
         }
     }
     Ok(WholeHead {
-        headers: head.header_values(raw),
+        headers: head.headers,
         kind: head.kind,
         body_offset: head.len,
     })
@@ -344,7 +351,7 @@ pub fn parse_whole(dir: Direction, raw: &Bytes) -> Result<WholeHead, WholeError>
 pub struct WholeHead {
     pub kind: Kind,
     /// As in [`HttpMessage::headers`].
-    pub headers: Vec<(Text, Bytes)>,
+    pub headers: HeaderLines,
     pub body_offset: usize,
 }
 

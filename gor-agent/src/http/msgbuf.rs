@@ -64,6 +64,10 @@ impl MsgBuf {
             self.view = Bytes::new();
             self.view_len = 0;
             raw
+        } else if self.copy.is_empty() {
+            // Nothing to take (a response framed but not kept): splitting even an empty
+            // buffer would allocate its shared header.
+            Bytes::new()
         } else {
             self.copy.split().freeze()
         }
@@ -127,5 +131,14 @@ mod tests {
         assert_eq!(&b[..], b"GET");
         b.clear();
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn an_empty_buffer_takes_as_empty() {
+        let mut b = MsgBuf::default();
+        assert!(b.take().is_empty());
+        b.push(&Bytes::from_static(b"HTTP/1.1 200 OK\r\n"), 4);
+        b.release();
+        assert!(b.take().is_empty());
     }
 }

@@ -498,7 +498,7 @@ fn request_of(msg: &HttpMessage) -> Option<Request> {
         return None;
     }
     let tokens = |name: &str, token: &str| {
-        msg.headers
+        msg.headers()
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .any(|(_, v)| crate::http::head::lists(v, token))

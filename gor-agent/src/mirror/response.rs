@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::http::chunked::{ChunkedDecoder, Progress};
 use crate::http::head::{self, Declared, Head, HeadResult};
-use crate::http::{Kind, Text, DEFAULT_MAX_HEAD};
+use crate::http::{HeaderLines, Kind, DEFAULT_MAX_HEAD};
 use crate::stream::Direction;
 
 /// Largest response head accepted, and largest trailer section: the framer's.
@@ -41,8 +41,8 @@ pub(crate) struct Kept {
     /// The head, then the first bytes of the body as on the wire (chunk framing included).
     pub raw: Bytes,
     pub kind: Kind,
-    /// As in [`crate::http::HttpMessage::headers`], sharing `raw`.
-    pub headers: Vec<(Text, Bytes)>,
+    /// As in [`crate::http::HttpMessage::headers`], ranges of `raw`.
+    pub headers: HeaderLines,
     /// Where the body starts in `raw`.
     pub body_offset: usize,
     /// The length of the whole body on the wire; more than `raw` holds if it was cut.
@@ -229,7 +229,7 @@ pub(crate) async fn read_response_keeping<R: AsyncRead + Unpin>(
 fn kept(head: Head, sink: Sink) -> Kept {
     let raw = sink.bytes.freeze();
     Kept {
-        headers: head.header_values(&raw),
+        headers: head.headers,
         kind: head.kind,
         body_offset: head.len,
         body_len: sink.len,
@@ -449,7 +449,11 @@ mod tests {
         assert_eq!(&k.raw[..k.body_offset], &head[..]);
         assert_eq!(&k.raw[k.body_offset..], b"0123");
         assert_eq!(k.body_len, 10);
-        assert_eq!(k.headers[0], (Text::new("X-A"), Bytes::from_static(b"1")));
+        let headers = crate::http::Headers::new(&k.headers, &k.raw);
+        assert_eq!(
+            headers.iter().next(),
+            Some((&crate::http::Text::new("X-A"), &b"1"[..]))
+        );
         assert!(matches!(k.kind, Kind::Response { status: 201, .. }));
         // Chunked bodies are kept with their framing, as on the wire.
         let body = b"3;x=y\r\nabc\r\n0\r\nT: v\r\n\r\n";

@@ -59,7 +59,7 @@ impl MessagesFile {
 /// The JSON form of a message.
 pub fn to_json(m: &HttpMessage) -> serde_json::Value {
     let headers: Vec<_> = m
-        .headers
+        .headers()
         .iter()
         .map(|(n, v)| json!([n, String::from_utf8_lossy(v)]))
         .collect();
