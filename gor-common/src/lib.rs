@@ -31,7 +31,7 @@ pub const DEFAULT_RING_BYTES: u32 = 16 * 1024 * 1024;
 /// finding records (and [`wakeup::POLL_IDLE_NS`] more), so nothing waits longer than that.
 /// At low rates every record still wakes it at once.
 pub mod wakeup {
-    pub const INTERVAL_NS: u64 = 4_000_000;
+    pub const INTERVAL_NS: u64 = 500_000;
     pub const FILL_DIVISOR: u64 = 64;
     /// While the ring is filling, the least time between two forced wake-ups: a wake-up is
     /// an interrupt, and an agent that is awake but not running (the CPUs busy with
