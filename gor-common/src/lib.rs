@@ -61,6 +61,8 @@ pub const MAX_EXCLUDED: u32 = 65536;
 pub const PROG_INGRESS: &str = "gor_ingress";
 pub const PROG_EGRESS: &str = "gor_egress";
 pub const PROG_LOOPBACK: &str = "gor_loopback";
+/// Every TC program of the object.
+pub const TC_PROGRAMS: [&str; 3] = [PROG_INGRESS, PROG_EGRESS, PROG_LOOPBACK];
 
 /// Entries in the `PORTS` array: one per TCP port, a set of [`port`] bits.
 pub const PORTS_LEN: u32 = 65536;

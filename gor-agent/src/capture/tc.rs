@@ -29,7 +29,7 @@ use gor_common::{
     counter, port, ExcludeKey, TcConf, FAMILY_V4, FAMILY_V6, MAP_CHUNKS, MAP_COUNTERS,
     MAP_EXCLUDED, MAP_PORTS, MAP_TC_CONF, MAP_TLS_CHUNKS, PROG_EGRESS, PROG_INGRESS, PROG_LOOPBACK,
     PROG_SOCK_RECV, PROG_SOCK_SEND, PROG_SOCK_STATE, PROG_SSL_READ, PROG_SSL_READ_EX,
-    PROG_SSL_RETURN, PROG_SSL_WRITE, PROG_SSL_WRITE_EX,
+    PROG_SSL_RETURN, PROG_SSL_WRITE, PROG_SSL_WRITE_EX, TC_PROGRAMS,
 };
 
 use super::settings::TlsCapture;
@@ -393,9 +393,6 @@ pub(crate) fn raise_memlock() {
 }
 
 /// Every interface that is up (IFF_UP), `lo` included.
-/// The TC programs, loaded whatever the interfaces.
-const TC_PROGRAMS: [&str; 3] = [PROG_INGRESS, PROG_EGRESS, PROG_LOOPBACK];
-
 /// Which program goes on which hook of `iface`. A loopback interface's packets pass its
 /// egress and then its ingress, so one program on egress sees each once, both directions.
 fn hooks_of(iface: &str) -> &'static [(&'static str, TcAttachType)] {

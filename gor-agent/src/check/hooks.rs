@@ -15,7 +15,7 @@
 use std::{ffi::CString, fmt, io};
 
 use aya::programs::{ProgramError, SchedClassifier, TcAttachType};
-use gor_common::{PROG_EGRESS, PROG_INGRESS, PROG_LOOPBACK};
+use gor_common::TC_PROGRAMS;
 
 use super::{
     netlink::{self, Filter, Link, Qdisc},
@@ -56,7 +56,7 @@ pub struct Seen {
 }
 
 fn is_gor(name: &str) -> bool {
-    [PROG_INGRESS, PROG_EGRESS, PROG_LOOPBACK].contains(&name)
+    TC_PROGRAMS.contains(&name)
 }
 
 fn describe_prog(p: &Prog) -> String {

@@ -12,7 +12,7 @@ use std::ops::Range;
 use crate::stream::Direction;
 
 use super::token::is_tchar;
-use super::{Kind, Text};
+use super::{Headers, Kind, Text};
 
 /// Methods accepted as the start of a request when resynchronising.
 const KNOWN_METHODS: [&[u8]; 9] = [
@@ -193,12 +193,15 @@ impl Head {
         }
     }
 
+    /// The header lines with their values, read from `raw` (the bytes the head was
+    /// parsed from).
+    pub(crate) fn values<'a>(&'a self, raw: &'a [u8]) -> Headers<'a> {
+        Headers::new(&self.headers, raw)
+    }
+
     /// Whether any header named `name` lists `token` (see [`lists`]).
     pub(crate) fn lists(&self, raw: &[u8], name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .any(|(_, r)| lists(raw.get(r.clone()).unwrap_or_default(), token))
+        self.values(raw).lists(name, token)
     }
 
     pub(crate) fn has(&self, name: &str) -> bool {
@@ -369,11 +372,7 @@ pub(crate) enum Declared {
 
 /// Reads the framing headers. Transfer-Encoding overrides Content-Length (§6.3 item 3).
 pub(crate) fn declared(head: &Head, raw: &[u8]) -> Declared {
-    declared_of(
-        head.headers
-            .iter()
-            .map(|(name, r)| (name.as_str(), raw.get(r.clone()).unwrap_or_default())),
-    )
+    declared_of(head.values(raw).iter().map(|(name, v)| (name.as_str(), v)))
 }
 
 /// [`declared`] of headers as (name, value).

@@ -42,6 +42,14 @@ impl<'a> Headers<'a> {
             .map(|(_, v)| v)
     }
 
+    /// Whether any header named `name` (any case) lists `token` (see
+    /// [`super::head::lists`]).
+    pub fn lists(self, name: &str, token: &str) -> bool {
+        self.iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .any(|(_, v)| super::head::lists(v, token))
+    }
+
     pub fn len(self) -> usize {
         self.lines.len()
     }

@@ -497,12 +497,7 @@ fn request_of(msg: &HttpMessage) -> Option<Request> {
     if msg.dir != Direction::ClientToServer || method.eq_ignore_ascii_case("CONNECT") {
         return None;
     }
-    let tokens = |name: &str, token: &str| {
-        msg.headers()
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .any(|(_, v)| crate::http::head::lists(v, token))
-    };
+    let tokens = |name: &str, token: &str| msg.headers().lists(name, token);
     let close =
         tokens("connection", "close") || (*version == 0 && !tokens("connection", "keep-alive"));
     let idempotent = ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]

@@ -174,10 +174,8 @@ pub(crate) async fn read_response_keeping<R: AsyncRead + Unpin>(
         let keep_alive = head.lists(r.buf, "connection", "keep-alive");
         let location = matches!(status, 301..=303 | 307 | 308)
             .then(|| {
-                head.headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case("location"))
-                    .and_then(|(_, at)| r.buf.get(at.clone()))
+                head.values(r.buf)
+                    .get("location")
                     .map(Bytes::copy_from_slice)
             })
             .flatten();
